@@ -1,0 +1,25 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+pub mod attention;
+mod block;
+mod error;
+mod feed_forward;
+pub mod mask;
+mod norm;
+pub mod position;
+mod transformer;
+
+#[cfg(test)]
+mod test_util;
+
+pub use attention::{
+    Attention, AttentionConfig, FeatureMap, LinearAttention, MultiHeadAttention, MultiHeadAttentionConfig, Nystrom,
+    Performer, SoftmaxAttention,
+};
+pub use block::{NormPosition, TransformerBlock};
+pub use error::LayerConfigError;
+pub use feed_forward::FeedForward;
+pub use norm::{Norm, NormKind};
+pub use position::{Position, PositionConfig, Rotary, TokenLayout};
+pub use transformer::{Transformer, TransformerConfig};
