@@ -187,8 +187,8 @@ impl Transformer {
             x = block.forward(x, padding, rotary.as_ref());
             states.push(x.clone());
         }
-        if let (Some(norm), Some(last)) = (&self.final_norm, states.pop()) {
-            states.push(norm.forward(last));
+        if let (Some(norm), Some(last)) = (&self.final_norm, states.last_mut()) {
+            *last = norm.forward(last.clone());
         }
         states
     }
@@ -198,6 +198,167 @@ impl Transformer {
     pub fn on_step(&mut self, step: usize) {
         for block in &mut self.blocks {
             block.attention.attention.on_step(step);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::FeatureMap;
+    use crate::test_util::*;
+
+    fn parse(extra: &str) -> Result<TransformerConfig, toml::de::Error> {
+        toml::from_str(&format!("d_model = 64\nn_heads = 4\nn_layers = 2\n{extra}"))
+    }
+
+    #[test]
+    fn toml_defaults_and_kinds() {
+        let c = parse("").unwrap();
+        assert_eq!(c, TransformerConfig::new(64, 4, 2));
+        let c = parse("attention = { kind = \"linear\", feature_map = \"exp\", feature_dim = 32 }\nposition = { kind = \"rope2d\" }").unwrap();
+        assert_eq!(
+            c.attention,
+            AttentionConfig::Linear { feature_map: FeatureMap::Exp, feature_dim: Some(32), chunk_size: 64 }
+        );
+        assert_eq!(c.position, PositionConfig::Rope2d { base: 10_000.0 });
+        let c = parse("attention = { kind = \"nystrom\" }").unwrap();
+        assert_eq!(c.attention, AttentionConfig::Nystrom { num_landmarks: 64, conv_kernel: 33, pinv_iterations: 6 });
+        assert!(c.validate().is_ok());
+    }
+
+    /// Unknown keys, misspelt kinds and wrong types are parse errors that name the key.
+    #[test]
+    fn toml_is_strict() {
+        let cases = [
+            ("n_haeds = 4", "n_haeds"),
+            ("attention = { kind = \"softmax\", num_features = 3 }", "num_features"),
+            ("attention = { kind = \"performer\", num_feature = 3 }", "num_feature"),
+            ("attention = { kind = \"flash\" }", "flash"),
+            ("attention = { kind = \"linear\", feature_map = \"relu\" }", "relu"),
+            ("position = { kind = \"rope\", bsae = 10 }", "bsae"),
+            ("dropout = \"high\"", "dropout"),
+            ("norm_position = \"middle\"", "middle"),
+        ];
+        for (extra, needle) in cases {
+            let err = parse(extra).expect_err(extra).to_string();
+            assert!(err.contains(needle), "{extra}: error does not name `{needle}`: {err}");
+        }
+    }
+
+    /// Every invalid combination gives its own typed error.
+    #[test]
+    fn invalid_combinations_give_typed_errors() {
+        let base = TransformerConfig { dropout: 0.0, ..TransformerConfig::new(64, 4, 2) };
+        let with = |f: &dyn Fn(&mut TransformerConfig)| {
+            let mut c = base.clone();
+            f(&mut c);
+            c.validate().expect_err("must be invalid")
+        };
+        use LayerConfigError as E;
+        assert_eq!(with(&|c| c.n_heads = 5), E::HeadsDoNotDivide { d_model: 64, n_heads: 5 });
+        assert_eq!(with(&|c| c.n_heads = 0), E::Zero { key: "n_heads" });
+        assert_eq!(with(&|c| c.n_layers = 0), E::Zero { key: "n_layers" });
+        assert_eq!(with(&|c| c.d_ff = Some(0)), E::Zero { key: "d_ff" });
+        assert_eq!(with(&|c| c.dropout = 1.0), E::Dropout(1.0));
+        assert_eq!(with(&|c| c.norm_eps = 0.0), E::NotPositive { key: "norm_eps", value: 0.0 });
+        assert_eq!(
+            with(&|c| {
+                c.causal = true;
+                c.attention = AttentionConfig::Nystrom { num_landmarks: 8, conv_kernel: 33, pinv_iterations: 6 };
+            }),
+            E::CausalNystrom
+        );
+        assert_eq!(
+            with(&|c| c.attention = AttentionConfig::Nystrom { num_landmarks: 8, conv_kernel: 32, pinv_iterations: 6 }),
+            E::EvenConvKernel(32)
+        );
+        assert_eq!(
+            with(&|c| c.attention = AttentionConfig::Nystrom { num_landmarks: 0, conv_kernel: 33, pinv_iterations: 6 }),
+            E::Zero { key: "attention.num_landmarks" }
+        );
+        // d_head = 12 / 4 = 3: odd for RoPE, not a multiple of 4 for 2-D RoPE.
+        assert_eq!(
+            with(&|c| {
+                c.d_model = 12;
+                c.position = PositionConfig::Rope { base: 10_000.0 };
+            }),
+            E::RopeOddDim { what: "d_head", dim: 3 }
+        );
+        assert_eq!(
+            with(&|c| {
+                c.d_model = 24; // d_head 6: even, not divisible by 4
+                c.position = PositionConfig::Rope2d { base: 10_000.0 };
+            }),
+            E::Rope2dDim { what: "d_head", dim: 6 }
+        );
+        // RoPE rotates the feature maps of linear attention and Performer.
+        assert_eq!(
+            with(&|c| {
+                c.attention =
+                    AttentionConfig::Linear { feature_map: FeatureMap::Exp, feature_dim: Some(33), chunk_size: 64 };
+                c.position = PositionConfig::Rope { base: 10_000.0 };
+            }),
+            E::RopeOddDim { what: "linear attention feature_dim", dim: 33 }
+        );
+        assert_eq!(
+            with(&|c| {
+                c.attention =
+                    AttentionConfig::Performer { num_features: Some(30), redraw_interval: 0, seed: 0, chunk_size: 64 };
+                c.position = PositionConfig::Rope2d { base: 10_000.0 };
+            }),
+            E::Rope2dDim { what: "performer num_features", dim: 30 }
+        );
+        assert_eq!(
+            with(&|c| c.attention =
+                AttentionConfig::Linear { feature_map: FeatureMap::Exp, feature_dim: Some(0), chunk_size: 64 }),
+            E::ZeroFeatureDim
+        );
+        assert_eq!(
+            with(&|c| c.position = PositionConfig::Learned { max_seq_len: 0 }),
+            E::Zero { key: "position.max_seq_len" }
+        );
+        assert_eq!(
+            with(&|c| c.position = PositionConfig::Rope { base: -1.0 }),
+            E::NotPositive { key: "position.base", value: -1.0 }
+        );
+        // The message carries the values.
+        assert_eq!(
+            E::HeadsDoNotDivide { d_model: 64, n_heads: 5 }.to_string(),
+            "d_model (64) is not divisible by n_heads (5)"
+        );
+    }
+
+    /// Every attention × position combination builds and runs, pre- and post-norm, with padding;
+    /// pre- and post-norm stacks are not the same function.
+    #[test]
+    fn every_attention_and_position_builds_and_runs() {
+        let device = dev();
+        let attentions = [
+            "{ kind = \"softmax\" }",
+            "{ kind = \"linear\" }",
+            "{ kind = \"linear\", feature_map = \"exp\", feature_dim = 32 }",
+            "{ kind = \"performer\" }",
+            "{ kind = \"nystrom\", num_landmarks = 4 }",
+        ];
+        let positions = ["\"none\"", "\"learned\", max_seq_len = 16", "\"sinusoidal\"", "\"rope\"", "\"rope2d\""];
+        for a in attentions {
+            for p in positions {
+                for norm in ["pre", "post"] {
+                    let c = parse(&format!(
+                        "dropout = 0.0\nnorm_position = \"{norm}\"\nnorm = \"rms_norm\"\nattention = {a}\nposition = {{ kind = {p} }}"
+                    ))
+                    .unwrap_or_else(|e| panic!("{a} {p}: {e}"));
+                    c.validate().unwrap_or_else(|e| panic!("{a} {p}: {e}"));
+                    let stack = c.init(&device);
+                    let x = randn([2, 12, 64], 1.0, 1, &device);
+                    let pad = crate::mask::padding_from_lengths(&[12, 7], 12, &device);
+                    let states = stack.forward_hidden_states(x, Some(&pad), TokenLayout::Grid { rows: 3, cols: 4 });
+                    assert_eq!(states.len(), 2);
+                    let y = to_vec(states[1].clone());
+                    assert!(y.iter().all(|v| v.is_finite()), "{a} {p} {norm}");
+                }
+            }
         }
     }
 }

@@ -127,7 +127,7 @@ impl LinearAttention {
     ) -> Tensor<4> {
         let fq = self.features(q, true, padding);
         let fk = self.features(k, false, padding);
-        kernelized_attention(Features::new(fq, fk, rotary), v, causal, self.chunk_size)
+        kernelized_attention(Features::new(fq, fk, rotary), v, causal, self.chunk_size, LINEAR_EPS)
     }
 }
 
@@ -165,7 +165,7 @@ impl Features {
 /// # Shapes
 ///
 /// - features `[b, h, n, m]`, `v`: `[b, h, n, d]` → `[b, h, n, d]`
-pub fn kernelized_attention(f: Features, v: Tensor<4>, causal: bool, chunk: usize) -> Tensor<4> {
+pub fn kernelized_attention(f: Features, v: Tensor<4>, causal: bool, chunk: usize, eps: f64) -> Tensor<4> {
     let [b, h, n, m] = f.num_q.dims();
     let d = v.dims()[3];
     if !causal {
@@ -173,7 +173,7 @@ pub fn kernelized_attention(f: Features, v: Tensor<4>, causal: bool, chunk: usiz
         let num = f.num_q.matmul(kv); // [b, h, n, d]
         let z = f.den_k.sum_dim(2); // [b, h, 1, m]
         let den = (f.den_q * z).sum_dim(3); // [b, h, n, 1]
-        return num / den.add_scalar(LINEAR_EPS);
+        return num / guard(den, eps);
     }
     let chunk = chunk.clamp(1, n.max(1));
     let c = n.div_ceil(chunk);
@@ -201,14 +201,19 @@ pub fn kernelized_attention(f: Features, v: Tensor<4>, causal: bool, chunk: usiz
     let z_before = z.clone().cumsum(2) - z;
     let num = intra_num + nq.matmul(state_before); // [b, h, c, C, d]
     let den = intra_den + (dq * z_before).sum_dim(4); // [b, h, c, C, 1]
-    let out = (num / den.add_scalar(LINEAR_EPS)).reshape([b, h, c * chunk, d]);
+    let out = (num / guard(den, eps)).reshape([b, h, c * chunk, d]);
     out.narrow(2, 0, n)
+}
+
+/// `den + eps`, kept away from zero so that a query with no real key returns zeros, not NaN.
+fn guard<const D: usize>(den: Tensor<D>, eps: f64) -> Tensor<D> {
+    den.add_scalar(eps).clamp_min(1e-30)
 }
 
 /// The `O(n²)` definition that [`kernelized_attention`] computes fast: the full `[n, n]` matrices
 /// `A = n_q n_kᵀ` and `D = d_q d_kᵀ`, lower-triangular when causal, and `A V / (rowsum D + ε)`.
 /// For tests and benchmarks.
-pub fn kernelized_attention_quadratic(f: Features, v: Tensor<4>, causal: bool) -> Tensor<4> {
+pub fn kernelized_attention_quadratic(f: Features, v: Tensor<4>, causal: bool, eps: f64) -> Tensor<4> {
     let n = f.num_q.dims()[2];
     let mut a = f.num_q.matmul(f.num_k.swap_dims(2, 3)); // [b, h, n, n]
     let mut dd = f.den_q.matmul(f.den_k.swap_dims(2, 3)); // [b, h, n, n]
@@ -217,7 +222,7 @@ pub fn kernelized_attention_quadratic(f: Features, v: Tensor<4>, causal: bool) -
         a = a * tril.clone();
         dd = dd * tril;
     }
-    a.matmul(v) / dd.sum_dim(3).add_scalar(LINEAR_EPS)
+    a.matmul(v) / guard(dd.sum_dim(3), eps)
 }
 
 #[cfg(test)]
@@ -243,8 +248,8 @@ mod tests {
             for feature_dim in [None, Some(24)] {
                 for rope in [false, true] {
                     let (f, v) = features_for(map, feature_dim, rope, 10);
-                    let fast = to_vec(kernelized_attention(f.clone(), v.clone(), false, 8));
-                    let slow = to_vec(kernelized_attention_quadratic(f, v, false));
+                    let fast = to_vec(kernelized_attention(f.clone(), v.clone(), false, 8, LINEAR_EPS));
+                    let slow = to_vec(kernelized_attention_quadratic(f, v, false, LINEAR_EPS));
                     assert_close(&fast, &slow, 1e-4);
                 }
             }
@@ -258,9 +263,9 @@ mod tests {
         for map in [FeatureMap::EluPlusOne, FeatureMap::Exp] {
             for rope in [false, true] {
                 let (f, v) = features_for(map, Some(16), rope, 20);
-                let slow = to_vec(kernelized_attention_quadratic(f.clone(), v.clone(), true));
+                let slow = to_vec(kernelized_attention_quadratic(f.clone(), v.clone(), true, LINEAR_EPS));
                 for chunk in [1, 5, 8, 37, 64] {
-                    let fast = to_vec(kernelized_attention(f.clone(), v.clone(), true, chunk));
+                    let fast = to_vec(kernelized_attention(f.clone(), v.clone(), true, chunk, LINEAR_EPS));
                     assert_close(&fast, &slow, 1e-4);
                 }
             }

@@ -25,12 +25,11 @@ use crate::{LayerConfigError, Rotary};
 
 /// Which attention a block uses. TOML: `[model.attention]` with `kind = "performer"` and the
 /// variant's keys.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AttentionConfig {
     /// Exact `softmax(QKᵀ/√d) V`.
-    #[default]
-    Softmax,
+    Softmax {},
     /// Linear attention `φ(Q)(φ(K)ᵀV)` (Katharopoulos et al. 2020).
     Linear {
         /// `"elu+1"` (default) or `"exp"`.
@@ -88,11 +87,17 @@ fn default_pinv_iterations() -> usize {
     6
 }
 
+impl Default for AttentionConfig {
+    fn default() -> Self {
+        Self::Softmax {}
+    }
+}
+
 impl AttentionConfig {
     /// The TOML `kind` of this config.
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::Softmax => "softmax",
+            Self::Softmax {} => "softmax",
             Self::Linear { .. } => "linear",
             Self::Performer { .. } => "performer",
             Self::Nystrom { .. } => "nystrom",
@@ -102,7 +107,7 @@ impl AttentionConfig {
     /// Check the parameters, and that a causal model does not ask for Nyström.
     pub fn validate(&self, causal: bool) -> Result<(), LayerConfigError> {
         match self {
-            Self::Softmax => Ok(()),
+            Self::Softmax {} => Ok(()),
             Self::Linear { feature_dim, chunk_size, .. } => {
                 if *feature_dim == Some(0) {
                     return Err(LayerConfigError::ZeroFeatureDim);
@@ -133,7 +138,7 @@ impl AttentionConfig {
     /// or for linear attention and Performer the feature size (RoPE acts on `φ(q)`, `φ(k)`).
     pub fn rotated_dims(&self, d_head: usize) -> Vec<(&'static str, usize)> {
         match self {
-            Self::Softmax | Self::Nystrom { .. } => vec![("d_head", d_head)],
+            Self::Softmax {} | Self::Nystrom { .. } => vec![("d_head", d_head)],
             Self::Linear { feature_dim, .. } => match feature_dim {
                 Some(m) => vec![("linear attention feature_dim", *m)],
                 None => vec![("d_head", d_head)],
@@ -148,7 +153,7 @@ impl AttentionConfig {
     /// seed so that layers draw different features.
     pub fn init(&self, n_heads: usize, d_head: usize, layer: usize, device: &Device) -> Attention {
         match self {
-            Self::Softmax => Attention::Softmax(SoftmaxAttention),
+            Self::Softmax {} => Attention::Softmax(SoftmaxAttention),
             Self::Linear { feature_map, feature_dim, chunk_size } => {
                 Attention::Linear(LinearAttention::new(d_head, *feature_map, *feature_dim, *chunk_size, device))
             }
@@ -215,6 +220,162 @@ impl Attention {
     pub fn on_step(&mut self, step: usize) {
         if let Self::Performer(p) = self {
             p.redraw(step);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mask::padding_from_lengths;
+    use crate::test_util::*;
+
+    /// One config per kind, with the non-default options switched on.
+    fn kinds() -> Vec<AttentionConfig> {
+        vec![
+            AttentionConfig::Softmax {},
+            AttentionConfig::Linear { feature_map: FeatureMap::EluPlusOne, feature_dim: None, chunk_size: 4 },
+            AttentionConfig::Linear { feature_map: FeatureMap::Exp, feature_dim: Some(16), chunk_size: 4 },
+            AttentionConfig::Performer { num_features: Some(32), redraw_interval: 0, seed: 1, chunk_size: 4 },
+            AttentionConfig::Nystrom { num_landmarks: 3, conv_kernel: 5, pinv_iterations: 6 },
+        ]
+    }
+
+    fn mha(kind: &AttentionConfig, causal: bool, device: &Device) -> MultiHeadAttention {
+        MultiHeadAttentionConfig { d_model: 16, n_heads: 2, causal, attention: kind.clone() }.init(0, device)
+    }
+
+    fn rotary(kind: usize, positions: std::ops::Range<usize>, device: &Device) -> Option<Rotary> {
+        let p: Vec<f64> = positions.map(|i| i as f64).collect();
+        match kind {
+            0 => None,
+            1 => Some(Rotary::one_d(p, 10_000.0, device)),
+            _ => Some(Rotary::two_d(
+                p.iter().map(|i| (i / 4.0).floor()).collect(),
+                p.iter().map(|i| i % 4.0).collect(),
+                10_000.0,
+                device,
+            )),
+        }
+    }
+
+    /// Appending padding (with junk values) changes nothing at real positions, for every kind, causal
+    /// or not, with and without RoPE.
+    #[test]
+    fn appended_padding_changes_nothing_at_real_positions() {
+        let device = dev();
+        let (n, extra) = (9, 4);
+        for kind in kinds() {
+            for causal in [false, true] {
+                if causal && kind.validate(true).is_err() {
+                    continue;
+                }
+                let layer = mha(&kind, causal, &device);
+                for rope in [0, 1] {
+                    let x = randn([2, n, 16], 1.0, 1, &device);
+                    let short_pad = padding_from_lengths(&[9, 6], n, &device);
+                    let short = layer.forward(x.clone(), Some(&short_pad), rotary(rope, 0..n, &device).as_ref());
+                    let junk = randn([2, extra, 16], 3.0, 2, &device);
+                    let long_x = Tensor::cat(vec![x, junk], 1);
+                    let long_pad = padding_from_lengths(&[9, 6], n + extra, &device);
+                    let long = layer.forward(long_x, Some(&long_pad), rotary(rope, 0..n + extra, &device).as_ref());
+                    for (b, len) in [(0, 9), (1, 6)] {
+                        let a = to_vec(short.clone().narrow(0, b, 1).narrow(1, 0, len));
+                        let c = to_vec(long.clone().narrow(0, b, 1).narrow(1, 0, len));
+                        let diff = max_abs_diff(&a, &c);
+                        assert!(diff < 1e-4, "{} causal={causal} rope={rope} batch {b}: diff {diff}", kind.kind());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Causal kinds: changing the tokens after position `i` leaves outputs up to `i` unchanged.
+    #[test]
+    fn causal_outputs_ignore_the_future() {
+        let device = dev();
+        for kind in kinds().into_iter().filter(|k| k.validate(true).is_ok()) {
+            let layer = mha(&kind, true, &device);
+            let x = randn([1, 10, 16], 1.0, 3, &device);
+            let changed = Tensor::cat(vec![x.clone().narrow(1, 0, 6), randn([1, 4, 16], 1.0, 4, &device)], 1);
+            let rot = rotary(1, 0..10, &device);
+            let a = to_vec(layer.forward(x, None, rot.as_ref()).narrow(1, 0, 6));
+            let b = to_vec(layer.forward(changed, None, rot.as_ref()).narrow(1, 0, 6));
+            let diff = max_abs_diff(&a, &b);
+            assert!(diff < 1e-5, "{}: {diff}", kind.kind());
+        }
+    }
+
+    /// RoPE and 2-D RoPE compose with every kind: scores depend only on offsets, so shifting every
+    /// position by the same amount leaves the output unchanged (linear attention and Performer
+    /// rotate their features in the numerator; Nyström's landmarks are means of rotated vectors).
+    #[test]
+    fn rotary_attention_is_translation_invariant() {
+        let device = dev();
+        let n = 8;
+        for kind in kinds() {
+            let layer = mha(&kind, false, &device);
+            let x = randn([2, n, 16], 1.0, 5, &device);
+            let base = to_vec(layer.forward(x.clone(), None, rotary(1, 0..n, &device).as_ref()));
+            let shifted = to_vec(layer.forward(x.clone(), None, rotary(1, 37..37 + n, &device).as_ref()));
+            assert!(max_abs_diff(&base, &shifted) < 1e-4, "rope {}", kind.kind());
+            let p: Vec<f64> = (0..n).map(|i| i as f64).collect();
+            let grid = |dr: f64, dc: f64| {
+                Rotary::two_d(
+                    p.iter().map(|i| (i / 4.0).floor() + dr).collect(),
+                    p.iter().map(|i| i % 4.0 + dc).collect(),
+                    10_000.0,
+                    &device,
+                )
+            };
+            let base = to_vec(layer.forward(x.clone(), None, Some(&grid(0.0, 0.0))));
+            let shifted = to_vec(layer.forward(x.clone(), None, Some(&grid(5.0, 11.0))));
+            assert!(max_abs_diff(&base, &shifted) < 1e-4, "rope2d {}", kind.kind());
+            // And positions matter: a different relative layout changes the output.
+            let unrotated = to_vec(layer.forward(x, None, None));
+            assert!(max_abs_diff(&base, &unrotated) > 1e-4, "rope2d has no effect on {}", kind.kind());
+        }
+    }
+
+    /// Central differences against `backward()` for the gradient of `Σ out ⊙ r` with respect to
+    /// the input, through the projections, the attention kind (with RoPE), masks and the Nyström
+    /// convolution.
+    #[test]
+    fn input_gradients_match_finite_differences() {
+        let device = dev().autodiff();
+        for kind in kinds() {
+            for causal in [false, true] {
+                if causal && kind.validate(true).is_err() {
+                    continue;
+                }
+                let layer = mha(&kind, causal, &device);
+                let n = 6;
+                let pad = padding_from_lengths(&[6, 4], n, &device);
+                let rot = rotary(1, 0..n, &device);
+                let r = randn([2, n, 16], 1.0, 8, &device);
+                let x0 = to_vec(randn([2, n, 16], 0.7, 9, &device));
+                let loss = |x: &[f32]| {
+                    let x = Tensor::<1>::from_floats(x, &device).reshape([2, n, 16]);
+                    (layer.forward(x, Some(&pad), rot.as_ref()) * r.clone()).sum()
+                };
+                let x = Tensor::<1>::from_floats(x0.as_slice(), &device).reshape([2, n, 16]).require_grad();
+                let grads = (layer.forward(x.clone(), Some(&pad), rot.as_ref()) * r.clone()).sum().backward();
+                let analytic = to_vec(x.grad(&grads).expect("input gradient"));
+                let h = 1e-2;
+                for idx in [0, 17, 40, 95, 100, 150, 191] {
+                    let mut plus = x0.clone();
+                    plus[idx] += h;
+                    let mut minus = x0.clone();
+                    minus[idx] -= h;
+                    let fd = (to_vec(loss(&plus))[0] - to_vec(loss(&minus))[0]) / (2.0 * h);
+                    let ad = analytic[idx];
+                    assert!(
+                        (fd - ad).abs() <= 2e-2 * (1.0 + ad.abs()),
+                        "{} causal={causal} x[{idx}]: finite difference {fd} vs backward {ad}",
+                        kind.kind()
+                    );
+                }
+            }
         }
     }
 }

@@ -31,7 +31,7 @@ pub struct MultiHeadAttentionConfig {
 impl MultiHeadAttentionConfig {
     /// Softmax attention, non-causal.
     pub fn new(d_model: usize, n_heads: usize) -> Self {
-        Self { d_model, n_heads, causal: false, attention: AttentionConfig::Softmax }
+        Self { d_model, n_heads, causal: false, attention: AttentionConfig::Softmax {} }
     }
 
     /// Head dimension `d_model / n_heads`.
@@ -47,7 +47,7 @@ impl MultiHeadAttentionConfig {
         if self.d_model == 0 {
             return Err(LayerConfigError::Zero { key: "d_model" });
         }
-        if self.d_model % self.n_heads != 0 {
+        if !self.d_model.is_multiple_of(self.n_heads) {
             return Err(LayerConfigError::HeadsDoNotDivide { d_model: self.d_model, n_heads: self.n_heads });
         }
         self.attention.validate(self.causal)

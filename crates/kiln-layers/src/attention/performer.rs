@@ -10,14 +10,17 @@
 //! sums, RoPE on the numerator's features only.
 //!
 //! **Stabilisers.** Queries subtract their own max over features (a per-query factor that cancels in
-//! `D⁻¹`). Keys subtract one max over all real keys and features per `(batch, head)`, as the reference
-//! code does: a common factor, which cancels too. This holds for causal attention as well. METHODS.md
-//! §2 suggests a per-key max for causal keys (so that a key's features do not depend on later keys,
-//! which matters for incremental decoding), but a per-key max does not cancel: it reweights key `j`
-//! by `exp(−max_r w_r·k_j)`. Measured on the test inputs below (n = 64, d = 16, 4 draws), the causal
-//! relative error against exact softmax then *grew* from 0.37 at m = 8 to 0.51 at m = 512, instead of
-//! falling. We keep the global max. Its only dependence on later keys is the size of the `1e-4` floor
-//! relative to the features (exactly as in the reference code); Kiln has no incremental decoding.
+//! `D⁻¹`). Keys subtract one max `G` over all real keys and features per `(batch, head)`, as the
+//! reference code does: a common factor, which cancels too. METHODS.md §2 suggests a per-key max for
+//! causal keys (so that a key's features do not depend on later keys), but a per-key max does not
+//! cancel: it reweights key `j` by `exp(−max_r w_r·k_j)`. Measured on the test inputs below (n = 64,
+//! d = 16, 4 draws), the causal relative error against exact softmax then *grew* from 0.37 at m = 8 to
+//! 0.51 at m = 512 instead of falling. With the global `G`, the only thing that depends on later keys
+//! is the size of the `1e-4` floor relative to the features (the reference's `exp(a − G) + 1e-4`), a
+//! leak of about 1e-4 into earlier outputs, also measured. So causal keys use
+//! `exp(a − G) + 1e-4 · exp(−G)`: `exp(−G)` times the unstabilised `exp(a) + 1e-4`, whose common
+//! factor cancels, so outputs depend on no later token (tested) and the estimate stays unbiased. `−G`
+//! is capped at 60 against overflow, which only binds for keys of extreme norm.
 //!
 //! **`W` is state.** It is a non-trainable [`Param`] so that it is saved in checkpoints and a resumed
 //! run continues with the features it was trained with. [`Performer::redraw`] draws a new `W` every
@@ -140,23 +143,30 @@ impl Performer {
     /// # Shapes
     ///
     /// - `x`: `[b, h, n, d]` → `[b, h, n, m]`
-    pub fn features(&self, x: Tensor<4>, is_query: bool, padding: Option<&Tensor<2, Bool>>) -> Tensor<4> {
+    pub fn features(&self, x: Tensor<4>, is_query: bool, causal: bool, padding: Option<&Tensor<2, Bool>>) -> Tensor<4> {
         let [b, h, n, d] = x.dims();
         let w = self.projection.val(); // [m, d]
         let m = w.dims()[0];
         let x = x.mul_scalar((d as f64).powf(-0.25));
         let wx = x.clone().matmul(w.transpose().reshape([1, 1, d, m])); // [b, h, n, m]
         let half_sq = x.powf_scalar(2.0).sum_dim(3).div_scalar(2.0); // [b, h, n, 1]
-        let stab = if is_query {
-            wx.clone().max_dim(3) // [b, h, n, 1]
+        let shifted = if is_query {
+            let stab = wx.clone().max_dim(3).detach(); // [b, h, n, 1]
+            (wx - half_sq - stab).exp().add_scalar(PERFORMER_FEATURE_EPS)
         } else {
             let masked = match padding {
                 Some(p) => wx.clone().mask_fill(p.clone().reshape([b, 1, n, 1]).expand([b, h, n, m]), f32::MIN),
                 None => wx.clone(),
             };
-            masked.max_dim(3).max_dim(2) // [b, h, 1, 1]
+            let stab = masked.max_dim(3).max_dim(2).detach(); // [b, h, 1, 1]
+            let floor = if causal {
+                stab.clone().neg().clamp_max(60.0).exp().mul_scalar(PERFORMER_FEATURE_EPS)
+            } else {
+                stab.ones_like().mul_scalar(PERFORMER_FEATURE_EPS)
+            };
+            (wx - half_sq - stab).exp() + floor
         };
-        let phi = (wx - half_sq - stab.detach()).exp().add_scalar(PERFORMER_FEATURE_EPS).div_scalar((m as f64).sqrt());
+        let phi = shifted.div_scalar((m as f64).sqrt());
         match (is_query, padding) {
             (false, Some(p)) => phi * keep_tokens(p),
             _ => phi,
@@ -177,9 +187,10 @@ impl Performer {
         causal: bool,
         rotary: Option<&Rotary>,
     ) -> Tensor<4> {
-        let fq = self.features(q, true, padding);
-        let fk = self.features(k, false, padding);
-        kernelized_attention(Features::new(fq, fk, rotary), v, causal, self.chunk_size)
+        let fq = self.features(q, true, causal, padding);
+        let fk = self.features(k, false, causal, padding);
+        // No ε in the denominator: features are strictly positive, and an ε would not scale with them.
+        kernelized_attention(Features::new(fq, fk, rotary), v, causal, self.chunk_size, 0.0)
     }
 }
 
@@ -219,9 +230,13 @@ mod tests {
         let v = randn([2, 2, 29, 8], 1.0, 3, &device);
         for rope in [false, true] {
             let rot = rope.then(|| Rotary::one_d((0..29).map(|i| i as f64).collect(), 10_000.0, &device));
-            let f = Features::new(p.features(q.clone(), true, None), p.features(k.clone(), false, None), rot.as_ref());
-            let slow = to_vec(kernelized_attention_quadratic(f.clone(), v.clone(), true));
-            let fast = to_vec(kernelized_attention(f, v.clone(), true, 8));
+            let f = Features::new(
+                p.features(q.clone(), true, true, None),
+                p.features(k.clone(), false, true, None),
+                rot.as_ref(),
+            );
+            let slow = to_vec(kernelized_attention_quadratic(f.clone(), v.clone(), true, 0.0));
+            let fast = to_vec(kernelized_attention(f, v.clone(), true, 8, 0.0));
             assert_close(&fast, &slow, 1e-4);
             // And the module's forward is that computation.
             let out = to_vec(p.forward(q.clone(), k.clone(), v.clone(), None, true, rot.as_ref()));

@@ -34,19 +34,18 @@ pub enum TokenLayout {
 }
 
 /// Which position encoding a model uses. TOML: `[model.position]` with `kind = "rope"`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PositionConfig {
     /// No position information at all (a bag of tokens; useful as an ablation).
-    #[default]
-    None,
+    None {},
     /// A trained table of `max_seq_len` vectors added to the input (BERT, GPT-2).
     Learned {
         /// Longest sequence the table covers.
         max_seq_len: usize,
     },
     /// Fixed sines and cosines added to the input (Vaswani et al. 2017).
-    Sinusoidal,
+    Sinusoidal {},
     /// 1-D rotary embedding of queries and keys, interleaved pairs (RoFormer).
     Rope {
         /// Frequency base: `θ_i = base^(-2i/d)`.
@@ -65,6 +64,12 @@ fn default_base() -> f64 {
     10_000.0
 }
 
+impl Default for PositionConfig {
+    fn default() -> Self {
+        Self::None {}
+    }
+}
+
 impl PositionConfig {
     /// Check this encoding against the dimensions it will rotate.
     ///
@@ -73,7 +78,7 @@ impl PositionConfig {
     /// `φ(q)`, `φ(k)` there).
     pub fn validate(&self, rotated: &[(&'static str, usize)]) -> Result<(), LayerConfigError> {
         match self {
-            Self::None | Self::Sinusoidal => Ok(()),
+            Self::None {} | Self::Sinusoidal {} => Ok(()),
             Self::Learned { max_seq_len } => {
                 if *max_seq_len == 0 {
                     Err(LayerConfigError::Zero { key: "position.max_seq_len" })
@@ -106,9 +111,9 @@ impl PositionConfig {
     /// Build the encoding for a model of width `d_model`.
     pub fn init(&self, d_model: usize, device: &Device) -> Position {
         match self {
-            Self::None => Position::None(NoPosition),
+            Self::None {} => Position::None(NoPosition),
             Self::Learned { max_seq_len } => Position::Learned(LearnedPosition::new(*max_seq_len, d_model, device)),
-            Self::Sinusoidal => Position::Sinusoidal(SinusoidalPosition { d_model }),
+            Self::Sinusoidal {} => Position::Sinusoidal(SinusoidalPosition { d_model }),
             Self::Rope { base } => Position::Rope(Rope { base: *base }),
             Self::Rope2d { base } => Position::Rope2d(Rope2d { base: *base }),
         }

@@ -97,13 +97,13 @@ impl Rotary {
         };
         match &self.angles {
             Angles::OneD(positions) => {
-                assert!(dim % 2 == 0, "rope needs an even dimension, got {dim}");
+                assert!(dim.is_multiple_of(2), "rope needs an even dimension, got {dim}");
                 for &p in positions {
                     push_pairs(p, dim);
                 }
             }
             Angles::TwoD { rows, cols } => {
-                assert!(dim % 4 == 0, "rope2d needs a dimension divisible by 4, got {dim}");
+                assert!(dim.is_multiple_of(4), "rope2d needs a dimension divisible by 4, got {dim}");
                 for (&r, &c) in rows.iter().zip(cols) {
                     push_pairs(r, dim / 2);
                     push_pairs(c, dim / 2);
