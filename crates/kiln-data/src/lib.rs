@@ -1,0 +1,9 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+mod error;
+pub mod listops;
+pub mod mnist;
+pub mod text;
+
+pub use error::DataError;

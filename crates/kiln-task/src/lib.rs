@@ -1,0 +1,160 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::prelude::*;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+/// Named scalar metrics, in the order they should be shown.
+pub type Metrics = Vec<(String, f64)>;
+
+/// The loss of one training batch, and what to log about it.
+pub struct StepOutput {
+    /// Scalar loss `[1]` to differentiate.
+    pub loss: Tensor<1>,
+    /// Number of items (sequences, images, tokens) in the batch, for weighted averages.
+    pub items: usize,
+}
+
+/// Whether a larger or smaller value of a metric is better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Goal {
+    /// Smaller is better (losses, perplexity).
+    Minimize,
+    /// Larger is better (accuracy, F1).
+    Maximize,
+}
+
+/// Options of `kiln sample` / `kiln predict` that every task may read.
+#[derive(Debug, Clone, Default)]
+pub struct GenerateOptions {
+    /// A prompt or an input text.
+    pub prompt: Option<String>,
+    /// How many tokens or items to generate.
+    pub max_tokens: usize,
+    /// Sampling temperature (1.0: the model's distribution).
+    pub temperature: f64,
+    /// Seed of the sampler.
+    pub seed: u64,
+}
+
+/// One trainable task: a model, its data, its loss and its evaluation.
+///
+/// `kiln train` calls [`Task::build_model`] (or loads a checkpoint into it), then for each step
+/// [`Task::train_batch`] and [`Task::step`], the optimiser, and [`Task::on_optimizer_step`];
+/// every evaluation interval [`Task::evaluate`] on a non-autodiff copy of the model.
+pub trait Task: Sized {
+    /// The model trained.
+    type Model: Module + Clone + core::fmt::Debug + Send + 'static;
+    /// One training batch, on the device.
+    type Batch;
+
+    /// A human name for logs, e.g. `"char-level language model"`.
+    fn describe(&self) -> String;
+
+    /// Build a freshly initialised model.
+    fn build_model(&self, device: &Device) -> Self::Model;
+
+    /// Number of training examples, if the task has a finite training set (epochs then mean
+    /// something); `None` for tasks that sample windows.
+    fn train_len(&self) -> Option<usize>;
+
+    /// The training batch of `step` (0-based), a pure function of `(seed, step, batch_size)`.
+    fn train_batch(&self, step: usize, batch_size: usize, seed: u64, device: &Device) -> Self::Batch;
+
+    /// Forward pass and loss of one batch in training mode.
+    fn step(&self, model: &Self::Model, batch: Self::Batch) -> StepOutput;
+
+    /// Called after each optimiser step with the new step count (Performer feature redraws).
+    fn on_optimizer_step(&self, _model: &mut Self::Model, _step: usize) {}
+
+    /// Evaluate on the validation split (`split = "valid"`) or the test split (`"test"`).
+    /// The first metric is the one early stopping and "best checkpoint" use unless configured.
+    fn evaluate(&self, model: &Self::Model, split: &str, device: &Device) -> anyhow::Result<Metrics>;
+
+    /// Whether larger or smaller is better for metric `name`.
+    fn goal(&self, name: &str) -> Goal {
+        if name.contains("loss") || name.contains("perplexity") { Goal::Minimize } else { Goal::Maximize }
+    }
+
+    /// Write what is needed to rebuild this task without the training data (a vocabulary, label
+    /// names) into the run directory.
+    fn save_artifacts(&self, _run_dir: &Path) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// `kiln sample` / `kiln predict`: produce text from the trained model.
+    fn generate(&self, _model: &Self::Model, _options: &GenerateOptions, _device: &Device) -> anyhow::Result<String> {
+        anyhow::bail!("{} does not generate or predict", self.describe())
+    }
+}
+
+/// A reproducible generator for `(seed, stream, index)`: the same three numbers always give the
+/// same stream, so batches do not depend on how many were drawn before (resume safety).
+pub fn step_rng(seed: u64, stream: u64, index: u64) -> StdRng {
+    let mut z = seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    StdRng::seed_from_u64(z ^ (z >> 31))
+}
+
+/// Which examples make the batch of a given step: each epoch is a fresh permutation of the
+/// training set drawn from `(seed, epoch)`, cut into batches; the last partial batch of an epoch
+/// is dropped so that every batch has the same size.
+#[derive(Debug, Clone)]
+pub struct EpochSampler {
+    len: usize,
+    batch_size: usize,
+    seed: u64,
+}
+
+impl EpochSampler {
+    /// A sampler over `len` examples.
+    ///
+    /// # Panics
+    ///
+    /// If `batch_size` is zero or larger than `len`.
+    pub fn new(len: usize, batch_size: usize, seed: u64) -> Self {
+        assert!(batch_size > 0 && batch_size <= len, "batch size {batch_size} must be in 1..={len}");
+        Self { len, batch_size, seed }
+    }
+
+    /// Batches per epoch.
+    pub fn batches_per_epoch(&self) -> usize {
+        self.len / self.batch_size
+    }
+
+    /// The example indices of the batch at `step`.
+    pub fn batch(&self, step: usize) -> Vec<usize> {
+        let per_epoch = self.batches_per_epoch();
+        let (epoch, within) = (step / per_epoch, step % per_epoch);
+        let mut order: Vec<usize> = (0..self.len).collect();
+        order.shuffle(&mut step_rng(self.seed, 1, epoch as u64));
+        order[within * self.batch_size..(within + 1) * self.batch_size].to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epochs_are_permutations_and_reproducible() {
+        let s = EpochSampler::new(10, 3, 7);
+        assert_eq!(s.batches_per_epoch(), 3);
+        let epoch0: Vec<usize> = (0..3).flat_map(|i| s.batch(i)).collect();
+        let mut sorted = epoch0.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 9, "no example twice in an epoch");
+        assert_eq!(s.batch(4), EpochSampler::new(10, 3, 7).batch(4));
+        assert_ne!(
+            (0..3).flat_map(|i| s.batch(i)).collect::<Vec<_>>(),
+            (3..6).flat_map(|i| s.batch(i)).collect::<Vec<_>>()
+        );
+    }
+}

@@ -1,0 +1,210 @@
+//! Checkpoints: written atomically, verified on load.
+//!
+//! `RUN_DIR/checkpoints/step-NNNNNNN/` holds `model.bpk`, `optimizer.bpk` (burnpack) and
+//! `state.json` (step, seed, best metric, early-stopping count and the CRC-32 of both files). It is
+//! written under a temporary name, synced, then renamed: a crash leaves either the old set of
+//! checkpoints or the new one, never a half-written one. `checkpoints/latest` names the newest,
+//! `checkpoints/best` the one with the best evaluation metric; both are replaced by rename too.
+//!
+//! The random state needs no saving: batches are a function of `(seed, step)` and the device is
+//! re-seeded from `(seed, step)` before every step, so a resumed run continues exactly.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use burn::module::Module;
+use burn::optim::ModuleOptimizer;
+use serde::{Deserialize, Serialize};
+
+/// The best evaluation so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Best {
+    /// Metric name.
+    pub metric: String,
+    /// Its value.
+    pub value: f64,
+    /// The step it was reached at.
+    pub step: usize,
+}
+
+/// What `state.json` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Optimiser steps done.
+    pub step: usize,
+    /// The run's seed.
+    pub seed: u64,
+    /// Best evaluation so far.
+    pub best: Option<Best>,
+    /// Evaluations since the best one (early stopping).
+    pub evals_since_best: usize,
+    /// Wall time spent training before this checkpoint, in seconds.
+    pub train_seconds: f64,
+    /// CRC-32 of `model.bpk`.
+    pub model_crc32: u32,
+    /// CRC-32 of `optimizer.bpk`.
+    pub optimizer_crc32: u32,
+}
+
+fn name(step: usize) -> String {
+    format!("step-{step:07}")
+}
+
+fn crc_of(path: &Path) -> anyhow::Result<u32> {
+    let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(crc32fast::hash(&bytes))
+}
+
+fn sync_dir(dir: &Path) {
+    // Directory fsync makes the rename durable on Linux; not every platform supports it.
+    if let Ok(f) = File::open(dir) {
+        let _ = f.sync_all();
+    }
+}
+
+/// Write `contents` to `path` atomically (temporary file, fsync, rename).
+pub fn write_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(contents).and_then(|_| f.sync_all()).with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    if let Some(parent) = path.parent() {
+        sync_dir(parent);
+    }
+    Ok(())
+}
+
+/// Save a checkpoint at `state.step`; returns its directory. On any error the previous checkpoints
+/// are untouched.
+pub fn save<M: Module + Clone>(
+    run_dir: &Path,
+    model: &M,
+    optimizer: &ModuleOptimizer,
+    state: &TrainState,
+) -> anyhow::Result<PathBuf> {
+    let root = run_dir.join("checkpoints");
+    fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    let final_dir = root.join(name(state.step));
+    let tmp = root.join(format!(".tmp-{}", name(state.step)));
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).with_context(|| format!("removing stale {}", tmp.display()))?;
+    }
+    fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let result = (|| -> anyhow::Result<()> {
+        let model_path = tmp.join("model.bpk");
+        model
+            .clone()
+            .save_file(&model_path)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))
+            .with_context(|| format!("writing {}", model_path.display()))?;
+        let optim_path = tmp.join("optimizer.bpk");
+        optimizer
+            .save(&optim_path)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))
+            .with_context(|| format!("writing {}", optim_path.display()))?;
+        for p in [&model_path, &optim_path] {
+            File::open(p).and_then(|f| f.sync_all()).with_context(|| format!("syncing {}", p.display()))?;
+        }
+        let state =
+            TrainState { model_crc32: crc_of(&model_path)?, optimizer_crc32: crc_of(&optim_path)?, ..state.clone() };
+        write_atomic(&tmp.join("state.json"), serde_json::to_string_pretty(&state)?.as_bytes())?;
+        sync_dir(&tmp);
+        if final_dir.exists() {
+            fs::remove_dir_all(&final_dir).with_context(|| format!("replacing {}", final_dir.display()))?;
+        }
+        fs::rename(&tmp, &final_dir)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), final_dir.display()))?;
+        sync_dir(&root);
+        write_atomic(&root.join("latest"), name(state.step).as_bytes())
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(e.context(format!("saving the checkpoint of step {} (earlier checkpoints are intact)", state.step)));
+    }
+    Ok(final_dir)
+}
+
+/// Mark the checkpoint of `step` as the best one.
+pub fn mark_best(run_dir: &Path, step: usize) -> anyhow::Result<()> {
+    write_atomic(&run_dir.join("checkpoints").join("best"), name(step).as_bytes())
+}
+
+/// The directory a pointer file (`latest`, `best`) names, if any.
+pub fn pointed(run_dir: &Path, pointer: &str) -> anyhow::Result<Option<PathBuf>> {
+    let path = run_dir.join("checkpoints").join(pointer);
+    match fs::read_to_string(&path) {
+        Ok(s) => Ok(Some(run_dir.join("checkpoints").join(s.trim()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Read and verify a checkpoint's state; the model and optimiser files' checksums must match.
+pub fn read_state(dir: &Path) -> anyhow::Result<TrainState> {
+    let path = dir.join("state.json");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let state: TrainState =
+        serde_json::from_str(&text).with_context(|| format!("{}: not a Kiln checkpoint state", path.display()))?;
+    for (file, expected) in [("model.bpk", state.model_crc32), ("optimizer.bpk", state.optimizer_crc32)] {
+        let p = dir.join(file);
+        let found = crc_of(&p)?;
+        if found != expected {
+            bail!(
+                "{}: checksum {found:08x} does not match {expected:08x} recorded in state.json: the file is corrupt",
+                p.display()
+            );
+        }
+    }
+    Ok(state)
+}
+
+/// Load a checkpoint into a freshly built model and optimiser.
+pub fn load<M: Module>(
+    dir: &Path,
+    model: M,
+    optimizer: ModuleOptimizer,
+) -> anyhow::Result<(M, ModuleOptimizer, TrainState)> {
+    let state = read_state(dir)?;
+    let model_path = dir.join("model.bpk");
+    let model = model
+        .try_load_file(&model_path)
+        .map_err(|e| anyhow::anyhow!("{e:?}"))
+        .with_context(|| format!("loading {}", model_path.display()))?;
+    let optim_path = dir.join("optimizer.bpk");
+    let optimizer = optimizer
+        .load(&optim_path)
+        .map_err(|e| anyhow::anyhow!("{e:?}"))
+        .with_context(|| format!("loading {}", optim_path.display()))?;
+    Ok((model, optimizer, state))
+}
+
+/// Load only the model weights of a checkpoint (evaluation, sampling).
+pub fn load_model<M: Module>(dir: &Path, model: M) -> anyhow::Result<M> {
+    read_state(dir)?;
+    let path = dir.join("model.bpk");
+    model
+        .try_load_file(&path)
+        .map_err(|e| anyhow::anyhow!("{e:?}"))
+        .with_context(|| format!("loading {}", path.display()))
+}
+
+/// Delete periodic checkpoints beyond the newest `keep`, never the best or the latest.
+pub fn prune(run_dir: &Path, keep: usize) -> anyhow::Result<()> {
+    let root = run_dir.join("checkpoints");
+    let protected: Vec<PathBuf> =
+        ["best", "latest"].iter().filter_map(|p| pointed(run_dir, p).ok().flatten()).collect();
+    let mut dirs: Vec<PathBuf> = fs::read_dir(&root)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-")))
+        .collect();
+    dirs.sort();
+    let excess = dirs.len().saturating_sub(keep.max(1));
+    for d in dirs.into_iter().take(excess) {
+        if !protected.contains(&d) {
+            fs::remove_dir_all(&d).with_context(|| format!("removing old checkpoint {}", d.display()))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,269 @@
+//! `kiln`: train, evaluate and use Kiln models from TOML configs.
+
+mod backend;
+mod checkpoint;
+mod config;
+mod metrics;
+mod optim;
+mod tasks;
+mod trainer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+use anyhow::{Context, bail};
+use burn::prelude::*;
+use clap::{Parser, Subcommand};
+use kiln_task::{GenerateOptions, Task};
+
+use crate::config::RunConfig;
+use crate::tasks::{TaskJob, with_task};
+
+#[derive(Parser)]
+#[command(name = "kiln", version, about = "Train Kiln models from TOML configs", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model. Writes a run directory with checkpoints, metrics.csv, plots and the resolved config.
+    Train {
+        /// The config file (not needed with --resume, which reads the run's own config.toml).
+        config: Option<PathBuf>,
+        /// Override a config value, e.g. `--set train.steps=100` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Backend: flex, ndarray, wgpu, wgpu:N, cpu (overrides [device] backend).
+        #[arg(long)]
+        device: Option<String>,
+        /// Continue the run in this directory from its latest checkpoint.
+        #[arg(long, value_name = "RUN_DIR")]
+        resume: Option<PathBuf>,
+        /// Stop (saving a checkpoint, as Ctrl-C does) once this many steps are done.
+        #[arg(long, value_name = "STEPS")]
+        stop_after_steps: Option<usize>,
+    },
+    /// Evaluate a run's best (or latest) checkpoint on the validation and test splits.
+    Eval {
+        /// The run directory.
+        run_dir: PathBuf,
+        /// Which checkpoint: best or latest.
+        #[arg(long, default_value = "best")]
+        checkpoint: String,
+        /// Backend (default: the run's).
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Generate from a trained language model.
+    Sample {
+        /// The run directory.
+        run_dir: PathBuf,
+        /// Text to continue.
+        #[arg(long)]
+        prompt: Option<String>,
+        /// Characters to generate.
+        #[arg(long, default_value_t = 500)]
+        tokens: usize,
+        /// Sampling temperature.
+        #[arg(long, default_value_t = 1.0)]
+        temperature: f64,
+        /// Sampler seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Backend (default: the run's).
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Label an input with a trained classifier.
+    Predict {
+        /// The run directory.
+        run_dir: PathBuf,
+        /// The input.
+        #[arg(long)]
+        text: String,
+        /// Backend (default: the run's).
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Parse, validate and build the model of each config, without training.
+    Check {
+        /// Config files.
+        #[arg(required = true)]
+        configs: Vec<PathBuf>,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Train { config, overrides, device, resume, stop_after_steps } => {
+            let (config, run_dir) = match (&resume, &config) {
+                (Some(dir), None) => (RunConfig::load(&dir.join("config.toml"), &overrides)?, dir.clone()),
+                (Some(_), Some(_)) => {
+                    bail!("--resume reads the run's own config.toml; give either CONFIG or --resume RUN_DIR, not both")
+                }
+                (None, Some(path)) => {
+                    let mut c = RunConfig::load(path, &overrides)?;
+                    c.data.resolve_paths(&config::data_dir());
+                    let dir = new_run_dir(&c.output.dir)?;
+                    checkpoint::write_atomic(&dir.join("config.toml"), resolved_toml(&c, path)?.as_bytes())?;
+                    (c, dir)
+                }
+                (None, None) => {
+                    bail!("give a config file, e.g. `kiln train configs/quickstart.toml`, or --resume RUN_DIR")
+                }
+            };
+            let device = backend::device(device.as_deref().unwrap_or(&config.device.backend))?;
+            ctrlc::set_handler(|| {
+                if trainer::INTERRUPTED.swap(true, Ordering::SeqCst) {
+                    std::process::exit(130);
+                }
+                eprintln!("\ninterrupted: saving a checkpoint (press Ctrl-C again to quit at once)");
+            })
+            .context("installing the Ctrl-C handler")?;
+            let summary = with_task(
+                &config,
+                trainer::TrainJob { run_dir, resume: resume.is_some(), device, stop_after: stop_after_steps },
+            )?;
+            trainer::report(&summary);
+            Ok(if summary.ending == trainer::Ending::Interrupted && trainer::INTERRUPTED.load(Ordering::SeqCst) {
+                130
+            } else {
+                0
+            })
+        }
+        Command::Eval { run_dir, checkpoint, device } => {
+            let config = RunConfig::load(&run_dir.join("config.toml"), &[])?;
+            let device = backend::device(device.as_deref().unwrap_or(&config.device.backend))?;
+            let out = with_task(&config, EvalJob { run_dir, pointer: checkpoint, device })?;
+            print!("{out}");
+            Ok(0)
+        }
+        Command::Sample { run_dir, prompt, tokens, temperature, seed, device } => {
+            let options = GenerateOptions { prompt, max_tokens: tokens, temperature, seed };
+            generate(&run_dir, options, device)
+        }
+        Command::Predict { run_dir, text, device } => {
+            let options = GenerateOptions { prompt: Some(text), max_tokens: 0, temperature: 1.0, seed: 0 };
+            generate(&run_dir, options, device)
+        }
+        Command::Check { configs } => {
+            let mut failed = 0;
+            for path in &configs {
+                match check(path) {
+                    Ok(line) => println!("ok   {}: {line}", path.display()),
+                    Err(e) => {
+                        failed += 1;
+                        println!("FAIL {e:#}");
+                    }
+                }
+            }
+            if failed > 0 {
+                bail!("{failed} of {} configs failed", configs.len());
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// The resolved config, with a header saying where it came from.
+fn resolved_toml(c: &RunConfig, source: &Path) -> anyhow::Result<String> {
+    Ok(format!("# Resolved from {} by kiln {}\n{}", source.display(), env!("CARGO_PKG_VERSION"), toml::to_string(c)?))
+}
+
+/// `<parent>/run-NNN`, the first number not taken.
+fn new_run_dir(parent: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(parent).with_context(|| format!("creating output.dir {}", parent.display()))?;
+    for i in 1..100_000 {
+        let dir = parent.join(format!("run-{i:03}"));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
+        }
+    }
+    bail!("{}: no free run-NNN name", parent.display())
+}
+
+fn checkpoint_dir(run_dir: &Path, pointer: &str) -> anyhow::Result<PathBuf> {
+    anyhow::ensure!(pointer == "best" || pointer == "latest", "--checkpoint must be best or latest, got `{pointer}`");
+    checkpoint::pointed(run_dir, pointer)?
+        .with_context(|| format!("{}: no `{pointer}` checkpoint (was the run started?)", run_dir.display()))
+}
+
+struct EvalJob {
+    run_dir: PathBuf,
+    pointer: String,
+    device: Device,
+}
+
+impl TaskJob for EvalJob {
+    type Output = String;
+    fn run<T: Task>(self, task: T, _config: &RunConfig) -> anyhow::Result<String> {
+        let dir = checkpoint_dir(&self.run_dir, &self.pointer)?;
+        let model = checkpoint::load_model(&dir, task.build_model(&self.device))?;
+        let mut out = format!("{} ({})\n", task.describe(), dir.display());
+        for split in ["valid", "test"] {
+            let metrics = task.evaluate(&model, split, &self.device)?;
+            out.push_str(&format!(
+                "{split:>5}: {}\n",
+                metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        Ok(out)
+    }
+}
+
+struct GenerateJob {
+    run_dir: PathBuf,
+    options: GenerateOptions,
+    device: Device,
+}
+
+impl TaskJob for GenerateJob {
+    type Output = String;
+    fn run<T: Task>(self, task: T, _config: &RunConfig) -> anyhow::Result<String> {
+        let dir = checkpoint_dir(&self.run_dir, "best").or_else(|_| checkpoint_dir(&self.run_dir, "latest"))?;
+        let model = checkpoint::load_model(&dir, task.build_model(&self.device))?;
+        task.generate(&model, &self.options, &self.device)
+    }
+}
+
+fn generate(run_dir: &Path, options: GenerateOptions, device: Option<String>) -> anyhow::Result<i32> {
+    let config = RunConfig::load(&run_dir.join("config.toml"), &[])?;
+    let device = backend::device(device.as_deref().unwrap_or(&config.device.backend))?;
+    let out = with_task(&config, GenerateJob { run_dir: run_dir.to_path_buf(), options, device })?;
+    println!("{out}");
+    Ok(0)
+}
+
+struct CheckJob;
+
+impl TaskJob for CheckJob {
+    type Output = String;
+    fn run<T: Task>(self, task: T, _config: &RunConfig) -> anyhow::Result<String> {
+        let model = task.build_model(&Device::default());
+        Ok(format!("{}, {} parameters", task.describe(), model.num_params()))
+    }
+}
+
+/// Parse, validate and build; data that is not on this machine is reported, not fatal.
+fn check(path: &Path) -> anyhow::Result<String> {
+    let mut config = RunConfig::load(path, &[])?;
+    config.data.resolve_paths(&config::data_dir());
+    backend::device(&config.device.backend)
+        .or_else(|e| if config.device.backend == "flex" { Err(e) } else { Ok(Device::default()) })?;
+    with_task(&config, CheckJob).with_context(|| format!("{}", path.display()))
+}

@@ -1,0 +1,151 @@
+//! `RUN_DIR/metrics.csv` (`step,split,metric,value`, one row per value) and PNG plots of it.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use plotters::prelude::*;
+
+/// Appends metric rows to `metrics.csv`.
+pub struct MetricsLog {
+    path: PathBuf,
+    file: File,
+}
+
+/// One row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// Optimiser step.
+    pub step: usize,
+    /// `train`, `valid` or `test`.
+    pub split: String,
+    /// Metric name.
+    pub metric: String,
+    /// Value.
+    pub value: f64,
+}
+
+impl MetricsLog {
+    /// Open (creating it with a header) `metrics.csv` in `run_dir`, dropping rows after `resume_step`
+    /// if resuming so that the log matches the checkpoint.
+    pub fn open(run_dir: &Path, resume_step: Option<usize>) -> anyhow::Result<Self> {
+        let path = run_dir.join("metrics.csv");
+        if let Some(step) = resume_step
+            && path.exists()
+        {
+            let kept: Vec<String> = read(&path)?
+                .into_iter()
+                .filter(|r| r.step <= step)
+                .map(|r| format!("{},{},{},{}", r.step, r.split, r.metric, r.value))
+                .collect();
+            let body =
+                std::iter::once("step,split,metric,value".to_string()).chain(kept).collect::<Vec<_>>().join("\n")
+                    + "\n";
+            crate::checkpoint::write_atomic(&path, body.as_bytes())?;
+        } else if !path.exists() {
+            std::fs::write(&path, "step,split,metric,value\n")
+                .with_context(|| format!("creating {}", path.display()))?;
+        }
+        let file =
+            OpenOptions::new().append(true).open(&path).with_context(|| format!("opening {}", path.display()))?;
+        Ok(Self { path, file })
+    }
+
+    /// Append rows.
+    pub fn log(&mut self, step: usize, split: &str, metrics: &[(String, f64)]) -> anyhow::Result<()> {
+        let mut out = String::new();
+        for (name, value) in metrics {
+            out.push_str(&format!("{step},{split},{name},{value}\n"));
+        }
+        self.file.write_all(out.as_bytes()).with_context(|| format!("writing {}", self.path.display()))
+    }
+}
+
+/// Read `metrics.csv`.
+pub fn read(path: &Path) -> anyhow::Result<Vec<Row>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let parts: Vec<&str> = line.split(',').collect();
+        let parsed = (parts.len() == 4)
+            .then(|| {
+                Some(Row {
+                    step: parts[0].parse().ok()?,
+                    split: parts[1].into(),
+                    metric: parts[2].into(),
+                    value: parts[3].parse().ok()?,
+                })
+            })
+            .flatten();
+        match parsed {
+            Some(r) => rows.push(r),
+            None => anyhow::bail!("{}: line {}: expected step,split,metric,value, got `{line}`", path.display(), i + 1),
+        }
+    }
+    Ok(rows)
+}
+
+fn register_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // DejaVu Sans, embedded by the `dejavu` crate: plots need no system fonts.
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
+    });
+}
+
+/// One PNG per metric in `RUN_DIR/plots/`, one line per split.
+pub fn plot_all(run_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    register_font();
+    let rows = read(&run_dir.join("metrics.csv"))?;
+    let dir = run_dir.join("plots");
+    std::fs::create_dir_all(&dir)?;
+    let mut by_metric: BTreeMap<&str, BTreeMap<&str, Vec<(f64, f64)>>> = BTreeMap::new();
+    for r in &rows {
+        if r.value.is_finite() {
+            by_metric.entry(&r.metric).or_default().entry(&r.split).or_default().push((r.step as f64, r.value));
+        }
+    }
+    let mut written = Vec::new();
+    for (metric, splits) in by_metric {
+        let path = dir.join(format!("{metric}.png"));
+        plot(&path, metric, &splits).with_context(|| format!("drawing {}", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+fn plot(path: &Path, metric: &str, splits: &BTreeMap<&str, Vec<(f64, f64)>>) -> anyhow::Result<()> {
+    let all: Vec<(f64, f64)> = splits.values().flatten().copied().collect();
+    let (x0, x1) = all.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let (y0, y1) = all.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let pad = ((y1 - y0) * 0.05).max(1e-9);
+    let root = BitMapBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(metric, ("sans-serif", 24))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x0..x1.max(x0 + 1.0), (y0 - pad)..(y1 + pad))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    chart.configure_mesh().x_desc("step").y_desc(metric).draw().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let colors = [BLUE, RED, GREEN, MAGENTA];
+    for (i, (split, points)) in splits.iter().enumerate() {
+        let color = colors[i % colors.len()];
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .label(*split)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}

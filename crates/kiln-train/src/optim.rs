@@ -1,0 +1,91 @@
+//! Optimisers from the config, and clipping of the global gradient norm.
+//!
+//! Burn's own `GradientClipping::Norm` clips each parameter's gradient separately; PyTorch's
+//! `clip_grad_norm_` (what configs mean by `grad_clip`) scales all gradients by one factor so that
+//! their joint L2 norm is at most the threshold. [`clip_global_norm`] does the latter.
+
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::prelude::*;
+
+use crate::config::OptimizerConfig;
+
+/// Build the optimiser (the learning rate is given at each step).
+pub fn build(config: &OptimizerConfig) -> ModuleOptimizer {
+    match config {
+        OptimizerConfig::Adamw { betas, eps, weight_decay, .. } => AdamWConfig::new()
+            .with_beta_1(betas.0 as f32)
+            .with_beta_2(betas.1 as f32)
+            .with_epsilon(*eps as f32)
+            .with_weight_decay(*weight_decay as f32)
+            .init(),
+        OptimizerConfig::Adam { betas, eps, weight_decay, .. } => AdamConfig::new()
+            .with_beta_1(betas.0 as f32)
+            .with_beta_2(betas.1 as f32)
+            .with_epsilon(*eps as f32)
+            .with_weight_decay((*weight_decay > 0.0).then(|| WeightDecayConfig::new(*weight_decay as f32)))
+            .init(),
+        OptimizerConfig::Sgd { momentum, nesterov, weight_decay, .. } => {
+            SgdConfig::new()
+                .with_momentum((*momentum > 0.0).then(|| {
+                    MomentumConfig::new().with_momentum(*momentum).with_dampening(0.0).with_nesterov(*nesterov)
+                }))
+                .with_weight_decay((*weight_decay > 0.0).then(|| WeightDecayConfig::new(*weight_decay as f32)))
+                .init()
+        }
+    }
+}
+
+/// Sum of squared gradient entries over every float parameter of a module.
+struct SquaredNorm<'a> {
+    grads: &'a GradientsParams,
+    parts: Vec<Tensor<1>>,
+}
+
+impl ModuleVisitor for SquaredNorm<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.get::<D>(param.id) {
+            self.parts.push(g.powf_scalar(2.0).sum());
+        }
+    }
+}
+
+/// Scales every gradient of a module by one factor.
+struct Scale<'a> {
+    grads: &'a mut GradientsParams,
+    factor: f64,
+    seen: Vec<ParamId>,
+}
+
+impl ModuleVisitor for Scale<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if self.seen.contains(&param.id) {
+            return;
+        }
+        if let Some(g) = self.grads.remove::<D>(param.id) {
+            self.grads.register(param.id, g.mul_scalar(self.factor));
+            self.seen.push(param.id);
+        }
+    }
+}
+
+/// The global L2 norm of the gradients; if it exceeds `max_norm`, scale them all by
+/// `max_norm / (norm + 1e-6)` (PyTorch's `clip_grad_norm_`). Returns the norm before clipping.
+pub fn clip_global_norm<M: Module>(module: &M, grads: &mut GradientsParams, max_norm: Option<f64>) -> f64 {
+    let mut sq = SquaredNorm { grads, parts: Vec::new() };
+    module.visit(&mut sq);
+    if sq.parts.is_empty() {
+        return 0.0;
+    }
+    let total: f32 = Tensor::cat(sq.parts, 0).sum().into_scalar();
+    let norm = (total as f64).sqrt();
+    if let Some(max) = max_norm
+        && norm > max
+    {
+        let mut scale = Scale { grads, factor: max / (norm + 1e-6), seen: Vec::new() };
+        module.visit(&mut scale);
+    }
+    norm
+}

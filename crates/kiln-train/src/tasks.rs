@@ -1,0 +1,26 @@
+//! The one place that knows which model kinds exist: a `(model, data)` pair becomes a [`Task`],
+//! handed to a generic job (train, evaluate, generate). Adding a model is one arm here.
+
+use anyhow::bail;
+use kiln_task::Task;
+use kiln_transformer::{CharLmTask, ListOpsTask, MnistTask};
+
+use crate::config::{DataConfig, ModelConfig, RunConfig};
+
+/// A job that runs on any task.
+pub trait TaskJob {
+    /// What the job returns.
+    type Output;
+    /// Run on `task`.
+    fn run<T: Task>(self, task: T, config: &RunConfig) -> anyhow::Result<Self::Output>;
+}
+
+/// Build the task a config describes (reading or generating its data) and run `job` on it.
+pub fn with_task<J: TaskJob>(config: &RunConfig, job: J) -> anyhow::Result<J::Output> {
+    match (&config.model, &config.data) {
+        (ModelConfig::CharLm(m), DataConfig::Text(d)) => job.run(CharLmTask::new(m.clone(), d.clone())?, config),
+        (ModelConfig::Classifier(m), DataConfig::Listops(d)) => job.run(ListOpsTask::new(m.clone(), d)?, config),
+        (ModelConfig::Vit(m), DataConfig::Mnist(d)) => job.run(MnistTask::new(m.clone(), d)?, config),
+        (m, d) => bail!("model kind `{}` cannot train on data kind `{}`", m.kind(), d.kind()),
+    }
+}

@@ -1,0 +1,225 @@
+//! Sequence classification with a transformer encoder: embed tokens, run the stack with a padding
+//! mask, mean-pool the real tokens (or take the first), classify with a linear head. The Long Range
+//! Arena's ListOps task (Tay et al. 2021, arXiv:2011.04006) is its [`ListOpsTask`].
+
+use std::path::Path;
+
+use anyhow::Context;
+use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use kiln_data::listops::{self, Example, ListOps, ListOpsConfig};
+use kiln_layers::mask::padding_from_lengths;
+use kiln_layers::{TokenLayout, Transformer, TransformerConfig};
+use kiln_task::{EpochSampler, GenerateOptions, Metrics, StepOutput, Task};
+use serde::{Deserialize, Serialize};
+
+use crate::{accuracy_counts, cross_entropy};
+
+/// How token states become one vector per sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// Mean over real (non-padding) tokens.
+    #[default]
+    Mean,
+    /// The first token's state.
+    First,
+}
+
+/// `[model] kind = "classifier"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifierConfig {
+    /// The encoder stack (`[model.encoder]`).
+    pub encoder: TransformerConfig,
+    /// Pooling of token states.
+    #[serde(default)]
+    pub pooling: Pooling,
+}
+
+impl ClassifierConfig {
+    /// Build for a vocabulary and a number of classes.
+    pub fn init(&self, vocab_size: usize, num_classes: usize, device: &Device) -> SequenceClassifier {
+        SequenceClassifier {
+            embedding: EmbeddingConfig::new(vocab_size, self.encoder.d_model).init(device),
+            encoder: self.encoder.init(device),
+            head: LinearConfig::new(self.encoder.d_model, num_classes).init(device),
+            pooling: self.pooling,
+        }
+    }
+}
+
+/// Token embedding, transformer encoder, pooling, linear head.
+#[derive(Module, Debug)]
+pub struct SequenceClassifier {
+    /// Token embedding.
+    pub embedding: Embedding,
+    /// The encoder.
+    pub encoder: Transformer,
+    /// Classification head.
+    pub head: Linear,
+    /// Pooling.
+    #[module(skip)]
+    pub pooling: Pooling,
+}
+
+impl SequenceClassifier {
+    /// Class logits.
+    ///
+    /// # Shapes
+    ///
+    /// - `tokens`: `[b, n]`, `padding`: `[b, n]` (`true` = pad) → `[b, classes]`
+    pub fn forward(&self, tokens: Tensor<2, Int>, padding: &Tensor<2, Bool>) -> Tensor<2> {
+        let [b, n] = tokens.dims();
+        let h = self.encoder.forward(self.embedding.forward(tokens), Some(padding), TokenLayout::Sequence); // [b, n, d]
+        let d = h.dims()[2];
+        let pooled = match self.pooling {
+            Pooling::Mean => {
+                let keep = padding.clone().bool_not().float().reshape([b, n, 1]);
+                (h * keep.clone()).sum_dim(1).reshape([b, d]) / keep.sum_dim(1).reshape([b, 1]).clamp_min(1.0)
+            }
+            Pooling::First => h.narrow(1, 0, 1).reshape([b, d]),
+        };
+        self.head.forward(pooled)
+    }
+}
+
+/// A batch of token sequences, padded to the longest.
+pub struct SequenceBatch {
+    tokens: Tensor<2, Int>,
+    padding: Tensor<2, Bool>,
+    labels: Tensor<1, Int>,
+}
+
+fn batch_of(examples: &[&Example], device: &Device) -> SequenceBatch {
+    let n = examples.iter().map(|e| e.tokens.len()).max().unwrap_or(1);
+    let mut ids = Vec::with_capacity(examples.len() * n);
+    for e in examples {
+        ids.extend(e.tokens.iter().map(|&t| t as i64));
+        ids.extend(std::iter::repeat_n(listops::PAD as i64, n - e.tokens.len()));
+    }
+    let lengths: Vec<usize> = examples.iter().map(|e| e.tokens.len()).collect();
+    let labels: Vec<i64> = examples.iter().map(|e| e.label as i64).collect();
+    SequenceBatch {
+        tokens: Tensor::<1, Int>::from_ints(TensorData::new(ids, [examples.len() * n]), device)
+            .reshape([examples.len(), n]),
+        padding: padding_from_lengths(&lengths, n, device),
+        labels: Tensor::<1, Int>::from_ints(TensorData::new(labels, [examples.len()]), device),
+    }
+}
+
+/// ListOps classification: the expression's value `0-9` from its tokens.
+pub struct ListOpsTask {
+    model: ClassifierConfig,
+    data: ListOps,
+}
+
+/// Examples per evaluation batch.
+const EVAL_BATCH: usize = 64;
+
+impl ListOpsTask {
+    /// Generate the data and keep the model config.
+    pub fn new(model: ClassifierConfig, data: &ListOpsConfig) -> anyhow::Result<Self> {
+        let data = data.generate().context("generating ListOps")?;
+        Ok(Self { model, data })
+    }
+
+    /// Accuracy of always answering the most frequent training label (the floor to beat).
+    pub fn majority_baseline(&self, split: &[Example]) -> f64 {
+        let mut counts = [0usize; 10];
+        self.data.train.iter().for_each(|e| counts[e.label as usize] += 1);
+        let majority = (0..10).max_by_key(|&c| counts[c]).unwrap_or(0) as u8;
+        split.iter().filter(|e| e.label == majority).count() as f64 / split.len().max(1) as f64
+    }
+}
+
+impl Task for ListOpsTask {
+    type Model = SequenceClassifier;
+    type Batch = SequenceBatch;
+
+    fn describe(&self) -> String {
+        let max = self.data.train.iter().map(|e| e.tokens.len()).max().unwrap_or(0);
+        format!(
+            "ListOps classification ({} train / {} valid / {} test sequences, up to {max} tokens)",
+            self.data.train.len(),
+            self.data.valid.len(),
+            self.data.test.len()
+        )
+    }
+
+    fn build_model(&self, device: &Device) -> SequenceClassifier {
+        self.model.init(listops::VOCAB.len(), 10, device)
+    }
+
+    fn train_len(&self) -> Option<usize> {
+        Some(self.data.train.len())
+    }
+
+    fn train_batch(&self, step: usize, batch_size: usize, seed: u64, device: &Device) -> SequenceBatch {
+        let idx = EpochSampler::new(self.data.train.len(), batch_size, seed).batch(step);
+        let examples: Vec<&Example> = idx.iter().map(|&i| &self.data.train[i]).collect();
+        batch_of(&examples, device)
+    }
+
+    fn step(&self, model: &SequenceClassifier, batch: SequenceBatch) -> StepOutput {
+        let items = batch.labels.dims()[0];
+        let logits = model.forward(batch.tokens, &batch.padding);
+        StepOutput { loss: cross_entropy(logits, batch.labels), items }
+    }
+
+    fn on_optimizer_step(&self, model: &mut SequenceClassifier, step: usize) {
+        model.encoder.on_step(step);
+    }
+
+    fn evaluate(&self, model: &SequenceClassifier, split: &str, device: &Device) -> anyhow::Result<Metrics> {
+        let examples = match split {
+            "valid" => &self.data.valid,
+            "test" => &self.data.test,
+            other => anyhow::bail!("unknown split `{other}` (expected valid or test)"),
+        };
+        let (mut correct, mut total, mut loss_sum) = (0, 0, 0.0);
+        for chunk in examples.chunks(EVAL_BATCH) {
+            let refs: Vec<&Example> = chunk.iter().collect();
+            let batch = batch_of(&refs, device);
+            let logits = model.forward(batch.tokens, &batch.padding);
+            let loss: f32 = cross_entropy(logits.clone(), batch.labels.clone()).into_scalar();
+            let (c, t) = accuracy_counts(logits, batch.labels);
+            correct += c;
+            total += t;
+            loss_sum += loss as f64 * t as f64;
+        }
+        Ok(vec![
+            ("accuracy".into(), correct as f64 / total as f64),
+            ("loss".into(), loss_sum / total as f64),
+            ("majority_baseline".into(), self.majority_baseline(examples)),
+        ])
+    }
+
+    fn save_artifacts(&self, run_dir: &Path) -> anyhow::Result<()> {
+        let path = run_dir.join("vocab.txt");
+        std::fs::write(&path, listops::VOCAB.join("\n") + "\n").with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// `kiln predict RUN --text "[MAX 2 9 [MIN 4 7 ] 0 ]"` prints the predicted value.
+    fn generate(
+        &self,
+        model: &SequenceClassifier,
+        options: &GenerateOptions,
+        device: &Device,
+    ) -> anyhow::Result<String> {
+        let text = options.prompt.as_deref().context("give the expression with --text")?;
+        let tokens = text
+            .split_whitespace()
+            .map(|w| {
+                listops::VOCAB.iter().position(|v| *v == w).filter(|&i| i > 0).map(|i| i as u32).with_context(|| {
+                    format!("`{w}` is not a ListOps token (expected a digit, [MIN, [MAX, [MED, [SM or ])")
+                })
+            })
+            .collect::<anyhow::Result<Vec<u32>>>()?;
+        anyhow::ensure!(!tokens.is_empty(), "the expression is empty");
+        let example = Example { tokens, label: 0 };
+        let batch = batch_of(&[&example], device);
+        let pred: i64 = model.forward(batch.tokens, &batch.padding).argmax(1).into_scalar();
+        Ok(format!("{pred}"))
+    }
+}

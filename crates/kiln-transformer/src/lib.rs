@@ -1,0 +1,12 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+mod classifier;
+mod lm;
+mod loss;
+mod vit;
+
+pub use classifier::{ClassifierConfig, ListOpsTask, Pooling, SequenceClassifier};
+pub use lm::{CharLm, CharLmConfig, CharLmTask, TextDataConfig};
+pub use loss::{accuracy_counts, cross_entropy};
+pub use vit::{MnistDataConfig, MnistTask, Vit, VitConfig};

@@ -1,0 +1,205 @@
+//! A vision transformer (Dosovitskiy et al. 2021, "An Image is Worth 16x16 Words", arXiv:2010.11929)
+//! for MNIST: cut the image into `p × p` patches, project each linearly to `d_model`, run the encoder
+//! over the `rows × cols` grid of patches, mean-pool, classify. Positions are the encoder's: `rope2d`
+//! rotates by the patch's `(row, col)`, `rope` by its flattened index `row · cols + col`, `learned`
+//! adds a trained vector per patch index, `none` leaves the patches unordered.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use burn::nn::{Linear, LinearConfig};
+use burn::prelude::*;
+use kiln_data::mnist::Mnist;
+use kiln_layers::{TokenLayout, Transformer, TransformerConfig};
+use kiln_task::{EpochSampler, Metrics, StepOutput, Task};
+use serde::{Deserialize, Serialize};
+
+use crate::{accuracy_counts, cross_entropy};
+
+/// `[model] kind = "vit"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VitConfig {
+    /// Side of a square patch in pixels; must divide the image side.
+    #[serde(default = "default_patch")]
+    pub patch_size: usize,
+    /// The encoder stack (`[model.encoder]`).
+    pub encoder: TransformerConfig,
+}
+
+fn default_patch() -> usize {
+    4
+}
+
+/// `[data] kind = "mnist"`: the IDX files in `dir`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MnistDataConfig {
+    /// Folder with `{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]`.
+    pub dir: PathBuf,
+    /// The last `n_valid` training images are the validation split.
+    #[serde(default = "default_n_valid")]
+    pub n_valid: usize,
+    /// Use only the first `train_limit` training images (quick runs).
+    #[serde(default)]
+    pub train_limit: Option<usize>,
+}
+
+fn default_n_valid() -> usize {
+    5000
+}
+
+/// Patch embedding, encoder, mean pooling, head.
+#[derive(Module, Debug)]
+pub struct Vit {
+    /// `p² → d_model` patch projection.
+    pub patch: Linear,
+    /// The encoder.
+    pub encoder: Transformer,
+    /// Classification head.
+    pub head: Linear,
+    /// Patch side.
+    pub patch_size: usize,
+}
+
+impl VitConfig {
+    /// Build for `classes` classes.
+    pub fn init(&self, classes: usize, device: &Device) -> Vit {
+        Vit {
+            patch: LinearConfig::new(self.patch_size * self.patch_size, self.encoder.d_model).init(device),
+            encoder: self.encoder.init(device),
+            head: LinearConfig::new(self.encoder.d_model, classes).init(device),
+            patch_size: self.patch_size,
+        }
+    }
+}
+
+impl Vit {
+    /// Class logits.
+    ///
+    /// # Shapes
+    ///
+    /// - `images`: `[b, height, width]` in `[0, 1]` → `[b, classes]`
+    pub fn forward(&self, images: Tensor<3>) -> Tensor<2> {
+        let [b, height, width] = images.dims();
+        let p = self.patch_size;
+        let (rows, cols) = (height / p, width / p);
+        let patches = images
+            .reshape([b, rows, p, cols, p])
+            .swap_dims(2, 3) // [b, rows, cols, p, p]
+            .reshape([b, rows * cols, p * p]);
+        let h = self.encoder.forward(self.patch.forward(patches), None, TokenLayout::Grid { rows, cols });
+        let d = h.dims()[2];
+        self.head.forward(h.mean_dim(1).reshape([b, d]))
+    }
+}
+
+/// MNIST digit classification.
+pub struct MnistTask {
+    model: VitConfig,
+    train: Mnist,
+    valid: Mnist,
+    test: Mnist,
+}
+
+/// An image batch.
+pub struct ImageBatch {
+    images: Tensor<3>,
+    labels: Tensor<1, Int>,
+}
+
+fn subset(m: &Mnist, range: std::ops::Range<usize>) -> Mnist {
+    let size = m.rows * m.cols;
+    Mnist {
+        pixels: m.pixels[range.start * size..range.end * size].to_vec(),
+        labels: m.labels[range].to_vec(),
+        rows: m.rows,
+        cols: m.cols,
+    }
+}
+
+fn image_batch(m: &Mnist, idx: &[usize], device: &Device) -> ImageBatch {
+    let pixels: Vec<f32> = idx.iter().flat_map(|&i| m.image(i)).collect();
+    let labels: Vec<i64> = idx.iter().map(|&i| m.labels[i] as i64).collect();
+    ImageBatch {
+        images: Tensor::<1>::from_floats(pixels.as_slice(), device).reshape([idx.len(), m.rows, m.cols]),
+        labels: Tensor::<1, Int>::from_ints(TensorData::new(labels, [idx.len()]), device),
+    }
+}
+
+impl MnistTask {
+    /// Read the IDX files (`dir` already resolved) and split off validation images.
+    pub fn new(model: VitConfig, data: &MnistDataConfig) -> anyhow::Result<Self> {
+        model.encoder.validate().context("model.encoder")?;
+        let all = Mnist::read_split(&data.dir, "train")?;
+        let test = Mnist::read_split(&data.dir, "t10k")?;
+        anyhow::ensure!(
+            model.patch_size > 0 && all.rows % model.patch_size == 0 && all.cols % model.patch_size == 0,
+            "model.patch_size ({}) must divide the image size {}x{}",
+            model.patch_size,
+            all.rows,
+            all.cols
+        );
+        anyhow::ensure!(data.n_valid > 0 && data.n_valid < all.len(), "data.n_valid must be in 1..{}", all.len());
+        let n_train = data.train_limit.unwrap_or(usize::MAX).min(all.len() - data.n_valid);
+        let valid = subset(&all, all.len() - data.n_valid..all.len());
+        let train = subset(&all, 0..n_train);
+        Ok(Self { model, train, valid, test })
+    }
+}
+
+impl Task for MnistTask {
+    type Model = Vit;
+    type Batch = ImageBatch;
+
+    fn describe(&self) -> String {
+        format!(
+            "MNIST vision transformer ({} train / {} valid / {} test images, {}x{} patches of {} px)",
+            self.train.len(),
+            self.valid.len(),
+            self.test.len(),
+            self.train.rows / self.model.patch_size,
+            self.train.cols / self.model.patch_size,
+            self.model.patch_size
+        )
+    }
+
+    fn build_model(&self, device: &Device) -> Vit {
+        self.model.init(10, device)
+    }
+
+    fn train_len(&self) -> Option<usize> {
+        Some(self.train.len())
+    }
+
+    fn train_batch(&self, step: usize, batch_size: usize, seed: u64, device: &Device) -> ImageBatch {
+        image_batch(&self.train, &EpochSampler::new(self.train.len(), batch_size, seed).batch(step), device)
+    }
+
+    fn step(&self, model: &Vit, batch: ImageBatch) -> StepOutput {
+        let items = batch.labels.dims()[0];
+        StepOutput { loss: cross_entropy(model.forward(batch.images), batch.labels), items }
+    }
+
+    fn on_optimizer_step(&self, model: &mut Vit, step: usize) {
+        model.encoder.on_step(step);
+    }
+
+    fn evaluate(&self, model: &Vit, split: &str, device: &Device) -> anyhow::Result<Metrics> {
+        let data = match split {
+            "valid" => &self.valid,
+            "test" => &self.test,
+            other => anyhow::bail!("unknown split `{other}` (expected valid or test)"),
+        };
+        let (mut correct, mut loss_sum) = (0, 0.0);
+        let all: Vec<usize> = (0..data.len()).collect();
+        for idx in all.chunks(500) {
+            let batch = image_batch(data, idx, device);
+            let logits = model.forward(batch.images);
+            let loss: f32 = cross_entropy(logits.clone(), batch.labels.clone()).into_scalar();
+            correct += accuracy_counts(logits, batch.labels).0;
+            loss_sum += loss as f64 * idx.len() as f64;
+        }
+        Ok(vec![("accuracy".into(), correct as f64 / data.len() as f64), ("loss".into(), loss_sum / data.len() as f64)])
+    }
+}
