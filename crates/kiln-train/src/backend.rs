@@ -18,6 +18,19 @@ pub fn compiled() -> Vec<&'static str> {
     v
 }
 
+/// Check that `name` is a backend this program knows (compiled in or not).
+pub fn known(name: &str) -> anyhow::Result<()> {
+    let base =
+        name.split_once(':').map_or(name, |(b, i)| if b == "wgpu" && i.parse::<usize>().is_ok() { b } else { name });
+    if ["flex", "ndarray", "wgpu", "cpu"].contains(&base) {
+        Ok(())
+    } else {
+        bail!(
+            "unknown backend `{name}`; expected flex, ndarray, wgpu, wgpu:N (N-th discrete GPU) or cpu (wgpu on a CPU adapter)"
+        )
+    }
+}
+
 /// The device for a backend name: `flex`, `ndarray`, `wgpu` (the default GPU), `wgpu:N` (the N-th
 /// discrete GPU) or `cpu` (wgpu on a CPU adapter such as Mesa's lavapipe).
 pub fn device(name: &str) -> anyhow::Result<Device> {

@@ -40,6 +40,10 @@ pub struct TrainState {
     pub best: Option<Best>,
     /// Evaluations since the best one (early stopping).
     pub evals_since_best: usize,
+    /// Training losses summed since the last logged step, and how many steps they cover (so that a
+    /// resumed run logs the same averages).
+    #[serde(default)]
+    pub loss_window: (f64, usize),
     /// Wall time spent training before this checkpoint, in seconds.
     pub train_seconds: f64,
     /// CRC-32 of `model.bpk`.
@@ -207,4 +211,21 @@ pub fn prune(run_dir: &Path, keep: usize) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// CRC-32 of every float parameter's values, in module order: equal digests mean equal weights,
+/// whatever the parameter ids written in the files (which differ from build to build).
+pub fn weights_digest<M: Module>(model: &M) -> u32 {
+    struct Digest(crc32fast::Hasher);
+    impl burn::module::ModuleVisitor for Digest {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<burn::prelude::Tensor<D>>) {
+            let data = param.val().into_data().convert::<f32>();
+            for v in data.iter::<f32>() {
+                self.0.update(&v.to_le_bytes());
+            }
+        }
+    }
+    let mut d = Digest(crc32fast::Hasher::new());
+    model.visit(&mut d);
+    d.0.finalize()
 }

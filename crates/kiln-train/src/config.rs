@@ -71,6 +71,15 @@ impl DataConfig {
         }
     }
 
+    /// The files or folders this data reads, if any.
+    pub fn paths(&self) -> Vec<&Path> {
+        match self {
+            Self::Text(t) => vec![t.path.as_path()],
+            Self::Mnist(m) => vec![m.dir.as_path()],
+            Self::Listops(_) => vec![],
+        }
+    }
+
     /// Resolve relative data paths against `data_dir` (see [`data_dir`]).
     pub fn resolve_paths(&mut self, data_dir: &Path) {
         let resolve = |p: &mut PathBuf| {
@@ -86,12 +95,14 @@ impl DataConfig {
     }
 }
 
-/// Where relative data paths point: `$KILN_DATA_DIR` if set, else the current directory.
+/// Where relative data paths point: `$KILN_DATA_DIR` if set, else the current directory; made
+/// absolute so that the resolved config saved with a run works from any directory.
 pub fn data_dir() -> PathBuf {
-    match std::env::var_os("KILN_DATA_DIR") {
+    let dir = match std::env::var_os("KILN_DATA_DIR") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ => PathBuf::from("."),
-    }
+    };
+    std::path::absolute(&dir).unwrap_or(dir)
 }
 
 /// `[train]`.
@@ -315,17 +326,16 @@ impl RunConfig {
 
     /// Parse TOML text (named `origin` in errors).
     pub fn parse(text: &str, origin: &str, overrides: &[String]) -> anyhow::Result<Self> {
-        let config: RunConfig = if overrides.is_empty() {
-            toml::from_str(text).map_err(|e| toml_error(origin, text, &e))?
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| toml_error(origin, text, &e))?;
+        let (text, origin) = if overrides.is_empty() {
+            (text.to_string(), origin.to_string())
         } else {
-            let mut table: toml::Table = toml::from_str(text).map_err(|e| toml_error(origin, text, &e))?;
             for o in overrides {
                 apply_override(&mut table, o)?;
             }
-            let merged = toml::to_string(&table)?;
-            toml::from_str(&merged)
-                .map_err(|e| toml_error(&format!("{origin} (with --set {})", overrides.join(" ")), &merged, &e))?
+            (toml::to_string(&table)?, format!("{origin} (with --set {})", overrides.join(" ")))
         };
+        let config = parse_sections(&text, &origin)?;
         config.validate().with_context(|| format!("{origin}: invalid configuration"))?;
         Ok(config)
     }
@@ -345,6 +355,7 @@ impl RunConfig {
                 d.kind()
             ),
         }
+        crate::backend::known(&self.device.backend).context("device.backend")?;
         let t = &self.train;
         match (t.steps, t.epochs) {
             (Some(0), _) | (_, Some(0)) => bail!("train.steps and train.epochs must be at least 1"),
@@ -389,6 +400,93 @@ impl RunConfig {
         }
         Ok(())
     }
+}
+
+/// Deserialise with exact line numbers. `[model]` and `[data]` are tagged by `kind`; serde buffers
+/// internally tagged enums, which loses the position of an error inside them, so when both tables
+/// are written as `[model]` / `[data]` sections their `kind` line is read first and blanked, and the
+/// section is deserialised straight into the type of that kind.
+fn parse_sections(text: &str, origin: &str) -> anyhow::Result<RunConfig> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Rest {
+        #[allow(dead_code)]
+        model: serde::de::IgnoredAny,
+        #[allow(dead_code)]
+        data: serde::de::IgnoredAny,
+        train: TrainConfig,
+        #[serde(default)]
+        device: DeviceConfig,
+        output: OutputConfig,
+    }
+    let (Some((model_line, model_kind)), Some((data_line, data_kind))) =
+        (kind_line(text, "model"), kind_line(text, "data"))
+    else {
+        // Inline or dotted forms: the tagged enums, with less precise positions.
+        return toml::from_str(text).map_err(|e| toml_error(origin, text, &e));
+    };
+    let rest: Rest = toml::from_str(text).map_err(|e| toml_error(origin, text, &e))?;
+    let lines: Vec<&str> = text.lines().collect();
+    let untagged: String = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| if i == model_line || i == data_line { "" } else { l })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let unknown = |what: &str, kind: &str, line: usize, known: &[&str]| {
+        anyhow::anyhow!(
+            "{origin}: line {}: unknown {what} kind `{kind}`, expected one of {}",
+            line + 1,
+            known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+        )
+    };
+    let model = match model_kind.as_str() {
+        "char_lm" => ModelConfig::CharLm(section::<ModelPart<_>>(&untagged, origin)?.model),
+        "classifier" => ModelConfig::Classifier(section::<ModelPart<_>>(&untagged, origin)?.model),
+        "vit" => ModelConfig::Vit(section::<ModelPart<_>>(&untagged, origin)?.model),
+        other => return Err(unknown("model", other, model_line, &["char_lm", "classifier", "vit"])),
+    };
+    let data = match data_kind.as_str() {
+        "text" => DataConfig::Text(section::<DataPart<_>>(&untagged, origin)?.data),
+        "listops" => DataConfig::Listops(section::<DataPart<_>>(&untagged, origin)?.data),
+        "mnist" => DataConfig::Mnist(section::<DataPart<_>>(&untagged, origin)?.data),
+        other => return Err(unknown("data", other, data_line, &["text", "listops", "mnist"])),
+    };
+    Ok(RunConfig { model, data, train: rest.train, device: rest.device, output: rest.output })
+}
+
+#[derive(Deserialize)]
+struct ModelPart<T> {
+    model: T,
+}
+
+#[derive(Deserialize)]
+struct DataPart<T> {
+    data: T,
+}
+
+fn section<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> anyhow::Result<T> {
+    toml::from_str(text).map_err(|e| toml_error(origin, text, &e))
+}
+
+/// The 0-based line and value of `kind = "..."` directly in the `[table]` section, if written so.
+fn kind_line(text: &str, table: &str) -> Option<(usize, String)> {
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            current = t.trim_start_matches('[').split(']').next().unwrap_or("").trim().to_string();
+            continue;
+        }
+        if current == table
+            && let Some(rest) = t.strip_prefix("kind")
+            && let Some(value) = rest.trim_start().strip_prefix('=')
+        {
+            let parsed: toml::Table = toml::from_str(&format!("v = {}", value.trim())).ok()?;
+            return parsed.get("v")?.as_str().map(|k| (i, k.to_string()));
+        }
+    }
+    None
 }
 
 /// `file: line L: message` from a TOML error.

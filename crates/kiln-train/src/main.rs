@@ -214,7 +214,12 @@ impl TaskJob for EvalJob {
     fn run<T: Task>(self, task: T, _config: &RunConfig) -> anyhow::Result<String> {
         let dir = checkpoint_dir(&self.run_dir, &self.pointer)?;
         let model = checkpoint::load_model(&dir, task.build_model(&self.device))?;
-        let mut out = format!("{} ({})\n", task.describe(), dir.display());
+        let mut out = format!(
+            "{} ({})\nweights crc32: {:08x}\n",
+            task.describe(),
+            dir.display(),
+            checkpoint::weights_digest(&model)
+        );
         for split in ["valid", "test"] {
             let metrics = task.evaluate(&model, split, &self.device)?;
             out.push_str(&format!(
@@ -259,11 +264,16 @@ impl TaskJob for CheckJob {
     }
 }
 
-/// Parse, validate and build; data that is not on this machine is reported, not fatal.
+/// Parse, validate and build. A config whose data is not on this machine is parsed and validated
+/// but its model is not built (a character model needs its vocabulary), and the line says so.
 fn check(path: &Path) -> anyhow::Result<String> {
     let mut config = RunConfig::load(path, &[])?;
     config.data.resolve_paths(&config::data_dir());
-    backend::device(&config.device.backend)
-        .or_else(|e| if config.device.backend == "flex" { Err(e) } else { Ok(Device::default()) })?;
+    if let Some(missing) = config.data.paths().into_iter().find(|p| !p.exists()) {
+        return Ok(format!(
+            "parsed and validated; data not found at {} (set KILN_DATA_DIR), model not built",
+            missing.display()
+        ));
+    }
     with_task(&config, CheckJob).with_context(|| format!("{}", path.display()))
 }

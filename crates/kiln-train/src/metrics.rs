@@ -101,7 +101,7 @@ pub fn plot_all(run_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let rows = read(&run_dir.join("metrics.csv"))?;
     let dir = run_dir.join("plots");
     std::fs::create_dir_all(&dir)?;
-    let mut by_metric: BTreeMap<&str, BTreeMap<&str, Vec<(f64, f64)>>> = BTreeMap::new();
+    let mut by_metric: BTreeMap<&str, Series> = BTreeMap::new();
     for r in &rows {
         if r.value.is_finite() {
             by_metric.entry(&r.metric).or_default().entry(&r.split).or_default().push((r.step as f64, r.value));
@@ -116,7 +116,10 @@ pub fn plot_all(run_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(written)
 }
 
-fn plot(path: &Path, metric: &str, splits: &BTreeMap<&str, Vec<(f64, f64)>>) -> anyhow::Result<()> {
+/// `(step, value)` points of one metric, by split.
+type Series<'a> = BTreeMap<&'a str, Vec<(f64, f64)>>;
+
+fn plot(path: &Path, metric: &str, splits: &Series) -> anyhow::Result<()> {
     let all: Vec<(f64, f64)> = splits.values().flatten().copied().collect();
     let (x0, x1) = all.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
     let (y0, y1) = all.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));

@@ -137,6 +137,7 @@ impl TaskJob for TrainJob {
             seed: t.seed,
             best: None,
             evals_since_best: 0,
+            loss_window: (0.0, 0),
             train_seconds: 0.0,
             model_crc32: 0,
             optimizer_crc32: 0,
@@ -178,7 +179,6 @@ impl TaskJob for TrainJob {
 
         let started = Instant::now();
         let seconds_before = state.train_seconds;
-        let mut window_loss = (0.0f64, 0usize);
         let mut last_eval: Vec<(String, f64)> = Vec::new();
         let mut ending = Ending::Finished;
         let eval_and_track = |model: &T::Model,
@@ -243,14 +243,14 @@ impl TaskJob for TrainJob {
             model = optimizer.step(lr, model, grads);
             state.step += 1;
             task.on_optimizer_step(&mut model, state.step);
-            window_loss.0 += step_loss;
-            window_loss.1 += 1;
+            state.loss_window.0 += step_loss;
+            state.loss_window.1 += 1;
             if let Some(bar) = &progress {
                 bar.set_position(state.step as u64);
                 bar.set_message(format!("loss {step_loss:.4}"));
             }
             if state.step.is_multiple_of(t.log_every) || state.step == total {
-                let mean = window_loss.0 / window_loss.1 as f64;
+                let mean = state.loss_window.0 / state.loss_window.1 as f64;
                 log.log(
                     state.step,
                     "train",
@@ -264,7 +264,7 @@ impl TaskJob for TrainJob {
                         format_duration(elapsed)
                     );
                 }
-                window_loss = (0.0, 0);
+                state.loss_window = (0.0, 0);
             }
             let mut stop = false;
             if state.step.is_multiple_of(t.eval_every) || state.step == total {

@@ -1,0 +1,274 @@
+//! End-to-end tests of the `kiln` binary: configs, errors, resume, determinism, divergence.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn kiln() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn all_configs() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![workspace().join("configs")];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "toml") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A small, fast ListOps run: dropout and gradient accumulation on, so that resume and
+/// determinism are tested with the random state that matters.
+fn tiny_config(dir: &Path, extra_train: &str) -> PathBuf {
+    let path = dir.join("tiny.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[model]
+kind = "classifier"
+[model.encoder]
+d_model = 32
+n_heads = 2
+n_layers = 2
+d_ff = 64
+dropout = 0.1
+attention = {{ kind = "performer", num_features = 16, redraw_interval = 7 }}
+position = {{ kind = "rope" }}
+[data]
+kind = "listops"
+n_train = 600
+n_valid = 64
+n_test = 64
+min_len = 4
+max_len = 30
+max_depth = 3
+max_args = 4
+[train]
+batch_size = 16
+steps = 24
+grad_accum = 2
+optimizer = {{ kind = "adamw", lr = 3e-3 }}
+schedule = {{ kind = "cosine", warmup_steps = 4 }}
+grad_clip = 1.0
+eval_every = 8
+log_every = 4
+checkpoint_every = 5
+{extra_train}
+[output]
+dir = "{}"
+"#,
+            dir.join("runs").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Every config in `configs/` parses and validates; with the datasets present, every model builds.
+#[test]
+fn every_config_parses_and_validates() {
+    let configs = all_configs();
+    assert!(configs.len() >= 10, "expected the configs folder, found {configs:?}");
+    let out = kiln().arg("check").args(&configs).env_remove("KILN_DATA_DIR").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(text(&out).matches("ok   ").count(), configs.len(), "{}", text(&out));
+}
+
+#[test]
+#[ignore = "needs the datasets: set KILN_DATA_DIR (e.g. ../shared/datasets)"]
+fn every_config_builds_its_model_with_real_data() {
+    let data = std::env::var("KILN_DATA_DIR").expect("KILN_DATA_DIR");
+    let configs = all_configs();
+    let out = kiln().arg("check").args(&configs).env("KILN_DATA_DIR", data).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("not found"), "{}", text(&out));
+    assert_eq!(text(&out).matches("parameters").count(), configs.len(), "{}", text(&out));
+}
+
+/// Malformed configs: each gives a non-zero exit and a message that names the file, the line or
+/// the key, and the problem.
+#[test]
+fn malformed_configs_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read_to_string(workspace().join("configs/quickstart.toml")).unwrap();
+    let line_of = |needle: &str| format!("line {}:", good.lines().position(|l| l.starts_with(needle)).unwrap() + 1);
+    let (heads_line, batch_line, d_model_line) = (line_of("n_heads"), line_of("batch_size"), line_of("d_model"));
+    let kind_line = line_of("kind = \"classifier\"");
+    let cases: Vec<(&str, String, Vec<&str>)> = vec![
+        ("unknown key", good.replace("n_heads = 4", "n_haeds = 4"), vec![&heads_line, "unknown field `n_haeds`"]),
+        (
+            "wrong type",
+            good.replace("batch_size = 32", "batch_size = \"32\""),
+            vec![&batch_line, "batch_size", "invalid type"],
+        ),
+        (
+            "wrong type in model",
+            good.replace("d_model = 64", "d_model = 6.4"),
+            vec![&d_model_line, "invalid type: floating point `6.4`"],
+        ),
+        (
+            "unknown model kind",
+            good.replace("kind = \"classifier\"", "kind = \"clasifier\""),
+            vec![&kind_line, "unknown model kind `clasifier`"],
+        ),
+        ("bad value", good.replace("lr = 1e-3", "lr = -1.0"), vec!["train.optimizer.lr must be a positive number"]),
+        ("heads", good.replace("n_heads = 4", "n_heads = 5"), vec!["d_model (64) is not divisible by n_heads (5)"]),
+        ("unknown kind", good.replace("kind = \"softmax\"", "kind = \"flash\""), vec!["unknown variant `flash`"]),
+        ("odd rope", good.replace("d_model = 64", "d_model = 12"), vec!["rope", "d_head must be even, got 3"]),
+        (
+            "wrong model keys",
+            good.replace("kind = \"classifier\"", "kind = \"vit\""),
+            vec!["line 8", "unknown field `pooling`"],
+        ),
+        (
+            "mismatch",
+            format!(
+                "{}[data]\nkind = \"mnist\"\ndir = \"mnist\"\n{}",
+                &good[..good.find("[data]").unwrap()],
+                &good[good.find("[train]").unwrap()..]
+            ),
+            vec!["model kind `classifier` cannot train on data kind `mnist`"],
+        ),
+        ("both budgets", good.replacen("\nsteps = ", "\nepochs = 2\nsteps = ", 1), vec!["not both"]),
+        ("missing section", good.replace("[output]\ndir = \"runs/quickstart\"", ""), vec!["missing field `output`"]),
+        ("backend", format!("{good}\n[device]\nbackend = \"tpu\"\n"), vec!["unknown backend `tpu`"]),
+        ("listops window", good.replace("max_len = 40", "max_len = 5"), vec!["leave none"]),
+        ("not toml", "[model\nkind = 3".to_string(), vec!["line 1"]),
+    ];
+    for (name, body, needles) in cases {
+        assert_ne!(body, good, "{name}: the case does not change the config");
+        let path = dir.path().join(format!("{}.toml", name.replace(' ', "_")));
+        std::fs::write(&path, body).unwrap();
+        let out = kiln().args(["train"]).arg(&path).output().unwrap();
+        let msg = text(&out);
+        assert!(!out.status.success(), "{name}: should fail\n{msg}");
+        assert!(
+            msg.contains(&*path.file_name().unwrap().to_string_lossy()),
+            "{name}: message does not name the file:\n{msg}"
+        );
+        for n in needles {
+            assert!(msg.contains(n), "{name}: message does not contain `{n}`:\n{msg}");
+        }
+        assert!(!msg.contains("panicked"), "{name}: panicked:\n{msg}");
+    }
+    // A causal Nyström language model is an invalid combination.
+    let lm = std::fs::read_to_string(workspace().join("configs/lm/softmax.toml"))
+        .unwrap()
+        .replace("{ kind = \"softmax\" }", "{ kind = \"nystrom\" }");
+    let path = dir.path().join("causal_nystrom.toml");
+    std::fs::write(&path, lm).unwrap();
+    let out = kiln().arg("check").arg(&path).output().unwrap();
+    assert!(!out.status.success() && text(&out).contains("nystrom attention cannot be causal"), "{}", text(&out));
+    // A data file that does not exist is named.
+    let lm = std::fs::read_to_string(workspace().join("configs/lm/softmax.toml")).unwrap();
+    let path = dir.path().join("lm.toml");
+    std::fs::write(&path, lm.replace("tinyshakespeare/input.txt", "/nonexistent/input.txt")).unwrap();
+    let out = kiln()
+        .arg("train")
+        .arg(&path)
+        .arg("--set")
+        .arg(format!("output.dir=\"{}\"", dir.path().join("runs").display()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && text(&out).contains("/nonexistent/input.txt"), "{}", text(&out));
+    // --set with a misspelt key is an error too.
+    let out = kiln()
+        .args(["train", "configs/quickstart.toml", "--set", "train.stpes=3"])
+        .current_dir(workspace())
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && text(&out).contains("unknown field `stpes`"), "{}", text(&out));
+}
+
+fn run_dir_of(output: &Output) -> PathBuf {
+    let t = text(output);
+    let line =
+        t.lines().find(|l| l.starts_with("run directory: ")).unwrap_or_else(|| panic!("no run directory in:\n{t}"));
+    PathBuf::from(line.trim_start_matches("run directory: "))
+}
+
+/// `kiln eval` of the latest checkpoint: the weights digest and the metrics at full print precision.
+fn final_model(run: &Path) -> String {
+    let out = kiln().arg("eval").arg(run).args(["--checkpoint", "latest"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let t = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(t.contains("weights crc32: "), "{t}");
+    t.lines().skip(1).collect::<Vec<_>>().join("\n")
+}
+
+fn metrics(run: &Path) -> String {
+    std::fs::read_to_string(run.join("metrics.csv")).unwrap()
+}
+
+/// An interrupted run resumed equals an uninterrupted run, bit for bit; the same config and seed
+/// give identical metrics.
+#[test]
+fn resumed_run_equals_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path(), "");
+    let full = kiln().arg("train").arg(&config).output().unwrap();
+    assert!(full.status.success(), "{}", text(&full));
+    let full_dir = run_dir_of(&full);
+
+    let again = kiln().arg("train").arg(&config).output().unwrap();
+    assert!(again.status.success(), "{}", text(&again));
+    assert_eq!(metrics(&full_dir), metrics(&run_dir_of(&again)), "same seed, different metrics");
+
+    let first = kiln().arg("train").arg(&config).args(["--stop-after-steps", "13"]).output().unwrap();
+    assert!(first.status.success(), "{}", text(&first));
+    assert!(text(&first).contains("interrupted"), "{}", text(&first));
+    let part_dir = run_dir_of(&first);
+    let resumed = kiln().arg("train").arg("--resume").arg(&part_dir).output().unwrap();
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    assert!(text(&resumed).contains("resuming"), "{}", text(&resumed));
+    assert_eq!(metrics(&full_dir), metrics(&part_dir), "resumed metrics differ");
+    assert_eq!(final_model(&full_dir), final_model(&part_dir), "resumed model differs");
+    let summary = std::fs::read_to_string(part_dir.join("summary.json")).unwrap();
+    assert!(summary.contains("\"step\": 24"), "{summary}");
+    assert!(part_dir.join("plots/loss.png").exists());
+
+    // A different seed gives a different run.
+    let other = kiln().arg("train").arg(&config).args(["--set", "train.seed=5"]).output().unwrap();
+    assert_ne!(metrics(&full_dir), metrics(&run_dir_of(&other)));
+}
+
+/// A diverging run stops with a message naming the step and keeps the last good checkpoint.
+#[test]
+fn diverging_run_stops_and_names_the_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path(), "");
+    let out = kiln()
+        .arg("train")
+        .arg(&config)
+        .args([
+            "--set",
+            "train.optimizer.lr=1e12",
+            "--set",
+            "train.grad_clip=1e30",
+            "--set",
+            "train.schedule.warmup_steps=0",
+        ])
+        .output()
+        .unwrap();
+    let msg = text(&out);
+    assert!(!out.status.success(), "{msg}");
+    assert!(msg.contains("the training loss is") && msg.contains("step "), "{msg}");
+    assert!(msg.contains("last good checkpoint"), "{msg}");
+    assert!(!msg.contains("panicked"), "{msg}");
+}
