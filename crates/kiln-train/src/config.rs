@@ -503,13 +503,14 @@ fn toml_error(origin: &str, text: &str, e: &toml::de::Error) -> anyhow::Error {
 }
 
 /// Apply `a.b.c=value`: the value is read as TOML (`4`, `1e-3`, `true`, `"x"`, `[1, 2]`), or taken as
-/// a string if it does not parse. Only keys whose parent tables exist can be set, so a typo in a
+/// a string if it does not parse; an empty value removes the key (`--set train.epochs=`). Only keys whose parent tables exist can be set, so a typo in a
 /// table name is an error here and a typo in a leaf key is an error when the result is read.
 pub fn apply_override(table: &mut toml::Table, assignment: &str) -> anyhow::Result<()> {
     let (key, value) = assignment
         .split_once('=')
         .with_context(|| format!("--set {assignment}: expected key=value, e.g. --set train.steps=100"))?;
     let key = key.trim();
+    let remove = value.trim().is_empty();
     let value: toml::Value = match toml::from_str::<toml::Table>(&format!("v = {}", value.trim())) {
         Ok(mut t) => t.remove("v").expect("parsed key"),
         Err(_) => toml::Value::String(value.trim().to_string()),
@@ -526,6 +527,13 @@ pub fn apply_override(table: &mut toml::Table, assignment: &str) -> anyhow::Resu
             _ => bail!("--set {assignment}: `{prefix}` is a value, not a table"),
         };
     }
-    current.insert(parts[parts.len() - 1].to_string(), value);
+    let leaf = parts[parts.len() - 1].to_string();
+    if remove {
+        if current.remove(&leaf).is_none() {
+            bail!("--set {assignment}: there is no `{key}` to remove");
+        }
+    } else {
+        current.insert(leaf, value);
+    }
     Ok(())
 }

@@ -32,7 +32,7 @@ enum Command {
     Train {
         /// The config file (not needed with --resume, which reads the run's own config.toml).
         config: Option<PathBuf>,
-        /// Override a config value, e.g. `--set train.steps=100` (repeatable).
+        /// Override a config value, e.g. `--set train.steps=100` (repeatable; `--set train.epochs=` removes a key).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
         /// Backend: flex, ndarray, wgpu, wgpu:N, cpu (overrides [device] backend).
@@ -110,7 +110,14 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Train { config, overrides, device, resume, stop_after_steps } => {
             let (config, run_dir) = match (&resume, &config) {
-                (Some(dir), None) => (RunConfig::load(&dir.join("config.toml"), &overrides)?, dir.clone()),
+                (Some(dir), None) => {
+                    let path = dir.join("config.toml");
+                    let c = RunConfig::load(&path, &overrides)?;
+                    if !overrides.is_empty() {
+                        checkpoint::write_atomic(&path, resolved_toml(&c, &path)?.as_bytes())?;
+                    }
+                    (c, dir.clone())
+                }
                 (Some(_), Some(_)) => {
                     bail!("--resume reads the run's own config.toml; give either CONFIG or --resume RUN_DIR, not both")
                 }

@@ -272,3 +272,52 @@ fn diverging_run_stops_and_names_the_step() {
     assert!(msg.contains("last good checkpoint"), "{msg}");
     assert!(!msg.contains("panicked"), "{msg}");
 }
+
+/// Ctrl-C (SIGINT) saves a checkpoint and exits with 130; `--resume` then finishes the run.
+#[test]
+fn interrupt_saves_a_checkpoint_and_resume_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path(), "");
+    let mut child = kiln()
+        .arg("train")
+        .arg(&config)
+        .args(["--set", "train.steps=100000", "--set", "train.checkpoint_every=", "--set", "train.eval_every=100000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until training has run a few steps (the first log line), then interrupt.
+    let runs = dir.path().join("runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let logged = std::fs::read_dir(&runs)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| std::fs::read_to_string(e.ok()?.path().join("metrics.csv")).ok())
+            .is_some_and(|m| m.lines().count() > 3);
+        if logged {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "training did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    assert!(text(&out).contains("interrupted"), "{}", text(&out));
+    let run = run_dir_of(&out);
+    let latest = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
+    let step: usize = latest.trim().trim_start_matches("step-").parse().unwrap();
+    assert!(step >= 4, "checkpoint at step {step}");
+    let resumed = kiln()
+        .arg("train")
+        .arg("--resume")
+        .arg(&run)
+        .args(["--set", &format!("train.steps={}", step + 4)])
+        .output()
+        .unwrap();
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    assert!(text(&resumed).contains(&format!("resuming {} from step {step}", run.display())), "{}", text(&resumed));
+    assert!(text(&resumed).contains(&format!("finished after {} steps", step + 4)), "{}", text(&resumed));
+}
