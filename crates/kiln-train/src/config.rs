@@ -537,3 +537,54 @@ pub fn apply_override(table: &mut toml::Table, assignment: &str) -> anyhow::Resu
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hand-derived: peak 1.0, 10 warm-up steps, 100 decay steps (110 in all) down to 0.1.
+    #[test]
+    fn schedules_by_hand() {
+        let s = |kind| ScheduleConfig { kind, warmup_steps: 10, min_lr: 0.1 };
+        for kind in [ScheduleKind::Constant, ScheduleKind::Linear, ScheduleKind::Cosine] {
+            assert!((s(kind).lr(1.0, 0, 110) - 0.1).abs() < 1e-12, "warm-up starts at peak/10");
+            assert!((s(kind).lr(1.0, 9, 110) - 1.0).abs() < 1e-12, "warm-up ends at the peak");
+        }
+        assert_eq!(s(ScheduleKind::Constant).lr(1.0, 60, 110), 1.0);
+        // Half-way through the decay (step 60): linear 0.55; cosine 0.1 + 0.45 (1 + cos(π/2)) = 0.55.
+        assert!((s(ScheduleKind::Linear).lr(1.0, 60, 110) - 0.55).abs() < 1e-12);
+        assert!((s(ScheduleKind::Cosine).lr(1.0, 60, 110) - 0.55).abs() < 1e-12);
+        // A quarter of the way (step 35): linear 1 − 0.9/4 = 0.775; cosine 0.1 + 0.45 (1 + cos(π/4)).
+        assert!((s(ScheduleKind::Linear).lr(1.0, 35, 110) - 0.775).abs() < 1e-12);
+        let cos = 0.1 + 0.45 * (1.0 + (std::f64::consts::PI / 4.0).cos());
+        assert!((s(ScheduleKind::Cosine).lr(1.0, 35, 110) - cos).abs() < 1e-12);
+        // The end reaches min_lr.
+        assert!((s(ScheduleKind::Cosine).lr(1.0, 110, 110) - 0.1).abs() < 1e-12);
+        assert!((s(ScheduleKind::Linear).lr(1.0, 110, 110) - 0.1).abs() < 1e-12);
+    }
+
+    #[test]
+    fn overrides_are_typed_and_can_remove_keys() {
+        let mut t: toml::Table = toml::from_str("[train]\nsteps = 10\nepochs = 2\n[model]\nkind = \"vit\"").unwrap();
+        apply_override(&mut t, "train.steps=100").unwrap();
+        apply_override(&mut t, "train.optimizer.lr=1e-3").unwrap();
+        apply_override(&mut t, "model.kind=classifier").unwrap();
+        apply_override(&mut t, "train.epochs=").unwrap();
+        assert_eq!(t["train"]["steps"].as_integer(), Some(100));
+        assert_eq!(t["train"]["optimizer"]["lr"].as_float(), Some(1e-3));
+        assert_eq!(t["model"]["kind"].as_str(), Some("classifier"));
+        assert!(t["train"].get("epochs").is_none());
+        assert!(apply_override(&mut t, "train.steps").unwrap_err().to_string().contains("key=value"));
+        assert!(apply_override(&mut t, "train.steps.x=1").unwrap_err().to_string().contains("is a value"));
+        assert!(apply_override(&mut t, "train.nothing=").unwrap_err().to_string().contains("no `train.nothing`"));
+    }
+
+    #[test]
+    fn kind_lines_are_found_in_their_section_only() {
+        let text =
+            "[train]\nkind = \"x\"\n[model]\n# a comment\nkind = \"vit\" # trailing\n[model.encoder]\nkind = \"y\"\n";
+        assert_eq!(kind_line(text, "model"), Some((4, "vit".into())));
+        assert_eq!(kind_line(text, "data"), None);
+        assert_eq!(kind_line("model = { kind = \"vit\" }", "model"), None);
+    }
+}

@@ -89,3 +89,34 @@ pub fn clip_global_norm<M: Module>(module: &M, grads: &mut GradientsParams, max_
     }
     norm
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::LinearConfig;
+
+    /// Hand-derived: a linear layer `y = x W + b` with loss `Σ y` on input `x = [3, 4]` has
+    /// gradients `dW = [[3, 3], [4, 4]]`, `db = [1, 1]`: squared norm 9+9+16+16+1+1 = 52.
+    /// Clipping to 1 scales every gradient by `1 / (√52 + 1e-6)`.
+    #[test]
+    fn global_norm_by_hand() {
+        let device = Device::flex().autodiff();
+        let layer = LinearConfig::new(2, 2).init(&device);
+        let x = Tensor::<1>::from_floats([3.0, 4.0], &device).reshape([1, 2]);
+        let grads = GradientsParams::from_grads(layer.forward(x.clone()).sum().backward(), &layer);
+        let mut unclipped = grads;
+        let norm = clip_global_norm(&layer, &mut unclipped, None);
+        assert!((norm - 52f64.sqrt()).abs() < 1e-5, "{norm}");
+        let mut clipped = GradientsParams::from_grads(layer.forward(x).sum().backward(), &layer);
+        let before = clip_global_norm(&layer, &mut clipped, Some(1.0));
+        assert!((before - 52f64.sqrt()).abs() < 1e-5);
+        let w: Vec<f32> = clipped.get::<2>(layer.weight.id).unwrap().into_data().convert::<f32>().to_vec().unwrap();
+        let s = 1.0 / 52f32.sqrt();
+        for (g, want) in w.iter().zip([3.0 * s, 3.0 * s, 4.0 * s, 4.0 * s]) {
+            assert!((g - want).abs() < 1e-5, "{w:?}");
+        }
+        // The clipped gradients have norm 1.
+        let after = clip_global_norm(&layer, &mut clipped, None);
+        assert!((after - 1.0).abs() < 1e-4, "{after}");
+    }
+}

@@ -321,3 +321,19 @@ fn interrupt_saves_a_checkpoint_and_resume_finishes() {
     assert!(text(&resumed).contains(&format!("resuming {} from step {step}", run.display())), "{}", text(&resumed));
     assert!(text(&resumed).contains(&format!("finished after {} steps", step + 4)), "{}", text(&resumed));
 }
+
+/// Early stopping: with a `min_delta` no evaluation can beat, training stops `patience`
+/// evaluations after the first, and the best checkpoint is the first evaluation's.
+#[test]
+fn early_stopping_stops_after_patience_evaluations() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path(), "early_stopping = { patience = 2, min_delta = 100.0 }");
+    let out = kiln().arg("train").arg(&config).args(["--set", "train.steps=48"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let msg = text(&out);
+    assert!(msg.contains("early stopping: no improvement in 2 evaluations"), "{msg}");
+    assert!(msg.contains("stopped early after 24 steps"), "{msg}");
+    let run = run_dir_of(&out);
+    assert_eq!(std::fs::read_to_string(run.join("checkpoints/best")).unwrap().trim(), "step-0000008");
+    assert!(msg.contains("best accuracy") && msg.contains("at step 8"), "{msg}");
+}
