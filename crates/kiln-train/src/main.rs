@@ -229,10 +229,7 @@ impl TaskJob for EvalJob {
         );
         for split in ["valid", "test"] {
             let metrics = task.evaluate(&model, split, &self.device)?;
-            out.push_str(&format!(
-                "{split:>5}: {}\n",
-                metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect::<Vec<_>>().join(", ")
-            ));
+            out.push_str(&format!("{split:>5}: {}\n", trainer::format_metrics(&metrics)));
         }
         Ok(out)
     }

@@ -83,7 +83,8 @@ fn improved(goal: Goal, value: f64, best: f64, min_delta: f64) -> bool {
     }
 }
 
-fn format_metrics(m: &[(String, f64)]) -> String {
+/// `name value, name value` with four decimals.
+pub fn format_metrics(m: &[(String, f64)]) -> String {
     m.iter().map(|(k, v)| format!("{k} {v:.4}")).collect::<Vec<_>>().join(", ")
 }
 
