@@ -278,7 +278,7 @@ fn diverging_run_stops_and_names_the_step() {
 fn interrupt_saves_a_checkpoint_and_resume_finishes() {
     let dir = tempfile::tempdir().unwrap();
     let config = tiny_config(dir.path(), "");
-    let mut child = kiln()
+    let child = kiln()
         .arg("train")
         .arg(&config)
         .args(["--set", "train.steps=100000", "--set", "train.checkpoint_every=", "--set", "train.eval_every=100000"])
