@@ -204,10 +204,24 @@ fn new_run_dir(parent: &Path) -> anyhow::Result<PathBuf> {
     bail!("{}: no free run-NNN name", parent.display())
 }
 
-fn checkpoint_dir(run_dir: &Path, pointer: &str) -> anyhow::Result<PathBuf> {
-    anyhow::ensure!(pointer == "best" || pointer == "latest", "--checkpoint must be best or latest, got `{pointer}`");
-    checkpoint::pointed(run_dir, pointer)?
-        .with_context(|| format!("{}: no `{pointer}` checkpoint (was the run started?)", run_dir.display()))
+/// Build the task's model and load the first of `pointers` (`best`, `latest`) that the run has.
+fn load_checkpoint<T: Task>(
+    task: &T,
+    run_dir: &Path,
+    pointers: &[&str],
+    device: &Device,
+) -> anyhow::Result<(PathBuf, T::Model)> {
+    for pointer in pointers {
+        anyhow::ensure!(
+            *pointer == "best" || *pointer == "latest",
+            "--checkpoint must be best or latest, got `{pointer}`"
+        );
+        if let Some(dir) = checkpoint::pointed(run_dir, pointer)? {
+            let model = checkpoint::load_model(&dir, task.build_model(device))?;
+            return Ok((dir, model));
+        }
+    }
+    bail!("{}: no `{}` checkpoint (was the run started?)", run_dir.display(), pointers.join("` or `"))
 }
 
 struct EvalJob {
@@ -219,8 +233,7 @@ struct EvalJob {
 impl TaskJob for EvalJob {
     type Output = String;
     fn run<T: Task>(self, task: T, _config: &RunConfig) -> anyhow::Result<String> {
-        let dir = checkpoint_dir(&self.run_dir, &self.pointer)?;
-        let model = checkpoint::load_model(&dir, task.build_model(&self.device))?;
+        let (dir, model) = load_checkpoint(&task, &self.run_dir, &[self.pointer.as_str()], &self.device)?;
         let mut out = format!(
             "{} ({})\nweights crc32: {:08x}\n",
             task.describe(),
@@ -244,8 +257,7 @@ struct GenerateJob {
 impl TaskJob for GenerateJob {
     type Output = String;
     fn run<T: Task>(self, task: T, _config: &RunConfig) -> anyhow::Result<String> {
-        let dir = checkpoint_dir(&self.run_dir, "best").or_else(|_| checkpoint_dir(&self.run_dir, "latest"))?;
-        let model = checkpoint::load_model(&dir, task.build_model(&self.device))?;
+        let (_, model) = load_checkpoint(&task, &self.run_dir, &["best", "latest"], &self.device)?;
         task.generate(&model, &self.options, &self.device)
     }
 }

@@ -112,6 +112,8 @@ fn batch_of(examples: &[&Example], device: &Device) -> SequenceBatch {
 pub struct ListOpsTask {
     model: ClassifierConfig,
     data: ListOps,
+    /// The most frequent training label.
+    majority: u8,
 }
 
 /// Examples per evaluation batch.
@@ -121,15 +123,15 @@ impl ListOpsTask {
     /// Generate the data and keep the model config.
     pub fn new(model: ClassifierConfig, data: &ListOpsConfig) -> anyhow::Result<Self> {
         let data = data.generate().context("generating ListOps")?;
-        Ok(Self { model, data })
+        let mut counts = [0usize; 10];
+        data.train.iter().for_each(|e| counts[e.label as usize] += 1);
+        let majority = (0..10).max_by_key(|&c| counts[c]).unwrap_or(0) as u8;
+        Ok(Self { model, data, majority })
     }
 
     /// Accuracy of always answering the most frequent training label (the floor to beat).
     pub fn majority_baseline(&self, split: &[Example]) -> f64 {
-        let mut counts = [0usize; 10];
-        self.data.train.iter().for_each(|e| counts[e.label as usize] += 1);
-        let majority = (0..10).max_by_key(|&c| counts[c]).unwrap_or(0) as u8;
-        split.iter().filter(|e| e.label == majority).count() as f64 / split.len().max(1) as f64
+        split.iter().filter(|e| e.label == self.majority).count() as f64 / split.len().max(1) as f64
     }
 }
 
