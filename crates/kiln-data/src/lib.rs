@@ -5,5 +5,6 @@ mod error;
 pub mod listops;
 pub mod mnist;
 pub mod text;
+pub mod tokenizer;
 
 pub use error::DataError;

@@ -1,11 +1,13 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod bert;
 mod classifier;
 mod lm;
 mod loss;
 mod vit;
 
+pub use bert::{Bert, BertConfig, BertError, BertOutput};
 pub use classifier::{ClassifierConfig, ListOpsTask, Pooling, SequenceClassifier};
 pub use lm::{CharLm, CharLmConfig, CharLmTask, TextDataConfig};
 pub use loss::{accuracy_counts, cross_entropy};

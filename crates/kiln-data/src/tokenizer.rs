@@ -1,0 +1,206 @@
+//! WordPiece tokenisation for BERT checkpoints, through the Hugging Face `tokenizers` crate.
+//!
+//! A checkpoint directory holds `tokenizer.json` (the fast tokenizer: normaliser, pre-tokeniser,
+//! WordPiece model, `[CLS] … [SEP]` template) or only `vocab.txt` (then `tokenizer_config.json`'s
+//! `do_lower_case`, default `true`, picks the normaliser, as `BertTokenizer` does). Padding and
+//! truncation stored in `tokenizer.json` are replaced by ours: sequences are cut to `max_seq_len`
+//! tokens (special tokens included) and a batch is padded to its longest sequence only, which is what
+//! sentence-transformers does.
+//!
+//! Offsets are in characters of the input (not bytes), so entity spans of Chinese text map back.
+
+use std::path::{Path, PathBuf};
+
+use tokenizers::models::wordpiece::WordPiece;
+use tokenizers::normalizers::BertNormalizer;
+use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+use tokenizers::processors::bert::BertProcessing;
+use tokenizers::{Model, Tokenizer, TruncationParams};
+
+use crate::DataError;
+
+/// One tokenised text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    /// Token ids, `[CLS]` first and `[SEP]` last.
+    pub ids: Vec<u32>,
+    /// Segment ids (0 for a single sentence).
+    pub type_ids: Vec<u32>,
+    /// `(start, end)` character offsets of each token in the text; `(0, 0)` for special tokens.
+    pub offsets: Vec<(usize, usize)>,
+}
+
+/// A padded batch: row-major `[batch, max_len]` ids with the real length of each row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenBatch {
+    /// Token ids, `pad_id` after each row's length.
+    pub ids: Vec<u32>,
+    /// Segment ids, 0 at padding.
+    pub type_ids: Vec<u32>,
+    /// Real tokens per row.
+    pub lengths: Vec<usize>,
+    /// Columns (the longest row).
+    pub max_len: usize,
+}
+
+/// A BERT WordPiece tokenizer with truncation and padding.
+#[derive(Debug, Clone)]
+pub struct BertTokenizer {
+    inner: Tokenizer,
+    max_seq_len: usize,
+    pad_id: u32,
+}
+
+impl BertTokenizer {
+    /// Load from a checkpoint directory: `tokenizer.json`, else `vocab.txt`.
+    ///
+    /// # Errors
+    ///
+    /// Neither file exists, or the file does not parse, or it lacks `[PAD]`.
+    pub fn from_dir(dir: &Path, max_seq_len: usize) -> Result<Self, DataError> {
+        let json = dir.join("tokenizer.json");
+        let vocab = dir.join("vocab.txt");
+        let mut inner = if json.is_file() {
+            Tokenizer::from_file(&json).map_err(|e| DataError::format(&json, "tokenizer", e.to_string()))?
+        } else if vocab.is_file() {
+            Self::from_vocab(&vocab, lower_case(dir)?)?
+        } else {
+            return Err(DataError::Invalid(format!(
+                "{}: neither tokenizer.json nor vocab.txt found (expected a Hugging Face BERT checkpoint directory)",
+                dir.display()
+            )));
+        };
+        if max_seq_len < 2 {
+            return Err(DataError::Invalid(format!("max_seq_len must be at least 2, got {max_seq_len}")));
+        }
+        let truncation = TruncationParams { max_length: max_seq_len, ..TruncationParams::default() };
+        inner.with_truncation(Some(truncation)).map_err(|e| DataError::Invalid(format!("truncation: {e}")))?;
+        inner.with_padding(None);
+        let pad_id = inner
+            .token_to_id("[PAD]")
+            .ok_or_else(|| DataError::Invalid(format!("{}: the vocabulary has no [PAD] token", dir.display())))?;
+        Ok(Self { inner, max_seq_len, pad_id })
+    }
+
+    /// The classic `BertTokenizer` pipeline from a `vocab.txt`.
+    fn from_vocab(vocab: &Path, lowercase: bool) -> Result<Tokenizer, DataError> {
+        let bad = |e: tokenizers::Error| DataError::format(vocab, "vocabulary", e.to_string());
+        let path = vocab.to_str().ok_or_else(|| DataError::Invalid(format!("{}: not UTF-8", vocab.display())))?;
+        let model = WordPiece::from_file(path).unk_token("[UNK]".into()).build().map_err(bad)?;
+        let id = |t: &str| {
+            model.token_to_id(t).ok_or_else(|| DataError::format(vocab, "vocabulary", format!("no {t} token")))
+        };
+        let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
+        let mut tok = Tokenizer::new(model);
+        // clean_text, handle_chinese_chars, strip_accents (None: follow lowercase), lowercase.
+        tok.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase))).map_err(bad)?;
+        tok.with_pre_tokenizer(Some(BertPreTokenizer));
+        tok.with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));
+        Ok(tok)
+    }
+
+    /// Longest sequence produced, special tokens included.
+    pub fn max_seq_len(&self) -> usize {
+        self.max_seq_len
+    }
+
+    /// Id of `[PAD]`.
+    pub fn pad_id(&self) -> u32 {
+        self.pad_id
+    }
+
+    /// Id of a token, if the vocabulary has it.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// Tokenise one text (`[CLS] text [SEP]`, truncated).
+    ///
+    /// # Errors
+    ///
+    /// The tokenizer fails (it does not on valid UTF-8 with a BERT pipeline).
+    pub fn encode(&self, text: &str) -> Result<Encoded, DataError> {
+        let e =
+            self.inner.encode_char_offsets(text, true).map_err(|e| DataError::Invalid(format!("tokenizer: {e}")))?;
+        Ok(Encoded {
+            ids: e.get_ids().to_vec(),
+            type_ids: e.get_type_ids().to_vec(),
+            offsets: e.get_offsets().to_vec(),
+        })
+    }
+
+    /// Tokenise texts and pad them to the longest.
+    ///
+    /// # Errors
+    ///
+    /// As [`encode`](Self::encode).
+    pub fn batch<S: AsRef<str>>(&self, texts: &[S]) -> Result<TokenBatch, DataError> {
+        let encoded = texts.iter().map(|t| self.encode(t.as_ref())).collect::<Result<Vec<_>, _>>()?;
+        Ok(self.pad(&encoded))
+    }
+
+    /// Pad encoded texts to the longest.
+    pub fn pad(&self, encoded: &[Encoded]) -> TokenBatch {
+        let max_len = encoded.iter().map(|e| e.ids.len()).max().unwrap_or(0);
+        let mut batch = TokenBatch {
+            ids: Vec::with_capacity(encoded.len() * max_len),
+            type_ids: Vec::with_capacity(encoded.len() * max_len),
+            lengths: Vec::with_capacity(encoded.len()),
+            max_len,
+        };
+        for e in encoded {
+            let pad = max_len - e.ids.len();
+            batch.ids.extend(e.ids.iter().copied().chain(std::iter::repeat_n(self.pad_id, pad)));
+            batch.type_ids.extend(e.type_ids.iter().copied().chain(std::iter::repeat_n(0, pad)));
+            batch.lengths.push(e.ids.len());
+        }
+        batch
+    }
+}
+
+/// `do_lower_case` from `tokenizer_config.json` (default `true`, as `BertTokenizer`).
+fn lower_case(dir: &Path) -> Result<bool, DataError> {
+    let path: PathBuf = dir.join("tokenizer_config.json");
+    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(true) };
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| DataError::format(&path, format!("line {}", e.line()), e.to_string()))?;
+    Ok(json.get("do_lower_case").and_then(serde_json::Value::as_bool).unwrap_or(true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tiny vocabulary written to disk: the `vocab.txt` route, checked token by token.
+    fn tiny(dir: &Path) -> BertTokenizer {
+        let vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "cat", "sat", "on", "mat", "##s", ".", "猫"];
+        std::fs::write(dir.join("vocab.txt"), vocab.join("\n")).unwrap();
+        BertTokenizer::from_dir(dir, 6).unwrap()
+    }
+
+    #[test]
+    fn vocab_txt_tokenizes_truncates_and_pads() {
+        let dir = std::env::temp_dir().join(format!("kiln-tok-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let tok = tiny(&dir);
+        // Lower-cased, "mats" → "mat" "##s", unknown word → [UNK]; [CLS] the mat ##s [UNK] . [SEP] is 7
+        // tokens, cut to 6 keeping [SEP].
+        let e = tok.encode("The MATS dog.").unwrap();
+        assert_eq!(e.ids, vec![2, 4, 8, 9, 1, 3]);
+        // CJK characters are split one by one.
+        let e = tok.encode("猫 cat").unwrap();
+        assert_eq!(e.ids, vec![2, 11, 5, 3]);
+        assert_eq!(e.offsets, vec![(0, 0), (0, 1), (2, 5), (0, 0)], "character offsets, not bytes");
+        let b = tok.batch(&["the cat", "cat"]).unwrap();
+        assert_eq!(b.max_len, 4);
+        assert_eq!(b.ids, vec![2, 4, 5, 3, 2, 5, 3, 0]);
+        assert_eq!(b.lengths, vec![4, 3]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn missing_files_are_named() {
+        let err = BertTokenizer::from_dir(Path::new("/nonexistent/ckpt"), 128).unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/ckpt") && err.contains("vocab.txt"), "{err}");
+    }
+}
