@@ -5,6 +5,7 @@ mod checkpoint;
 mod config;
 mod metrics;
 mod optim;
+mod sentences;
 mod tasks;
 mod trainer;
 
@@ -93,6 +94,21 @@ enum Command {
         #[arg(required = true)]
         configs: Vec<PathBuf>,
     },
+    /// Sentence vectors from a pretrained BERT checkpoint to a .npy file, optionally whitened.
+    Embed(sentences::EmbedArgs),
+    /// Spearman correlations on STS for each pooling, raw and whitened (BERT-whitening, Su et al. 2021).
+    Sts(sentences::StsArgs),
+    /// Measure speed.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Sentence embedding throughput of a BERT checkpoint (sentences and tokens per second).
+    Embed(sentences::BenchEmbedArgs),
 }
 
 fn main() {
@@ -166,6 +182,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let options = GenerateOptions { prompt: Some(text), max_tokens: 0, temperature: 1.0, seed: 0 };
             generate(&run_dir, options, device)
         }
+        Command::Embed(args) => sentences::embed(args),
+        Command::Sts(args) => sentences::sts(args),
+        Command::Bench { what: BenchCommand::Embed(args) } => sentences::bench_embed(args),
         Command::Check { configs } => {
             let mut failed = 0;
             for path in &configs {

@@ -7,7 +7,7 @@ mod lm;
 mod loss;
 mod vit;
 
-pub use bert::{Bert, BertConfig, BertError, BertOutput};
+pub use bert::{Bert, BertConfig, BertError, BertInput, BertOutput};
 pub use classifier::{ClassifierConfig, ListOpsTask, Pooling, SequenceClassifier};
 pub use lm::{CharLm, CharLmConfig, CharLmTask, TextDataConfig};
 pub use loss::{accuracy_counts, cross_entropy};

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use burn::prelude::*;
 use kiln_data::tokenizer::BertTokenizer;
 use kiln_layers::AttentionConfig;
+use kiln_transformer::bert::BertInput;
 use kiln_transformer::bert::convert::load_pretrained;
 use serde::Deserialize;
 
@@ -52,19 +53,8 @@ fn minilm_matches_transformers_within_1e_4() {
 
     let texts: Vec<&str> = fixture.sentences.iter().map(|s| s.text.as_str()).collect();
     let batch = tokenizer.batch(&texts).unwrap();
-    let (b, n) = (texts.len(), batch.max_len);
-    let int = |v: &[u32]| {
-        Tensor::<1, Int>::from_ints(v.iter().map(|&x| x as i64).collect::<Vec<_>>().as_slice(), &device).reshape([b, n])
-    };
-    let padding = Tensor::<2, Int>::from_data(
-        TensorData::new(
-            batch.lengths.iter().flat_map(|&l| (0..n).map(move |j| (j >= l) as i64)).collect::<Vec<_>>(),
-            [b, n],
-        ),
-        &device,
-    )
-    .equal_elem(1);
-    let out = model.forward(int(&batch.ids), int(&batch.type_ids), Some(&padding));
+    let n = batch.max_len;
+    let out = model.forward_input(&BertInput::from_batch(&batch, &device));
     let pooled = model.pool(out.last()).expect("MiniLM has a pooler");
     let pooled: Vec<f32> = pooled.into_data().convert::<f32>().try_to_vec().unwrap();
 

@@ -26,6 +26,8 @@ use serde::Deserialize;
 
 pub use embeddings::BertEmbeddings;
 
+use kiln_data::tokenizer::TokenBatch;
+use kiln_layers::mask::padding_from_lengths;
 use kiln_layers::{
     AttentionConfig, LayerConfigError, NormKind, NormPosition, PositionConfig, TokenLayout, Transformer,
     TransformerConfig,
@@ -234,6 +236,28 @@ impl BertConfig {
     }
 }
 
+/// A padded batch of token ids as tensors.
+#[derive(Debug, Clone)]
+pub struct BertInput {
+    /// `[b, n]` token ids.
+    pub ids: Tensor<2, Int>,
+    /// `[b, n]` segment ids.
+    pub type_ids: Tensor<2, Int>,
+    /// `[b, n]`, `true` at padding.
+    pub padding: Tensor<2, Bool>,
+}
+
+impl BertInput {
+    /// Move a tokenised batch to `device`.
+    pub fn from_batch(batch: &TokenBatch, device: &Device) -> Self {
+        let (b, n) = (batch.lengths.len(), batch.max_len);
+        let int = |v: &[u32]| {
+            Tensor::<2, Int>::from_data(TensorData::new(v.iter().map(|&x| i64::from(x)).collect::<Vec<_>>(), [b, n]), device)
+        };
+        Self { ids: int(&batch.ids), type_ids: int(&batch.type_ids), padding: padding_from_lengths(&batch.lengths, n, device) }
+    }
+}
+
 /// The outputs of a forward pass.
 #[derive(Debug, Clone)]
 pub struct BertOutput {
@@ -280,6 +304,15 @@ impl Bert {
         let embeddings = self.embeddings.forward(ids, type_ids);
         let layers = self.encoder.forward_hidden_states(embeddings.clone(), padding, TokenLayout::Sequence);
         BertOutput { embeddings, layers }
+    }
+
+    /// Run the encoder on a [`BertInput`].
+    ///
+    /// # Panics
+    ///
+    /// If the sequence is longer than the position table.
+    pub fn forward_input(&self, input: &BertInput) -> BertOutput {
+        self.forward(input.ids.clone(), input.type_ids.clone(), Some(&input.padding))
     }
 
     /// The pooler output `tanh(W h_[CLS] + b)`, if the model has a pooler.
