@@ -42,13 +42,6 @@ pub struct EncoderArgs {
 
 impl EncoderArgs {
     fn load(&self) -> anyhow::Result<SentenceEncoder> {
-        let dir = match &self.model {
-            Some(dir) => dir.clone(),
-            None => match std::env::var_os("KILN_BERT_DIR") {
-                Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-                _ => bail!("give --model DIR or set KILN_BERT_DIR (scripts/download_minilm.sh fetches a checkpoint)"),
-            },
-        };
         anyhow::ensure!(self.batch_size > 0, "--batch-size must be at least 1");
         let attention = match &self.attention {
             None => AttentionConfig::Softmax {},
@@ -62,6 +55,13 @@ impl EncoderArgs {
                     .map_err(|e| anyhow::anyhow!("--attention {text}: {}", e.message()))?;
                 w.attention
             }
+        };
+        let dir = match &self.model {
+            Some(dir) => dir.clone(),
+            None => match std::env::var_os("KILN_BERT_DIR") {
+                Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+                _ => bail!("give --model DIR or set KILN_BERT_DIR (scripts/download_minilm.sh fetches a checkpoint)"),
+            },
         };
         let device = backend::device(&self.device)?;
         let start = Instant::now();

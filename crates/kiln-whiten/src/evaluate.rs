@@ -104,7 +104,11 @@ pub fn sts_spearman(a: &[f32], b: &[f32], d: usize, gold: &[f64]) -> f64 {
 /// # Errors
 ///
 /// A split cannot be read, a pooling is unavailable, or embedding fails.
-pub fn evaluate_sts(encoder: &SentenceEncoder, task: &StsTask, config: &StsEvalConfig) -> Result<StsTable, WhitenError> {
+pub fn evaluate_sts(
+    encoder: &SentenceEncoder,
+    task: &StsTask,
+    config: &StsEvalConfig,
+) -> Result<StsTable, WhitenError> {
     let d = encoder.dim();
     let eval = task.read(&config.split)?;
     let mut fit_extra: Vec<StsPair> = Vec::new();

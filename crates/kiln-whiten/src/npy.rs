@@ -49,8 +49,13 @@ pub fn read_f32(path: &Path) -> Result<(Vec<f32>, usize, usize), WhitenError> {
         return Err(bad("expected a little-endian float32 array in C order"));
     }
     let shape = header.split("'shape': (").nth(1).and_then(|s| s.split(')').next()).ok_or_else(|| bad("no shape"))?;
-    let dims: Vec<usize> =
-        shape.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::parse).collect::<Result<_, _>>().map_err(|_| bad("bad shape"))?;
+    let dims: Vec<usize> = shape
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad("bad shape"))?;
     let [rows, cols] = dims[..] else { return Err(bad("expected a 2-D array")) };
     let body = &bytes[10 + len..];
     if body.len() != rows * cols * 4 {

@@ -74,7 +74,9 @@ impl FromStr for SentencePooling {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| {
-            WhitenError::Invalid(format!("unknown pooling `{s}`; expected one of cls, last-avg, first-last-avg, pooler"))
+            WhitenError::Invalid(format!(
+                "unknown pooling `{s}`; expected one of cls, last-avg, first-last-avg, pooler"
+            ))
         })
     }
 }
@@ -113,7 +115,8 @@ mod tests {
     #[test]
     fn poolings_average_real_tokens_only() {
         let device = Device::flex();
-        let last: Vec<f32> = (0..2).flat_map(|i| (0..3).flat_map(move |j| [(10 * i + j) as f32, -(j as f32)])).collect();
+        let last: Vec<f32> =
+            (0..2).flat_map(|i| (0..3).flat_map(move |j| [(10 * i + j) as f32, -(j as f32)])).collect();
         let first: Vec<f32> = (0..2).flat_map(|_| (0..3).flat_map(|j| [j as f32, 1.0])).collect();
         let t = |v: Vec<f32>| Tensor::<1>::from_floats(v.as_slice(), &device).reshape([2, 3, 2]);
         let out = BertOutput { embeddings: t(vec![100.0; 12]), layers: vec![t(first), t(vec![7.0; 12]), t(last)] };

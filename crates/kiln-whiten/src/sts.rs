@@ -150,7 +150,8 @@ fn read_chinese(path: &Path) -> Result<Vec<StsPair>, WhitenError> {
         if f.len() != 3 {
             return Err(bad_line(path, i + 1, format!("{} tab-separated fields, expected 3 (s1, s2, label)", f.len())));
         }
-        let score = f[2].trim().parse().map_err(|_| bad_line(path, i + 1, format!("label `{}` is not a number", f[2])))?;
+        let score =
+            f[2].trim().parse().map_err(|_| bad_line(path, i + 1, format!("label `{}` is not a number", f[2])))?;
         pairs.push(StsPair { a: f[0].into(), b: f[1].into(), score });
     }
     Ok(pairs)

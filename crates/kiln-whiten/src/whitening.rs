@@ -164,7 +164,8 @@ impl Whitening {
         if k == 0 || k > d {
             return Err(WhitenError::Invalid(format!("whitening k = {k} must be in 1..={d}")));
         }
-        let kernel = DMatrix::from_fn(d, k, |r, c| self.eigenvectors[(r, c)] * self.eigenvalues[c].powf(-p.gamma / 2.0));
+        let kernel =
+            DMatrix::from_fn(d, k, |r, c| self.eigenvectors[(r, c)] * self.eigenvalues[c].powf(-p.gamma / 2.0));
         Ok((kernel, &self.mean * p.beta))
     }
 
@@ -195,10 +196,12 @@ impl Whitening {
         let d = self.dim();
         let bytes = |v: &mut dyn Iterator<Item = f64>| v.flat_map(f64::to_le_bytes).collect::<Vec<u8>>();
         let mean = bytes(&mut self.mean.iter().copied());
-        let vectors = bytes(&mut (0..d).flat_map(|r| (0..d).map(move |c| (r, c))).map(|(r, c)| self.eigenvectors[(r, c)]));
+        let vectors =
+            bytes(&mut (0..d).flat_map(|r| (0..d).map(move |c| (r, c))).map(|(r, c)| self.eigenvectors[(r, c)]));
         let values = bytes(&mut self.eigenvalues.iter().copied());
-        let tensors = [("mean", vec![d], &mean), ("eigenvectors", vec![d, d], &vectors), ("eigenvalues", vec![d], &values)]
-            .map(|(name, shape, data)| (name, TensorView::new(Dtype::F64, shape, data).expect("sizes match")));
+        let tensors =
+            [("mean", vec![d], &mean), ("eigenvectors", vec![d, d], &vectors), ("eigenvalues", vec![d], &values)]
+                .map(|(name, shape, data)| (name, TensorView::new(Dtype::F64, shape, data).expect("sizes match")));
         let meta = HashMap::from([
             ("format".to_string(), "kiln-whitening/1".to_string()),
             ("count".to_string(), self.count.to_string()),
@@ -232,7 +235,9 @@ impl Whitening {
         let (vshape, vectors) = get("eigenvectors")?;
         let (lshape, values) = get("eigenvalues")?;
         if vshape != [d, d] || lshape != [d] {
-            return Err(bad(format!("inconsistent shapes: mean {shape:?}, eigenvectors {vshape:?}, eigenvalues {lshape:?}")));
+            return Err(bad(format!(
+                "inconsistent shapes: mean {shape:?}, eigenvectors {vshape:?}, eigenvalues {lshape:?}"
+            )));
         }
         let count = meta
             .metadata()
@@ -324,7 +329,8 @@ mod tests {
         let (rows, _) = correlated(1001, &[9.0, 1.0, 3.0, 0.01, 2.0, 5.0, 0.5], 3);
         // Two-pass reference.
         let n = rows.len() / d;
-        let mean: Vec<f64> = (0..d).map(|j| (0..n).map(|i| f64::from(rows[i * d + j])).sum::<f64>() / n as f64).collect();
+        let mean: Vec<f64> =
+            (0..d).map(|j| (0..n).map(|i| f64::from(rows[i * d + j])).sum::<f64>() / n as f64).collect();
         let cov = DMatrix::from_fn(d, d, |a, b| {
             (0..n).map(|i| (f64::from(rows[i * d + a]) - mean[a]) * (f64::from(rows[i * d + b]) - mean[b])).sum::<f64>()
                 / (n - 1) as f64

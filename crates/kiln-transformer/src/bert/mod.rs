@@ -252,9 +252,16 @@ impl BertInput {
     pub fn from_batch(batch: &TokenBatch, device: &Device) -> Self {
         let (b, n) = (batch.lengths.len(), batch.max_len);
         let int = |v: &[u32]| {
-            Tensor::<2, Int>::from_data(TensorData::new(v.iter().map(|&x| i64::from(x)).collect::<Vec<_>>(), [b, n]), device)
+            Tensor::<2, Int>::from_data(
+                TensorData::new(v.iter().map(|&x| i64::from(x)).collect::<Vec<_>>(), [b, n]),
+                device,
+            )
         };
-        Self { ids: int(&batch.ids), type_ids: int(&batch.type_ids), padding: padding_from_lengths(&batch.lengths, n, device) }
+        Self {
+            ids: int(&batch.ids),
+            type_ids: int(&batch.type_ids),
+            padding: padding_from_lengths(&batch.lengths, n, device),
+        }
     }
 }
 
