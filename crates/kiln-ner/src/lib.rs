@@ -1,0 +1,20 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+mod decode;
+mod head;
+mod loss;
+mod metrics;
+
+pub use decode::{Span, decode_spans, span_labels};
+pub use head::{EfficientGlobalPointer, GlobalPointer, MASKED, SpanHead, SpanHeadConfig, valid_spans};
+pub use loss::multilabel_crossentropy;
+pub use metrics::{Counts, EntityCounts};
+
+/// What went wrong configuring or reading NER data.
+#[derive(Debug, thiserror::Error)]
+pub enum NerError {
+    /// An invalid configuration value.
+    #[error("{0}")]
+    Config(String),
+}
