@@ -1,11 +1,13 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+mod crf;
 mod decode;
 mod head;
 mod loss;
 mod metrics;
 
+pub use crf::Crf;
 pub use decode::{Span, decode_spans, span_labels};
 pub use head::{EfficientGlobalPointer, GlobalPointer, MASKED, SpanHead, SpanHeadConfig, valid_spans};
 pub use loss::multilabel_crossentropy;
