@@ -112,13 +112,13 @@ impl Crf {
                 let em = |t: usize, j: usize| e[(i * n + t) * k + j];
                 let mut best: Vec<f32> = (0..k).map(|j| start[j] + em(0, j)).collect();
                 let mut back = vec![vec![0usize; k]; len];
-                for t in 1..len {
+                for (t, pointers) in back.iter_mut().enumerate().skip(1) {
                     let mut next = vec![0.0; k];
                     for j in 0..k {
                         let (arg, val) = (0..k)
                             .map(|p| (p, best[p] + trans[p * k + j]))
                             .fold((0, f32::NEG_INFINITY), |a, c| if c.1 > a.1 { c } else { a });
-                        back[t][j] = arg;
+                        pointers[j] = arg;
                         next[j] = val + em(t, j);
                     }
                     best = next;
