@@ -4,6 +4,7 @@
 mod error;
 pub mod listops;
 pub mod mnist;
+pub mod ner;
 pub mod text;
 pub mod tokenizer;
 

@@ -1,0 +1,394 @@
+//! Named-entity datasets in their publishers' formats, read line by line (files are never held whole),
+//! as token sequences with inclusive entity spans.
+//!
+//! - **CLUENER** JSON lines: `{"text": ..., "label": {type: {surface: [[start, end], ...]}}}`, character
+//!   offsets, `end` inclusive; the test file has no `label`.
+//! - **Column files**, one token per line and a blank line between sentences: the token in the first
+//!   column, the tag in the last (extra columns between are ignored), tab- or space-separated, CRLF or
+//!   LF. Character-per-line Chinese files (People's Daily, MSRA, Weibo) and CoNLL-style word-per-line
+//!   files are the same format. Tags are BIO, BIOES or BMES (`M` = `I`), read as conlleval does: an
+//!   `I-X`/`E-X` that does not continue a chunk of type `X` starts a new one (and is counted as
+//!   inconsistent), and a type change ends a chunk. Weibo's characters carry a word-position digit
+//!   (`科0`), removed with [`ColumnOptions::strip_digit_suffix`].
+//! - **CMeEE** (CBLUE) JSON: an array (or JSON lines) of `{"text", "entities": [{"start_idx", "end_idx",
+//!   "type"}]}`, `end_idx` inclusive.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::DataError;
+
+/// An entity: a type name and inclusive token span.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Entity {
+    /// Entity type.
+    pub label: String,
+    /// First token.
+    pub start: usize,
+    /// Last token (inclusive).
+    pub end: usize,
+}
+
+/// One sentence: its tokens (characters for Chinese files) and entities.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NerExample {
+    /// Tokens.
+    pub tokens: Vec<String>,
+    /// Entities, sorted by `(start, end, label)`.
+    pub entities: Vec<Entity>,
+}
+
+/// How to read a column file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ColumnOptions {
+    /// Drop one trailing ASCII digit from each token (Weibo NER's word-position marks).
+    pub strip_digit_suffix: bool,
+}
+
+/// A dataset read from one file, with the number of tags conlleval would call inconsistent.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NerFile {
+    /// Sentences in file order.
+    pub examples: Vec<NerExample>,
+    /// `I-`/`E-`/`M-` tags that started a chunk (no `B-` before them).
+    pub inconsistent_tags: usize,
+}
+
+fn open(path: &Path) -> Result<BufReader<File>, DataError> {
+    Ok(BufReader::new(File::open(path).map_err(|e| DataError::io(path, e))?))
+}
+
+fn sort(mut entities: Vec<Entity>) -> Vec<Entity> {
+    entities.sort_by(|a, b| (a.start, a.end, &a.label).cmp(&(b.start, b.end, &b.label)));
+    entities.dedup();
+    entities
+}
+
+/// Read a CLUENER JSON-lines file.
+///
+/// # Errors
+///
+/// A line that is not JSON of that shape, or a span outside its text (file and line named).
+pub fn read_cluener(path: &Path) -> Result<NerFile, DataError> {
+    #[derive(Deserialize)]
+    struct Line {
+        text: String,
+        #[serde(default)]
+        label: std::collections::BTreeMap<String, std::collections::BTreeMap<String, Vec<[usize; 2]>>>,
+    }
+    let mut examples = Vec::new();
+    for (i, line) in open(path)?.lines().enumerate() {
+        let line = line.map_err(|e| DataError::io(path, e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = format!("line {}", i + 1);
+        let parsed: Line = serde_json::from_str(&line).map_err(|e| DataError::format(path, &at, e.to_string()))?;
+        let tokens: Vec<String> = parsed.text.chars().map(String::from).collect();
+        let mut entities = Vec::new();
+        for (label, surfaces) in parsed.label {
+            for (surface, spans) in surfaces {
+                for [start, end] in spans {
+                    if start > end || end >= tokens.len() {
+                        return Err(DataError::format(
+                            path,
+                            &at,
+                            format!(
+                                "{label} `{surface}` span [{start}, {end}] is outside a text of {} characters",
+                                tokens.len()
+                            ),
+                        ));
+                    }
+                    let found: String = tokens[start..=end].concat();
+                    if found != surface {
+                        return Err(DataError::format(
+                            path,
+                            &at,
+                            format!(
+                                "{label} span [{start}, {end}] reads `{found}`, the file says `{surface}` (end must be inclusive)"
+                            ),
+                        ));
+                    }
+                    entities.push(Entity { label: label.clone(), start, end });
+                }
+            }
+        }
+        examples.push(NerExample { tokens, entities: sort(entities) });
+    }
+    Ok(NerFile { examples, inconsistent_tags: 0 })
+}
+
+/// Split `B-PER` into `('B', "PER")`; `O` into `('O', "")`. `M` (BMES) reads as `I`.
+fn split_tag(tag: &str) -> Option<(char, &str)> {
+    if tag == "O" {
+        return Some(('O', ""));
+    }
+    let (prefix, kind) = tag.split_once('-')?;
+    let p = match prefix {
+        "B" | "I" | "E" | "S" => prefix.chars().next()?,
+        "M" => 'I',
+        _ => return None,
+    };
+    (!kind.is_empty()).then_some((p, kind))
+}
+
+/// Chunks of a tag sequence by conlleval's rules; also counts chunks started by `I`/`E`.
+///
+/// # Errors
+///
+/// A tag that is not `O` or `{B,I,M,E,S}-TYPE`: its index in the sequence.
+pub fn tags_to_entities(tags: &[&str]) -> Result<(Vec<Entity>, usize), usize> {
+    let mut entities = Vec::new();
+    let mut inconsistent = 0;
+    let (mut prev, mut prev_kind) = ('O', "");
+    let mut open: Option<(usize, &str)> = None;
+    for (i, tag) in tags.iter().enumerate() {
+        let (cur, kind) = split_tag(tag).ok_or(i)?;
+        let ends = matches!(prev, 'E' | 'S')
+            || (matches!(prev, 'B' | 'I') && matches!(cur, 'B' | 'S' | 'O'))
+            || (prev != 'O' && prev_kind != kind);
+        let starts = matches!(cur, 'B' | 'S')
+            || (matches!(prev, 'E' | 'S' | 'O') && matches!(cur, 'I' | 'E'))
+            || (cur != 'O' && prev_kind != kind);
+        if ends && let Some((start, k)) = open.take() {
+            entities.push(Entity { label: k.to_string(), start, end: i - 1 });
+        }
+        if starts && cur != 'O' {
+            if matches!(cur, 'I' | 'E') {
+                inconsistent += 1;
+            }
+            open = Some((i, kind));
+        }
+        (prev, prev_kind) = (cur, kind);
+    }
+    if let Some((start, k)) = open {
+        entities.push(Entity { label: k.to_string(), start, end: tags.len() - 1 });
+    }
+    Ok((entities, inconsistent))
+}
+
+/// Read a column file (character- or word-per-line, BIO/BIOES/BMES tags in the last column).
+///
+/// # Errors
+///
+/// A line with one column or an unknown tag (file and line named).
+pub fn read_columns(path: &Path, options: ColumnOptions) -> Result<NerFile, DataError> {
+    read_columns_from(open(path)?, path, options)
+}
+
+/// [`read_columns`] from any reader; `path` names it in errors.
+///
+/// # Errors
+///
+/// As [`read_columns`].
+pub fn read_columns_from(reader: impl Read, path: &Path, options: ColumnOptions) -> Result<NerFile, DataError> {
+    let mut out = NerFile::default();
+    let (mut tokens, mut tags, mut lines) = (Vec::new(), Vec::<String>::new(), Vec::new());
+    let mut flush =
+        |tokens: &mut Vec<String>, tags: &mut Vec<String>, lines: &mut Vec<usize>| -> Result<(), DataError> {
+            if tokens.is_empty() {
+                return Ok(());
+            }
+            let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+            let (entities, bad) = tags_to_entities(&refs).map_err(|i| {
+                DataError::format(
+                    path,
+                    format!("line {}", lines[i]),
+                    format!("unknown tag `{}`; expected O or B-/I-/M-/E-/S-TYPE", tags[i]),
+                )
+            })?;
+            out.inconsistent_tags += bad;
+            out.examples.push(NerExample { tokens: std::mem::take(tokens), entities: sort(entities) });
+            tags.clear();
+            lines.clear();
+            Ok(())
+        };
+    for (i, line) in BufReader::new(reader).lines().enumerate() {
+        let line = line.map_err(|e| DataError::io(path, e))?;
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.trim().is_empty() {
+            flush(&mut tokens, &mut tags, &mut lines)?;
+            continue;
+        }
+        let cols: Vec<&str> = line.split(['\t', ' ']).filter(|c| !c.is_empty()).collect();
+        if cols.len() < 2 {
+            return Err(DataError::format(path, format!("line {}", i + 1), format!("`{line}` has no tag column")));
+        }
+        let mut token = cols[0].to_string();
+        if options.strip_digit_suffix && token.chars().count() > 1 && token.ends_with(|c: char| c.is_ascii_digit()) {
+            token.pop();
+        }
+        tokens.push(token);
+        tags.push(cols[cols.len() - 1].to_string());
+        lines.push(i + 1);
+    }
+    flush(&mut tokens, &mut tags, &mut lines)?;
+    Ok(out)
+}
+
+/// Read a CMeEE (CBLUE) file: a JSON array, or JSON lines, of `{"text", "entities"}`.
+///
+/// # Errors
+///
+/// Malformed JSON or a span outside its text.
+pub fn read_cmeee(path: &Path) -> Result<NerFile, DataError> {
+    #[derive(Deserialize)]
+    struct Item {
+        text: String,
+        #[serde(default)]
+        entities: Vec<Span>,
+    }
+    #[derive(Deserialize)]
+    struct Span {
+        start_idx: usize,
+        end_idx: usize,
+        #[serde(rename = "type")]
+        kind: String,
+    }
+    let mut text = String::new();
+    open(path)?.read_to_string(&mut text).map_err(|e| DataError::io(path, e))?;
+    let items: Vec<(usize, Item)> = if text.trim_start().starts_with('[') {
+        let items: Vec<Item> = serde_json::from_str(&text)
+            .map_err(|e| DataError::format(path, format!("line {}", e.line()), e.to_string()))?;
+        items.into_iter().map(|i| (0, i)).collect()
+    } else {
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(n, l)| {
+                serde_json::from_str(l)
+                    .map(|i| (n + 1, i))
+                    .map_err(|e| DataError::format(path, format!("line {}", n + 1), e.to_string()))
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let mut examples = Vec::new();
+    for (k, (line, item)) in items.into_iter().enumerate() {
+        let tokens: Vec<String> = item.text.chars().map(String::from).collect();
+        let mut entities = Vec::new();
+        for s in item.entities {
+            if s.start_idx > s.end_idx || s.end_idx >= tokens.len() {
+                let at = if line > 0 { format!("line {line}") } else { format!("item {k}") };
+                return Err(DataError::format(
+                    path,
+                    at,
+                    format!("span [{}, {}] outside {} characters", s.start_idx, s.end_idx, tokens.len()),
+                ));
+            }
+            entities.push(Entity { label: s.kind, start: s.start_idx, end: s.end_idx });
+        }
+        examples.push(NerExample { tokens, entities: sort(entities) });
+    }
+    Ok(NerFile { examples, inconsistent_tags: 0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(label: &str, start: usize, end: usize) -> Entity {
+        Entity { label: label.into(), start, end }
+    }
+
+    #[test]
+    fn conlleval_chunking_of_bio_bioes_bmes() {
+        let t = |tags: &str| tags_to_entities(&tags.split(' ').collect::<Vec<_>>()).unwrap();
+        assert_eq!(t("B-PER I-PER O B-LOC"), (vec![e("PER", 0, 1), e("LOC", 3, 3)], 0));
+        assert_eq!(t("B-PER B-PER I-PER"), (vec![e("PER", 0, 0), e("PER", 1, 2)], 0));
+        // I without B starts a chunk (counted); a type change ends one.
+        assert_eq!(t("O I-ORG I-ORG I-LOC"), (vec![e("ORG", 1, 2), e("LOC", 3, 3)], 2));
+        assert_eq!(t("B-NR M-NR E-NR S-NS O"), (vec![e("NR", 0, 2), e("NS", 3, 3)], 0));
+        assert_eq!(t("B-X E-X E-X"), (vec![e("X", 0, 1), e("X", 2, 2)], 1));
+        assert_eq!(tags_to_entities(&["O", "B_PER"]), Err(1));
+    }
+
+    #[test]
+    fn column_files_with_crlf_tabs_extra_columns_and_digit_suffixes() {
+        let msra = "中 B-NS\r\n国 E-NS\r\n人 O\r\n\r\n张 S-NR\r\n";
+        let f = read_columns_from(msra.as_bytes(), Path::new("msra.txt"), ColumnOptions::default()).unwrap();
+        assert_eq!(f.examples.len(), 2);
+        assert_eq!(f.examples[0].tokens, ["中", "国", "人"]);
+        assert_eq!(f.examples[0].entities, vec![e("NS", 0, 1)]);
+        assert_eq!(f.examples[1].entities, vec![e("NR", 0, 0)]);
+        let weibo = "科0\tB-PER.NAM\n比1\tI-PER.NAM\n10\tO\n\n";
+        let opts = ColumnOptions { strip_digit_suffix: true };
+        let f = read_columns_from(weibo.as_bytes(), Path::new("weibo"), opts).unwrap();
+        assert_eq!(f.examples[0].tokens, ["科", "比", "1"], "a lone digit is a token, its suffix goes");
+        assert_eq!(f.examples[0].entities, vec![e("PER.NAM", 0, 1)]);
+        let conll = "EU NNP B-NP B-ORG\nrejects VBZ B-VP O\nGerman JJ B-NP B-MISC\n";
+        let f = read_columns_from(conll.as_bytes(), Path::new("conll"), ColumnOptions::default()).unwrap();
+        assert_eq!(f.examples[0].entities, vec![e("ORG", 0, 0), e("MISC", 2, 2)]);
+        let err = read_columns_from("a O\nb\n".as_bytes(), Path::new("bad.txt"), opts).unwrap_err().to_string();
+        assert!(err.contains("bad.txt: line 2: `b` has no tag column"), "{err}");
+        let err = read_columns_from("a O\nb X-Y\n".as_bytes(), Path::new("bad.txt"), opts).unwrap_err().to_string();
+        assert!(err.contains("bad.txt: line 2: unknown tag `X-Y`"), "{err}");
+    }
+
+    #[test]
+    fn cluener_and_cmeee_json() {
+        let dir = std::env::temp_dir().join(format!("kiln-ner-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("dev.json");
+        std::fs::write(
+            &p,
+            "{\"text\":\"浙商银行叶老桂\",\"label\":{\"name\":{\"叶老桂\":[[4,6]]},\"company\":{\"浙商银行\":[[0,3]]}}}\n{\"text\":\"无\"}\n",
+        )
+        .unwrap();
+        let f = read_cluener(&p).unwrap();
+        assert_eq!(f.examples[0].entities, vec![e("company", 0, 3), e("name", 4, 6)]);
+        assert!(f.examples[1].entities.is_empty());
+        std::fs::write(&p, "{\"text\":\"浙商银行\",\"label\":{\"company\":{\"浙商银行\":[[0,4]]}}}\n").unwrap();
+        let err = read_cluener(&p).unwrap_err().to_string();
+        assert!(err.contains("dev.json: line 1:") && err.contains("outside"), "{err}");
+        std::fs::write(&p, "{\"text\":\"浙商银行\",\"label\":{\"company\":{\"浙商\":[[0,2]]}}}\n").unwrap();
+        assert!(read_cluener(&p).unwrap_err().to_string().contains("inclusive"));
+        let c = dir.join("CMeEE_dev.json");
+        std::fs::write(
+            &c,
+            r#"[{"text":"患者咳嗽三天","entities":[{"start_idx":2,"end_idx":3,"type":"sym","entity":"咳嗽"}]}]"#,
+        )
+        .unwrap();
+        assert_eq!(read_cmeee(&c).unwrap().examples[0].entities, vec![e("sym", 2, 3)]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The shared datasets: sentence counts from the datasets README, and every entity span inside
+    /// its sentence.
+    #[test]
+    #[ignore = "needs the datasets: set KILN_DATA_DIR (e.g. ../shared/datasets)"]
+    fn real_files_read_with_the_published_counts() {
+        let root = std::path::PathBuf::from(std::env::var("KILN_DATA_DIR").expect("KILN_DATA_DIR"));
+        let plain = ColumnOptions::default();
+        let weibo = ColumnOptions { strip_digit_suffix: true };
+        let cases: Vec<(&str, NerFile, usize)> = vec![
+            ("cluener/train.json", read_cluener(&root.join("cluener/train.json")).unwrap(), 10_748),
+            ("cluener/dev.json", read_cluener(&root.join("cluener/dev.json")).unwrap(), 1_343),
+            ("peoples_daily/example.dev", read_columns(&root.join("peoples_daily/example.dev"), plain).unwrap(), 2_318),
+            (
+                "peoples_daily/example.test",
+                read_columns(&root.join("peoples_daily/example.test"), plain).unwrap(),
+                4_636,
+            ),
+            ("msra/msra_train.txt", read_columns(&root.join("msra/msra_train.txt"), plain).unwrap(), 50_289),
+            ("msra/msra_test.txt", read_columns(&root.join("msra/msra_test.txt"), plain).unwrap(), 5_000),
+            ("weibo train", read_columns(&root.join("weibo/weiboNER_2nd_conll.train"), weibo).unwrap(), 1_350),
+            ("weibo dev", read_columns(&root.join("weibo/weiboNER_2nd_conll.dev"), weibo).unwrap(), 270),
+        ];
+        for (name, file, count) in cases {
+            let entities: usize = file.examples.iter().map(|x| x.entities.len()).sum();
+            eprintln!(
+                "{name}: {} sentences, {entities} entities, {} inconsistent tags",
+                file.examples.len(),
+                file.inconsistent_tags
+            );
+            assert_eq!(file.examples.len(), count, "{name}");
+            assert!(entities > count / 4, "{name}: only {entities} entities");
+            for x in &file.examples {
+                assert!(x.entities.iter().all(|e| e.end < x.tokens.len()), "{name}");
+            }
+        }
+    }
+}
