@@ -6,12 +6,14 @@ mod decode;
 mod head;
 mod loss;
 mod metrics;
+mod task;
 
 pub use crf::Crf;
 pub use decode::{Span, decode_spans, span_labels};
 pub use head::{EfficientGlobalPointer, GlobalPointer, MASKED, SpanHead, SpanHeadConfig, valid_spans};
 pub use loss::multilabel_crossentropy;
 pub use metrics::{Counts, EntityCounts};
+pub use task::{NerBatch, NerDataConfig, NerFormat, NerModel, NerModelConfig, NerTask};
 
 /// What went wrong configuring or reading NER data.
 #[derive(Debug, thiserror::Error)]

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use kiln_data::listops::ListOpsConfig;
+use kiln_ner::{NerDataConfig, NerModelConfig};
 use kiln_transformer::{CharLmConfig, ClassifierConfig, MnistDataConfig, TextDataConfig, VitConfig};
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +37,8 @@ pub enum ModelConfig {
     Classifier(ClassifierConfig),
     /// Vision transformer.
     Vit(VitConfig),
+    /// Named-entity recognition (span head on a character encoder).
+    Ner(NerModelConfig),
 }
 
 impl ModelConfig {
@@ -45,6 +48,7 @@ impl ModelConfig {
             Self::CharLm(_) => "char_lm",
             Self::Classifier(_) => "classifier",
             Self::Vit(_) => "vit",
+            Self::Ner(_) => "ner",
         }
     }
 }
@@ -59,6 +63,8 @@ pub enum DataConfig {
     Listops(ListOpsConfig),
     /// MNIST IDX files.
     Mnist(MnistDataConfig),
+    /// NER files (CLUENER, column files, CMeEE).
+    Ner(NerDataConfig),
 }
 
 impl DataConfig {
@@ -68,6 +74,7 @@ impl DataConfig {
             Self::Text(_) => "text",
             Self::Listops(_) => "listops",
             Self::Mnist(_) => "mnist",
+            Self::Ner(_) => "ner",
         }
     }
 
@@ -76,6 +83,7 @@ impl DataConfig {
         match self {
             Self::Text(t) => vec![t.path.as_path()],
             Self::Mnist(m) => vec![m.dir.as_path()],
+            Self::Ner(n) => n.paths(),
             Self::Listops(_) => vec![],
         }
     }
@@ -90,6 +98,7 @@ impl DataConfig {
         match self {
             Self::Text(t) => resolve(&mut t.path),
             Self::Mnist(m) => resolve(&mut m.dir),
+            Self::Ner(n) => n.resolve_paths(data_dir),
             Self::Listops(_) => {}
         }
     }
@@ -349,8 +358,12 @@ impl RunConfig {
                 d.validate()?;
             }
             (ModelConfig::Vit(m), DataConfig::Mnist(_)) => m.encoder.validate().context("model.encoder")?,
+            (ModelConfig::Ner(m), DataConfig::Ner(d)) => {
+                m.validate()?;
+                anyhow::ensure!(d.max_len > 0, "data.max_len must be positive");
+            }
             (m, d) => bail!(
-                "model kind `{}` cannot train on data kind `{}` (char_lm needs text, classifier needs listops, vit needs mnist)",
+                "model kind `{}` cannot train on data kind `{}` (char_lm needs text, classifier needs listops, vit needs mnist, ner needs ner)",
                 m.kind(),
                 d.kind()
             ),
@@ -444,13 +457,15 @@ fn parse_sections(text: &str, origin: &str) -> anyhow::Result<RunConfig> {
         "char_lm" => ModelConfig::CharLm(section::<ModelPart<_>>(&untagged, origin)?.model),
         "classifier" => ModelConfig::Classifier(section::<ModelPart<_>>(&untagged, origin)?.model),
         "vit" => ModelConfig::Vit(section::<ModelPart<_>>(&untagged, origin)?.model),
-        other => return Err(unknown("model", other, model_line, &["char_lm", "classifier", "vit"])),
+        "ner" => ModelConfig::Ner(section::<ModelPart<_>>(&untagged, origin)?.model),
+        other => return Err(unknown("model", other, model_line, &["char_lm", "classifier", "vit", "ner"])),
     };
     let data = match data_kind.as_str() {
         "text" => DataConfig::Text(section::<DataPart<_>>(&untagged, origin)?.data),
         "listops" => DataConfig::Listops(section::<DataPart<_>>(&untagged, origin)?.data),
         "mnist" => DataConfig::Mnist(section::<DataPart<_>>(&untagged, origin)?.data),
-        other => return Err(unknown("data", other, data_line, &["text", "listops", "mnist"])),
+        "ner" => DataConfig::Ner(section::<DataPart<_>>(&untagged, origin)?.data),
+        other => return Err(unknown("data", other, data_line, &["text", "listops", "mnist", "ner"])),
     };
     Ok(RunConfig { model, data, train: rest.train, device: rest.device, output: rest.output })
 }

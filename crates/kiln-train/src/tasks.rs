@@ -2,6 +2,7 @@
 //! handed to a generic job (train, evaluate, generate). Adding a model is one arm here.
 
 use anyhow::bail;
+use kiln_ner::NerTask;
 use kiln_task::Task;
 use kiln_transformer::{CharLmTask, ListOpsTask, MnistTask};
 
@@ -21,6 +22,7 @@ pub fn with_task<J: TaskJob>(config: &RunConfig, job: J) -> anyhow::Result<J::Ou
         (ModelConfig::CharLm(m), DataConfig::Text(d)) => job.run(CharLmTask::new(m.clone(), d.clone())?, config),
         (ModelConfig::Classifier(m), DataConfig::Listops(d)) => job.run(ListOpsTask::new(m.clone(), d)?, config),
         (ModelConfig::Vit(m), DataConfig::Mnist(d)) => job.run(MnistTask::new(m.clone(), d)?, config),
+        (ModelConfig::Ner(m), DataConfig::Ner(d)) => job.run(NerTask::new(m.clone(), d.clone())?, config),
         (m, d) => bail!("model kind `{}` cannot train on data kind `{}`", m.kind(), d.kind()),
     }
 }
