@@ -10,7 +10,10 @@ mod task;
 
 pub use crf::Crf;
 pub use decode::{Span, decode_spans, span_labels};
-pub use head::{EfficientGlobalPointer, GlobalPointer, MASKED, SpanHead, SpanHeadConfig, valid_spans};
+pub use head::{
+    CrfTagger, EfficientGlobalPointer, GlobalPointer, MASKED, SpanHead, SpanHeadConfig, bio_to_spans, spans_to_bio,
+    valid_spans,
+};
 pub use loss::multilabel_crossentropy;
 pub use metrics::{Counts, EntityCounts};
 pub use task::{NerBatch, NerDataConfig, NerFormat, NerModel, NerModelConfig, NerTask};

@@ -36,9 +36,7 @@ use kiln_layers::{TokenLayout, Transformer, TransformerConfig};
 use kiln_task::{EpochSampler, GenerateOptions, Metrics, StepOutput, Task};
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    EntityCounts, Span, SpanHead, SpanHeadConfig, decode_spans, multilabel_crossentropy, span_labels, valid_spans,
-};
+use crate::{EntityCounts, Span, SpanHead, SpanHeadConfig, decode_spans};
 
 /// `[model]` of `kind = "ner"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -150,8 +148,16 @@ impl NerModel {
     ///
     /// - `ids`: `[b, n]`, `padding`: `[b, n]` → `[b, n_types, n, n]`
     pub fn forward(&self, ids: Tensor<2, Int>, padding: &Tensor<2, Bool>) -> Tensor<4> {
-        let h = self.encoder.forward(self.embedding.forward(ids), Some(padding), TokenLayout::Sequence);
-        self.head.forward(h, Some(padding))
+        self.head.forward(self.encode(ids, padding), Some(padding))
+    }
+
+    /// Encoder states.
+    ///
+    /// # Shapes
+    ///
+    /// - `ids`: `[b, n]`, `padding`: `[b, n]` → `[b, n, d_model]`
+    pub fn encode(&self, ids: Tensor<2, Int>, padding: &Tensor<2, Bool>) -> Tensor<3> {
+        self.encoder.forward(self.embedding.forward(ids), Some(padding), TokenLayout::Sequence)
     }
 }
 
@@ -297,12 +303,9 @@ impl Task for NerTask {
     }
 
     fn step(&self, model: &NerModel, batch: NerBatch) -> StepOutput {
-        let [b, n] = batch.ids.dims();
-        let device = batch.ids.device();
-        let scores = model.forward(batch.ids, &batch.padding);
-        let labels = span_labels(&batch.spans, self.types.len(), n, &device);
-        let valid = valid_spans(b, n, Some(&batch.padding), &device);
-        StepOutput { loss: multilabel_crossentropy(scores, labels, valid), items: b }
+        let b = batch.ids.dims()[0];
+        let h = model.encode(batch.ids, &batch.padding);
+        StepOutput { loss: model.head.loss(h, &batch.padding, &batch.spans, self.types.len()), items: b }
     }
 
     fn on_optimizer_step(&self, model: &mut NerModel, step: usize) {

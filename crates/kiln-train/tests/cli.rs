@@ -339,8 +339,8 @@ fn early_stopping_stops_after_patience_evaluations() {
     assert!(msg.contains("best accuracy") && msg.contains("at step 8"), "{msg}");
 }
 
-/// NER end to end on a generated column file: train briefly, then `predict` prints entities as JSON
-/// with character offsets, and `eval` prints entity F1.
+/// NER end to end on a generated column file, with a GlobalPointer-family head and with the CRF: train
+/// briefly, then `predict` prints entities as JSON with character offsets, and `eval` prints entity F1.
 #[test]
 fn ner_trains_and_predicts_json() {
     let dir = tempfile::tempdir().unwrap();
@@ -360,51 +360,56 @@ fn ner_trains_and_predicts_json() {
     std::fs::write(dir.path().join("train.txt"), &corpus).unwrap();
     let valid: Vec<&str> = corpus.split_inclusive("\n\n").take(30).collect();
     std::fs::write(dir.path().join("valid.txt"), valid.concat()).unwrap();
-    let config = dir.path().join("ner.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[model]
-kind = "ner"
-head = {{ kind = "efficient_global_pointer", d_head = 16 }}
-[model.encoder]
-d_model = 32
-n_heads = 2
-n_layers = 1
-dropout = 0.0
-position = {{ kind = "rope" }}
-[data]
-kind = "ner"
-format = "columns"
-train = "train.txt"
-valid = "valid.txt"
-[train]
-batch_size = 16
-steps = 60
-optimizer = {{ kind = "adamw", lr = 5e-3 }}
-eval_every = 60
-[output]
-dir = "{}"
-"#,
-            dir.path().join("runs").display()
-        ),
-    )
-    .unwrap();
-    let out = kiln().arg("train").arg(&config).env("KILN_DATA_DIR", dir.path()).output().unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    let run = dir.path().join("runs/run-001");
-    let out = kiln().args(["eval"]).arg(&run).output().unwrap();
-    assert!(out.status.success() && text(&out).contains("valid: f1 "), "{}", text(&out));
-    let out = kiln().arg("predict").arg(&run).args(["--text", "李四去北京"]).output().unwrap();
-    let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", text(&out));
-    let entities: serde_json::Value = serde_json::from_str(printed.trim()).expect("predict prints JSON");
-    let entities = entities.as_array().expect("a JSON array");
-    // A pattern this regular is learnt in 60 steps: both entities, exact offsets.
-    let found: Vec<(String, u64, u64)> = entities
-        .iter()
-        .map(|e| (e["type"].as_str().unwrap().to_string(), e["start"].as_u64().unwrap(), e["end"].as_u64().unwrap()))
-        .collect();
-    assert!(found.contains(&("PER".into(), 0, 1)) && found.contains(&("LOC".into(), 3, 4)), "{printed}");
+    let heads = [("egp", "{ kind = \"efficient_global_pointer\", d_head = 16 }"), ("crf", "{ kind = \"crf\" }")];
+    for (name, head) in heads {
+        let config = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+    [model]
+    kind = "ner"
+    head = {head}
+    [model.encoder]
+    d_model = 32
+    n_heads = 2
+    n_layers = 1
+    dropout = 0.0
+    position = {{ kind = "rope" }}
+    [data]
+    kind = "ner"
+    format = "columns"
+    train = "train.txt"
+    valid = "valid.txt"
+    [train]
+    batch_size = 16
+    steps = 60
+    optimizer = {{ kind = "adamw", lr = 5e-3 }}
+    eval_every = 60
+    [output]
+    dir = "{}"
+    "#,
+                dir.path().join(name).display()
+            ),
+        )
+        .unwrap();
+        let out = kiln().arg("train").arg(&config).env("KILN_DATA_DIR", dir.path()).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        let run = dir.path().join(name).join("run-001");
+        let out = kiln().args(["eval"]).arg(&run).output().unwrap();
+        assert!(out.status.success() && text(&out).contains("valid: f1 "), "{}", text(&out));
+        let out = kiln().arg("predict").arg(&run).args(["--text", "李四去北京"]).output().unwrap();
+        let printed = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}", text(&out));
+        let entities: serde_json::Value = serde_json::from_str(printed.trim()).expect("predict prints JSON");
+        let entities = entities.as_array().expect("a JSON array");
+        // A pattern this regular is learnt in 60 steps: both entities, exact offsets.
+        let found: Vec<(String, u64, u64)> = entities
+            .iter()
+            .map(|e| {
+                (e["type"].as_str().unwrap().to_string(), e["start"].as_u64().unwrap(), e["end"].as_u64().unwrap())
+            })
+            .collect();
+        assert!(found.contains(&("PER".into(), 0, 1)) && found.contains(&("LOC".into(), 3, 4)), "{printed}");
+    }
 }

@@ -5,16 +5,18 @@
 //! Invalid cells (padding in either position, or `i > j`) hold [`MASKED`], a large finite negative
 //! value, so decoding never returns them and the loss can still mask them exactly.
 
+mod crf_tagger;
 mod efficient;
 mod global_pointer;
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
+pub use crf_tagger::{CrfTagger, bio_to_spans, spans_to_bio};
 pub use efficient::EfficientGlobalPointer;
 pub use global_pointer::GlobalPointer;
 
-use crate::NerError;
+use crate::{NerError, Span, multilabel_crossentropy, span_labels};
 
 /// The score of invalid spans: finite, so `0 · MASKED` and `MASKED − MASKED` stay finite.
 pub const MASKED: f32 = -1e12;
@@ -48,6 +50,8 @@ pub enum SpanHeadConfig {
         #[serde(default = "default_true")]
         rope: bool,
     },
+    /// The baseline: per-token BIO emissions and a linear-chain CRF (flat entities only).
+    Crf {},
 }
 
 impl Default for SpanHeadConfig {
@@ -63,7 +67,9 @@ impl SpanHeadConfig {
     ///
     /// An odd or zero `d_head`.
     pub fn validate(&self) -> Result<(), NerError> {
-        let (Self::GlobalPointer { d_head, .. } | Self::EfficientGlobalPointer { d_head, .. }) = self;
+        let (Self::GlobalPointer { d_head, .. } | Self::EfficientGlobalPointer { d_head, .. }) = self else {
+            return Ok(());
+        };
         if *d_head == 0 || d_head % 2 == 1 {
             return Err(NerError::Config(format!("head.d_head must be even and positive, got {d_head}")));
         }
@@ -87,6 +93,7 @@ impl SpanHeadConfig {
             Self::EfficientGlobalPointer { d_head, rope } => {
                 SpanHead::EfficientGlobalPointer(EfficientGlobalPointer::new(d_model, n_types, d_head, rope, device))
             }
+            Self::Crf {} => SpanHead::Crf(CrfTagger::new(d_model, n_types, device)),
         }
     }
 }
@@ -98,22 +105,64 @@ pub enum SpanHead {
     GlobalPointer(GlobalPointer),
     /// Efficient GlobalPointer.
     EfficientGlobalPointer(EfficientGlobalPointer),
+    /// CRF over BIO tags.
+    Crf(CrfTagger),
 }
 
 impl SpanHead {
-    /// Span scores, invalid cells set to [`MASKED`].
+    /// Span scores, invalid cells set to [`MASKED`]. The CRF head scores its Viterbi spans 1 and
+    /// every other valid cell −1, so [`decode_spans`](crate::decode_spans) reads every head alike.
     ///
     /// # Shapes
     ///
     /// - `h`: `[b, n, d_model]`, `padding`: `[b, n]` (`true` = pad) → `[b, n_types, n, n]`
     pub fn forward(&self, h: Tensor<3>, padding: Option<&Tensor<2, Bool>>) -> Tensor<4> {
+        let [b, n, _] = h.dims();
+        let device = h.device();
         let scores = match self {
             Self::GlobalPointer(m) => m.scores(h),
             Self::EfficientGlobalPointer(m) => m.scores(h),
+            Self::Crf(m) => {
+                let spans = m.decode(h, &lengths_of(padding, b, n));
+                span_labels(&spans, m.n_types, n, &device).float() * 2.0 - 1.0
+            }
         };
-        let [b, _, n, _] = scores.dims();
-        let valid = valid_spans(b, n, padding, &scores.device());
+        let valid = valid_spans(b, n, padding, &device);
         scores.mask_fill(valid.bool_not(), MASKED)
+    }
+
+    /// The training loss for gold spans: the multilabel cross-entropy for the GlobalPointers, the CRF's
+    /// negative log-likelihood of the BIO path for the CRF.
+    ///
+    /// # Shapes
+    ///
+    /// - `h`: `[b, n, d_model]`, `padding`: `[b, n]`, `spans`: `b` lists → `[1]`
+    pub fn loss(&self, h: Tensor<3>, padding: &Tensor<2, Bool>, spans: &[Vec<Span>], n_types: usize) -> Tensor<1> {
+        let [b, n, _] = h.dims();
+        let device = h.device();
+        if let Self::Crf(m) = self {
+            return m.loss(h, &lengths_of(Some(padding), b, n), spans);
+        }
+        let scores = self.forward(h, Some(padding));
+        let labels = span_labels(spans, n_types, n, &device);
+        multilabel_crossentropy(scores, labels, valid_spans(b, n, Some(padding), &device))
+    }
+}
+
+/// Real tokens per row (at least 1).
+fn lengths_of(padding: Option<&Tensor<2, Bool>>, b: usize, n: usize) -> Vec<usize> {
+    match padding {
+        None => vec![n; b],
+        Some(p) => {
+            let keep = p.clone().bool_not().int().sum_dim(1).reshape([b]);
+            keep.into_data()
+                .convert::<i64>()
+                .try_to_vec::<i64>()
+                .expect("ints")
+                .into_iter()
+                .map(|l| (l as usize).max(1))
+                .collect()
+        }
     }
 }
 
