@@ -11,6 +11,8 @@ use burn::module::Param;
 use burn::prelude::*;
 use burn::tensor::Distribution;
 
+use crate::loss::log_sum_exp;
+
 /// CRF transition parameters for `n_tags` tags.
 #[derive(Module, Debug)]
 pub struct Crf {
@@ -51,11 +53,11 @@ impl Crf {
         for t in 1..n {
             let e = emissions.clone().slice(s![.., t..t + 1, ..]).reshape([b, k]);
             // next[b, j] = logsumexp_i(alpha[b, i] + T[i, j]) + e[b, j]
-            let next = log_sum_exp_dim1(alpha.clone().reshape([b, k, 1]) + trans.clone()) + e;
+            let next = log_sum_exp(alpha.clone().reshape([b, k, 1]) + trans.clone(), 1).reshape([b, k]) + e;
             let pad = padding.clone().slice(s![.., t..t + 1]).expand([b, k]); // [b, k]
             alpha = next.mask_where(pad, alpha);
         }
-        log_sum_exp_dim1((alpha + self.end.val().reshape([1, k])).reshape([b, k, 1])).reshape([b])
+        log_sum_exp(alpha + self.end.val().reshape([1, k]), 1).reshape([b])
     }
 
     /// Score `S(y)` of given tag paths.
@@ -133,13 +135,6 @@ impl Crf {
             })
             .collect()
     }
-}
-
-/// `logsumexp` over dimension 1 of `[b, k, m]` → `[b, m]`.
-fn log_sum_exp_dim1(x: Tensor<3>) -> Tensor<2> {
-    let [b, _, m] = x.dims();
-    let max = x.clone().detach().max_dim(1); // [b, 1, m]
-    ((x - max.clone()).exp().sum_dim(1).log() + max).reshape([b, m])
 }
 
 #[cfg(test)]

@@ -15,7 +15,14 @@ use burn::prelude::*;
 /// What an excluded cell holds inside the log-sum-exp.
 const EXCLUDED: f32 = -1e12;
 
-/// `log(1 + Σ e^{x})` over the last dimension, stable.
+/// `log Σ e^{x}` over dimension `dim`, kept as size 1, shifted by the maximum for stability.
+/// The shift is a constant for the gradient; detaching it keeps autodiff away from `max`.
+pub(crate) fn log_sum_exp<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
+    let m = x.clone().detach().max_dim(dim);
+    (x - m.clone()).exp().sum_dim(dim).log() + m
+}
+
+/// `log(1 + Σ e^{x})` over the last dimension: a 0 appended, so the maximum is ≥ 0.
 ///
 /// # Shapes
 ///
@@ -23,10 +30,7 @@ const EXCLUDED: f32 = -1e12;
 fn log1p_sum_exp(x: Tensor<3>) -> Tensor<2> {
     let [b, t, _] = x.dims();
     let zero = Tensor::zeros([b, t, 1], &x.device());
-    let x = Tensor::cat(vec![x, zero], 2);
-    // The shift is a constant for the gradient; detaching it keeps autodiff away from `max`.
-    let m = x.clone().detach().max_dim(2); // [b, t, 1], ≥ 0
-    ((x - m.clone()).exp().sum_dim(2).log() + m).reshape([b, t])
+    log_sum_exp(Tensor::cat(vec![x, zero], 2), 2).reshape([b, t])
 }
 
 /// The GlobalPointer loss.

@@ -8,7 +8,7 @@ use anyhow::Context;
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use kiln_data::listops::{self, Example, ListOps, ListOpsConfig};
-use kiln_layers::mask::padding_from_lengths;
+use kiln_layers::mask::{masked_mean, padding_from_lengths};
 use kiln_layers::{TokenLayout, Transformer, TransformerConfig};
 use kiln_task::{EpochSampler, GenerateOptions, Metrics, StepOutput, Task};
 use serde::{Deserialize, Serialize};
@@ -70,14 +70,11 @@ impl SequenceClassifier {
     ///
     /// - `tokens`: `[b, n]`, `padding`: `[b, n]` (`true` = pad) → `[b, classes]`
     pub fn forward(&self, tokens: Tensor<2, Int>, padding: &Tensor<2, Bool>) -> Tensor<2> {
-        let [b, n] = tokens.dims();
+        let b = tokens.dims()[0];
         let h = self.encoder.forward(self.embedding.forward(tokens), Some(padding), TokenLayout::Sequence); // [b, n, d]
         let d = h.dims()[2];
         let pooled = match self.pooling {
-            Pooling::Mean => {
-                let keep = padding.clone().bool_not().float().reshape([b, n, 1]);
-                (h * keep.clone()).sum_dim(1).reshape([b, d]) / keep.sum_dim(1).reshape([b, 1]).clamp_min(1.0)
-            }
+            Pooling::Mean => masked_mean(h, padding),
             Pooling::First => h.narrow(1, 0, 1).reshape([b, d]),
         };
         self.head.forward(pooled)

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 pub use encoder::SentenceEncoder;
 pub use evaluate::{Column, StsEvalConfig, StsTable, evaluate_sts, sts_spearman};
-pub use pooling::{SentencePooling, masked_mean};
+pub use pooling::SentencePooling;
 pub use whitening::{CovarianceAccumulator, Whitening, WhiteningParams};
 
 /// What went wrong embedding, whitening or evaluating.

@@ -8,6 +8,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use burn::prelude::*;
+use kiln_layers::mask::masked_mean;
 use kiln_transformer::{Bert, BertOutput};
 use serde::{Deserialize, Serialize};
 
@@ -85,19 +86,6 @@ impl FromStr for SentencePooling {
 fn first_token(h: Tensor<3>) -> Tensor<2> {
     let [b, _, d] = h.dims();
     h.slice(s![.., 0..1, ..]).reshape([b, d])
-}
-
-/// Mean over the real tokens of each row.
-///
-/// # Shapes
-///
-/// - `h`: `[b, n, d]`, `padding`: `[b, n]` → `[b, d]`
-pub fn masked_mean(h: Tensor<3>, padding: &Tensor<2, Bool>) -> Tensor<2> {
-    let [b, _, d] = h.dims();
-    let keep = padding.clone().bool_not().float().unsqueeze_dim::<3>(2); // [b, n, 1]
-    let sum = (h * keep.clone()).sum_dim(1).reshape([b, d]);
-    let count = keep.sum_dim(1).reshape([b, 1]).clamp_min(1.0);
-    sum / count
 }
 
 #[cfg(test)]
