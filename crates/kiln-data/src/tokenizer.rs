@@ -30,6 +30,20 @@ pub struct Encoded {
     pub offsets: Vec<(usize, usize)>,
 }
 
+/// Pre-split words tokenised piece by piece (Hugging Face's `is_split_into_words`), with the word
+/// each token came from, so that labels on words (characters, for Chinese) map to tokens and back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedWords {
+    /// `[CLS]`, the pieces of each kept word, `[SEP]`.
+    pub encoded: Encoded,
+    /// For each token, the index of its word; `None` for `[CLS]` and `[SEP]`.
+    pub word_of_token: Vec<Option<usize>>,
+    /// The index of the first token of each kept word.
+    pub first_token: Vec<usize>,
+    /// The index of the last token of each kept word.
+    pub last_token: Vec<usize>,
+}
+
 /// A padded batch: row-major `[batch, max_len]` ids with the real length of each row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenBatch {
@@ -129,6 +143,57 @@ impl BertTokenizer {
         })
     }
 
+    /// Tokenise pre-split words: each word on its own (no special tokens), a word that yields no
+    /// piece (a space, a control character) becomes `[UNK]` so that every word owns at least one
+    /// token; words are kept while `[CLS]`, their pieces and `[SEP]` fit in `max_seq_len`.
+    /// `offsets` are in characters of the words joined without separators.
+    ///
+    /// # Errors
+    ///
+    /// The tokenizer fails, or the vocabulary has no `[UNK]`, `[CLS]` or `[SEP]`.
+    pub fn encode_words<S: AsRef<str>>(&self, words: &[S]) -> Result<EncodedWords, DataError> {
+        let special =
+            |t: &str| self.token_id(t).ok_or_else(|| DataError::Invalid(format!("the vocabulary has no {t} token")));
+        let (cls, sep, unk) = (special("[CLS]")?, special("[SEP]")?, special("[UNK]")?);
+        let mut out = EncodedWords {
+            encoded: Encoded { ids: vec![cls], type_ids: vec![0], offsets: vec![(0, 0)] },
+            word_of_token: vec![None],
+            first_token: Vec::with_capacity(words.len()),
+            last_token: Vec::with_capacity(words.len()),
+        };
+        let mut char_start = 0;
+        for (w, word) in words.iter().enumerate() {
+            let word = word.as_ref();
+            let e = self
+                .inner
+                .encode_char_offsets(word, false)
+                .map_err(|e| DataError::Invalid(format!("tokenizer: {e}")))?;
+            let width = word.chars().count();
+            let pieces: Vec<(u32, (usize, usize))> = if e.get_ids().is_empty() {
+                vec![(unk, (0, width))]
+            } else {
+                e.get_ids().iter().copied().zip(e.get_offsets().iter().copied()).collect()
+            };
+            if out.encoded.ids.len() + pieces.len() + 1 > self.max_seq_len {
+                break;
+            }
+            out.first_token.push(out.encoded.ids.len());
+            for (id, (a, b)) in pieces {
+                out.encoded.ids.push(id);
+                out.encoded.type_ids.push(0);
+                out.encoded.offsets.push((char_start + a, char_start + b));
+                out.word_of_token.push(Some(w));
+            }
+            out.last_token.push(out.encoded.ids.len() - 1);
+            char_start += width;
+        }
+        out.encoded.ids.push(sep);
+        out.encoded.type_ids.push(0);
+        out.encoded.offsets.push((0, 0));
+        out.word_of_token.push(None);
+        Ok(out)
+    }
+
     /// Tokenise texts and pad them to the longest.
     ///
     /// # Errors
@@ -195,6 +260,25 @@ mod tests {
         assert_eq!(b.max_len, 4);
         assert_eq!(b.ids, vec![2, 4, 5, 3, 2, 5, 3, 0]);
         assert_eq!(b.lengths, vec![4, 3]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Words map to their pieces and back; an empty-piece word becomes [UNK]; words that do not fit
+    /// are dropped whole.
+    #[test]
+    fn words_align_to_pieces() {
+        let dir = std::env::temp_dir().join(format!("kiln-tok-words-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let tok = tiny(&dir);
+        let e = tok.encode_words(&["猫", " ", "mats"]).unwrap();
+        assert_eq!(e.encoded.ids, vec![2, 11, 1, 8, 9, 3]);
+        assert_eq!(e.word_of_token, vec![None, Some(0), Some(1), Some(2), Some(2), None]);
+        assert_eq!((e.first_token, e.last_token), (vec![1, 2, 3], vec![1, 2, 4]));
+        assert_eq!(e.encoded.offsets[3..5], [(2, 5), (5, 6)]);
+        // max_seq_len 6: [CLS] the cat sat [SEP] fits; "mats" (2 pieces) would make 7.
+        let e = tok.encode_words(&["the", "cat", "sat", "mats"]).unwrap();
+        assert_eq!(e.encoded.ids, vec![2, 4, 5, 6, 3]);
+        assert_eq!(e.first_token.len(), 3);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -1,5 +1,6 @@
-//! NER as a Kiln task: a character-level transformer encoder trained from scratch (vocabulary built
-//! from the training file) under a span head, on any of the formats `kiln_data::ner` reads.
+//! NER as a Kiln task: a span head on either a character-level transformer encoder trained from
+//! scratch (vocabulary built from the training file) or a pretrained BERT fine-tuned, on any of the
+//! formats `kiln_data::ner` reads.
 //!
 //! TOML:
 //!
@@ -7,11 +8,14 @@
 //! [model]
 //! kind = "ner"
 //! head = { kind = "global_pointer", d_head = 64, rope = true }
-//! [model.encoder]            # any kiln-layers TransformerConfig
+//! [model.encoder]            # from scratch: any kiln-layers TransformerConfig
 //! d_model = 256
 //! n_heads = 4
 //! n_layers = 4
 //! position = { kind = "rope" }
+//! # or, instead of [model.encoder]:
+//! # [model.bert]             # a Hugging Face BERT directory; default $KILN_BERT_DIR
+//! # dir = "/path/to/all-MiniLM-L6-v2"
 //!
 //! [data]
 //! kind = "ner"
@@ -23,6 +27,11 @@
 //! Sentences longer than `max_len` characters are cut (entities crossing the cut are dropped from
 //! training; evaluation scores the cut sentences against all their gold entities, so a cut costs
 //! recall honestly). Characters unseen in training map to `[UNK]`.
+//!
+//! With BERT, each character (each token of a column file) is WordPiece-tokenised on its own, as
+//! Hugging Face's `is_split_into_words` does: an entity on characters `s..=e` is the span from the first
+//! piece of `s` to the last piece of `e`, and a predicted span of pieces maps back to the characters
+//! that own its first and last piece. The head sees the pieces only (`[CLS]` and `[SEP]` are cut off).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -31,9 +40,11 @@ use anyhow::Context;
 use burn::nn::{Embedding, EmbeddingConfig};
 use burn::prelude::*;
 use kiln_data::ner::{ColumnOptions, NerExample, NerFile, read_cluener, read_cmeee, read_columns};
+use kiln_data::tokenizer::BertTokenizer;
 use kiln_layers::mask::padding_from_lengths;
-use kiln_layers::{TokenLayout, Transformer, TransformerConfig};
+use kiln_layers::{AttentionConfig, TokenLayout, Transformer, TransformerConfig};
 use kiln_task::{EpochSampler, GenerateOptions, Metrics, StepOutput, Task};
+use kiln_transformer::{Bert, BertConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::{EntityCounts, Span, SpanHead, SpanHeadConfig, decode_spans};
@@ -42,11 +53,32 @@ use crate::{EntityCounts, Span, SpanHead, SpanHeadConfig, decode_spans};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NerModelConfig {
-    /// The encoder over character embeddings.
-    pub encoder: TransformerConfig,
+    /// A transformer over character embeddings, trained from scratch (exclusive with `bert`).
+    #[serde(default)]
+    pub encoder: Option<TransformerConfig>,
+    /// A pretrained BERT, fine-tuned (exclusive with `encoder`).
+    #[serde(default)]
+    pub bert: Option<NerBertConfig>,
     /// The span head.
     #[serde(default)]
     pub head: SpanHeadConfig,
+}
+
+/// `[model.bert]`: the pretrained backbone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NerBertConfig {
+    /// A Hugging Face BERT directory (`config.json`, `model.safetensors`, `tokenizer.json` or
+    /// `vocab.txt`); when absent, `$KILN_BERT_DIR` (see [`NerModelConfig::resolve_paths`]).
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// The attention inside BERT (softmax is the checkpoint's own; others swap it).
+    #[serde(default = "softmax")]
+    pub attention: AttentionConfig,
+}
+
+fn softmax() -> AttentionConfig {
+    AttentionConfig::Softmax {}
 }
 
 impl NerModelConfig {
@@ -56,9 +88,29 @@ impl NerModelConfig {
     ///
     /// The first invalid value.
     pub fn validate(&self) -> anyhow::Result<()> {
-        self.encoder.validate().context("model.encoder")?;
+        match (&self.encoder, &self.bert) {
+            (Some(e), None) => e.validate().context("model.encoder")?,
+            (None, Some(b)) => b.attention.validate(false).context("model.bert.attention")?,
+            (Some(_), Some(_)) => anyhow::bail!("model: give either [model.encoder] or [model.bert], not both"),
+            (None, None) => anyhow::bail!(
+                "model: give [model.encoder] (a transformer trained from scratch) or [model.bert] (a pretrained BERT)"
+            ),
+        }
         self.head.validate().context("model.head")?;
         Ok(())
+    }
+
+    /// Fill `model.bert.dir` from `$KILN_BERT_DIR` when absent, and make it absolute, so that the
+    /// resolved config saved with a run finds the checkpoint from any directory.
+    pub fn resolve_paths(&mut self) {
+        if let Some(bert) = &mut self.bert {
+            if bert.dir.is_none() {
+                bert.dir = std::env::var_os("KILN_BERT_DIR").filter(|d| !d.is_empty()).map(PathBuf::from);
+            }
+            if let Some(dir) = &mut bert.dir {
+                *dir = std::path::absolute(&*dir).unwrap_or_else(|_| dir.clone());
+            }
+        }
     }
 }
 
@@ -130,13 +182,17 @@ impl NerDataConfig {
     }
 }
 
-/// Character embeddings, a transformer encoder and a span head.
+/// A span head on character embeddings and a transformer (from scratch), or on a pretrained BERT.
+/// Exactly one of the two backbones is present. (Options rather than an enum keep the parameter
+/// paths of from-scratch checkpoints stable: `embedding.*`, `encoder.*`, `head.*`.)
 #[derive(Module, Debug)]
 pub struct NerModel {
-    /// Character embeddings (`[PAD]` = 0, `[UNK]` = 1).
-    pub embedding: Embedding,
-    /// The encoder.
-    pub encoder: Transformer,
+    /// Character embeddings (`[PAD]` = 0, `[UNK]` = 1), from scratch.
+    pub embedding: Option<Embedding>,
+    /// The encoder, from scratch.
+    pub encoder: Option<Transformer>,
+    /// The pretrained backbone.
+    pub bert: Option<Bert>,
     /// The span head.
     pub head: SpanHead,
 }
@@ -146,18 +202,34 @@ impl NerModel {
     ///
     /// # Shapes
     ///
-    /// - `ids`: `[b, n]`, `padding`: `[b, n]` → `[b, n_types, n, n]`
-    pub fn forward(&self, ids: Tensor<2, Int>, padding: &Tensor<2, Bool>) -> Tensor<4> {
-        self.head.forward(self.encode(ids, padding), Some(padding))
+    /// - `ids`, `padding`: `[b, n]`; `head_padding`: `[b, m]` → `[b, n_types, m, m]`, where `m = n`
+    ///   from scratch and `m = n - 2` with BERT (no `[CLS]`, `[SEP]`)
+    pub fn forward(&self, ids: Tensor<2, Int>, padding: &Tensor<2, Bool>, head_padding: &Tensor<2, Bool>) -> Tensor<4> {
+        self.head.forward(self.encode(ids, padding), Some(head_padding))
     }
 
-    /// Encoder states.
+    /// The states the head reads: the encoder's output, or BERT's last layer without `[CLS]`
+    /// (first column) and the last column.
     ///
     /// # Shapes
     ///
-    /// - `ids`: `[b, n]`, `padding`: `[b, n]` → `[b, n, d_model]`
+    /// - `ids`: `[b, n]`, `padding`: `[b, n]` → `[b, m, d_model]`
+    ///
+    /// # Panics
+    ///
+    /// If the model has neither backbone (it is built with one).
     pub fn encode(&self, ids: Tensor<2, Int>, padding: &Tensor<2, Bool>) -> Tensor<3> {
-        self.encoder.forward(self.embedding.forward(ids), Some(padding), TokenLayout::Sequence)
+        match (&self.embedding, &self.encoder, &self.bert) {
+            (Some(embedding), Some(encoder), _) => {
+                encoder.forward(embedding.forward(ids), Some(padding), TokenLayout::Sequence)
+            }
+            (_, _, Some(bert)) => {
+                let n = ids.dims()[1];
+                let type_ids = ids.zeros_like();
+                bert.forward(ids, type_ids, Some(padding)).last().narrow(1, 1, n - 2)
+            }
+            _ => panic!("NerModel has no backbone"),
+        }
     }
 }
 
@@ -165,7 +237,70 @@ impl NerModel {
 pub struct NerBatch {
     ids: Tensor<2, Int>,
     padding: Tensor<2, Bool>,
+    /// Padding of the head's positions (= `padding` from scratch; BERT: pieces only).
+    head_padding: Tensor<2, Bool>,
+    /// Gold spans in head positions.
     spans: Vec<Vec<Span>>,
+    /// For each row, the word (character) of each head position.
+    words: Vec<Vec<usize>>,
+}
+
+impl NerBatch {
+    /// Predicted spans of each row in word (character) positions, from scores over head positions.
+    fn to_words(&self, scores: Tensor<4>) -> Vec<Vec<Span>> {
+        decode_spans(scores, 0.0)
+            .into_iter()
+            .zip(&self.words)
+            .map(|(spans, words)| {
+                let mut out: Vec<Span> = spans
+                    .into_iter()
+                    .map(|s| Span { kind: s.kind, start: words[s.start], end: words[s.end] })
+                    .collect();
+                out.sort_by_key(|s| (s.start, s.end, s.kind));
+                out.dedup();
+                out
+            })
+            .collect()
+    }
+}
+
+/// One line of `kiln predict` output.
+#[derive(Serialize)]
+struct Prediction<'a> {
+    text: &'a str,
+    entities: Vec<PredictedEntity<'a>>,
+}
+
+/// An entity with inclusive character offsets.
+#[derive(Serialize)]
+struct PredictedEntity<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    start: usize,
+    end: usize,
+    text: String,
+}
+
+/// The pretrained backbone's pieces, loaded once per task.
+struct BertBackbone {
+    dir: PathBuf,
+    attention: AttentionConfig,
+    config: BertConfig,
+    tokenizer: BertTokenizer,
+}
+
+impl BertBackbone {
+    fn open(config: &NerBertConfig) -> anyhow::Result<Self> {
+        let dir = config.dir.clone().context(
+            "model.bert.dir is not set and KILN_BERT_DIR is empty (scripts/download_minilm.sh fetches a checkpoint and prints its directory)",
+        )?;
+        let mut bert = BertConfig::from_file(&dir.join("config.json"))?;
+        bert.attention = config.attention.clone();
+        bert.validate()?;
+        let tokenizer = BertTokenizer::from_dir(&dir, bert.max_position_embeddings)?;
+        tokenizer.encode_words(&["a"]).with_context(|| format!("{}: the tokenizer", dir.display()))?;
+        Ok(Self { dir, attention: config.attention.clone(), config: bert, tokenizer })
+    }
 }
 
 /// Named-entity recognition on a dataset.
@@ -176,6 +311,7 @@ pub struct NerTask {
     valid: Vec<NerExample>,
     test: Option<Vec<NerExample>>,
     vocab: BTreeMap<String, usize>,
+    bert: Option<BertBackbone>,
     types: Vec<String>,
     inconsistent: usize,
 }
@@ -205,6 +341,7 @@ impl NerTask {
             train_file.examples.iter().flat_map(|x| x.entities.iter().map(|e| e.label.clone())).collect();
         anyhow::ensure!(!types.is_empty(), "{}: no entities in the training file", data.train.display());
         let inconsistent = train_file.inconsistent_tags + valid_file.inconsistent_tags;
+        let bert = model.bert.as_ref().map(BertBackbone::open).transpose()?;
         Ok(Self {
             model,
             data,
@@ -212,6 +349,7 @@ impl NerTask {
             valid: valid_file.examples,
             test: test_file.map(|f| f.examples),
             vocab,
+            bert,
             types: types.into_iter().collect(),
             inconsistent,
         })
@@ -226,8 +364,60 @@ impl NerTask {
         self.types.binary_search_by(|t| t.as_str().cmp(label)).ok()
     }
 
+    fn gold_spans(&self, x: &NerExample, kept: usize) -> impl Iterator<Item = Span> {
+        x.entities
+            .iter()
+            .filter(move |e| e.end < kept)
+            .filter_map(|e| self.type_index(&e.label).map(|kind| Span { kind, start: e.start, end: e.end }))
+    }
+
     /// Ids, padding and the gold spans (within the cut, of known types) of some sentences.
     fn batch(&self, examples: &[&NerExample], device: &Device) -> NerBatch {
+        match &self.bert {
+            None => self.char_batch(examples, device),
+            Some(bert) => self.piece_batch(bert, examples, device),
+        }
+    }
+
+    /// A BERT batch: each character tokenised on its own, spans moved to piece positions.
+    fn piece_batch(&self, bert: &BertBackbone, examples: &[&NerExample], device: &Device) -> NerBatch {
+        let max = self.data.max_len;
+        let encoded: Vec<_> = examples
+            .iter()
+            .map(|x| {
+                let words = &x.tokens[..x.tokens.len().min(max)];
+                bert.tokenizer.encode_words(words).expect("the tokenizer was checked when the task was built")
+            })
+            .collect();
+        // At least one head column, even for a batch of empty sentences.
+        let n = encoded.iter().map(|e| e.encoded.ids.len()).max().unwrap_or(2).max(3);
+        let mut ids = Vec::with_capacity(examples.len() * n);
+        let (mut lengths, mut head_lengths, mut spans, mut words) = (vec![], vec![], vec![], vec![]);
+        for (x, e) in examples.iter().zip(&encoded) {
+            let len = e.encoded.ids.len();
+            ids.extend(e.encoded.ids.iter().map(|&i| i64::from(i)));
+            ids.extend(std::iter::repeat_n(i64::from(bert.tokenizer.pad_id()), n - len));
+            lengths.push(len);
+            head_lengths.push(len - 2);
+            let kept = e.first_token.len();
+            spans.push(
+                self.gold_spans(x, kept)
+                    .map(|s| Span { start: e.first_token[s.start] - 1, end: e.last_token[s.end] - 1, ..s })
+                    .collect(),
+            );
+            words.push(e.word_of_token[1..len - 1].iter().map(|w| w.expect("a piece has a word")).collect());
+        }
+        NerBatch {
+            ids: Tensor::<2, Int>::from_data(TensorData::new(ids, [examples.len(), n]), device),
+            padding: padding_from_lengths(&lengths, n, device),
+            head_padding: padding_from_lengths(&head_lengths, n - 2, device),
+            spans,
+            words,
+        }
+    }
+
+    /// A from-scratch batch: character ids.
+    fn char_batch(&self, examples: &[&NerExample], device: &Device) -> NerBatch {
         let max = self.data.max_len;
         let lengths: Vec<usize> = examples.iter().map(|x| x.tokens.len().clamp(1, max)).collect();
         let n = lengths.iter().copied().max().unwrap_or(1);
@@ -236,21 +426,14 @@ impl NerTask {
             ids.extend(x.tokens.iter().take(len).map(|t| self.vocab.get(t).copied().unwrap_or(1) as i64));
             ids.extend(std::iter::repeat_n(0i64, n - len.min(x.tokens.len())));
         }
-        let spans = examples
-            .iter()
-            .zip(&lengths)
-            .map(|(x, &len)| {
-                x.entities
-                    .iter()
-                    .filter(|e| e.end < len)
-                    .filter_map(|e| self.type_index(&e.label).map(|kind| Span { kind, start: e.start, end: e.end }))
-                    .collect()
-            })
-            .collect();
+        let spans = examples.iter().zip(&lengths).map(|(x, &len)| self.gold_spans(x, len).collect()).collect();
+        let padding = padding_from_lengths(&lengths, n, device);
         NerBatch {
             ids: Tensor::<2, Int>::from_data(TensorData::new(ids, [examples.len(), n]), device),
-            padding: padding_from_lengths(&lengths, n, device),
+            head_padding: padding.clone(),
+            padding,
             spans,
+            words: lengths.iter().map(|&len| (0..len).collect()).collect(),
         }
     }
 
@@ -269,13 +452,16 @@ impl Task for NerTask {
 
     fn describe(&self) -> String {
         format!(
-            "NER, {} types ({}), {} train / {} valid{} sentences, {} characters in the vocabulary{}",
+            "NER, {} types ({}), {} train / {} valid{} sentences, {}{}",
             self.types.len(),
             self.types.join(", "),
             self.train.len(),
             self.valid.len(),
             self.test.as_ref().map(|t| format!(" / {} test", t.len())).unwrap_or_default(),
-            self.vocab.len(),
+            match &self.bert {
+                Some(b) => format!("BERT backbone {}", b.dir.display()),
+                None => format!("{} characters in the vocabulary", self.vocab.len()),
+            },
             if self.inconsistent > 0 {
                 format!(", {} inconsistent tags read as conlleval", self.inconsistent)
             } else {
@@ -284,11 +470,25 @@ impl Task for NerTask {
         )
     }
 
-    fn build_model(&self, device: &Device) -> NerModel {
-        NerModel {
-            embedding: EmbeddingConfig::new(self.vocab.len() + 2, self.model.encoder.d_model).init(device),
-            encoder: self.model.encoder.init(device),
-            head: self.model.head.init(self.model.encoder.d_model, self.types.len(), device),
+    fn build_model(&self, device: &Device) -> anyhow::Result<NerModel> {
+        let n_types = self.types.len();
+        match (&self.model.encoder, &self.bert) {
+            (_, Some(b)) => {
+                let (bert, _) = kiln_transformer::bert::convert::load_pretrained(&b.dir, b.attention.clone(), device)?;
+                Ok(NerModel {
+                    embedding: None,
+                    encoder: None,
+                    bert: Some(bert),
+                    head: self.model.head.init(b.config.hidden_size, n_types, device),
+                })
+            }
+            (Some(encoder), None) => Ok(NerModel {
+                embedding: Some(EmbeddingConfig::new(self.vocab.len() + 2, encoder.d_model).init(device)),
+                encoder: Some(encoder.init(device)),
+                bert: None,
+                head: self.model.head.init(encoder.d_model, n_types, device),
+            }),
+            (None, None) => anyhow::bail!("model: no backbone (the config was not validated)"),
         }
     }
 
@@ -305,11 +505,16 @@ impl Task for NerTask {
     fn step(&self, model: &NerModel, batch: NerBatch) -> StepOutput {
         let b = batch.ids.dims()[0];
         let h = model.encode(batch.ids, &batch.padding);
-        StepOutput { loss: model.head.loss(h, &batch.padding, &batch.spans, self.types.len()), items: b }
+        StepOutput { loss: model.head.loss(h, &batch.head_padding, &batch.spans, self.types.len()), items: b }
     }
 
     fn on_optimizer_step(&self, model: &mut NerModel, step: usize) {
-        model.encoder.on_step(step);
+        if let Some(encoder) = &mut model.encoder {
+            encoder.on_step(step);
+        }
+        if let Some(bert) = &mut model.bert {
+            bert.encoder.on_step(step);
+        }
     }
 
     fn evaluate(&self, model: &NerModel, split: &str, device: &Device) -> anyhow::Result<Metrics> {
@@ -326,7 +531,7 @@ impl Task for NerTask {
         for chunk in examples.chunks(EVAL_BATCH) {
             let refs: Vec<&NerExample> = chunk.iter().collect();
             let batch = self.batch(&refs, device);
-            let predicted = decode_spans(model.forward(batch.ids, &batch.padding), 0.0);
+            let predicted = batch.to_words(model.forward(batch.ids.clone(), &batch.padding, &batch.head_padding));
             for (x, p) in chunk.iter().zip(&predicted) {
                 let gold = self.gold(x);
                 unknown += gold.iter().filter(|g| g.kind == usize::MAX).count();
@@ -351,19 +556,38 @@ impl Task for NerTask {
 
     fn generate(&self, model: &NerModel, options: &GenerateOptions, device: &Device) -> anyhow::Result<String> {
         let text = options.prompt.as_deref().context("give the sentence with --text")?;
-        let chars: Vec<String> = text.chars().map(String::from).collect();
-        anyhow::ensure!(!chars.is_empty(), "the text is empty");
-        let example = NerExample { tokens: chars.clone(), entities: vec![] };
-        let batch = self.batch(&[&example], device);
-        let spans = decode_spans(model.forward(batch.ids, &batch.padding), 0.0).remove(0);
-        let entities: Vec<serde_json::Value> = spans
-            .iter()
-            .map(|s| {
-                let surface: String = chars[s.start..=s.end].concat();
-                serde_json::json!({"type": self.types[s.kind], "start": s.start, "end": s.end, "text": surface})
-            })
-            .collect();
-        Ok(serde_json::to_string(&entities)?)
+        Ok(self.predict(model, &[text.to_string()], device)?.remove(0))
+    }
+
+    /// One JSON object per text: `{"text": ..., "entities": [{"type", "start", "end", "text"}]}`,
+    /// offsets in characters, `end` inclusive; texts longer than `data.max_len` are labelled on their
+    /// first `max_len` characters. Texts are run in batches, each sorted by length.
+    fn predict(&self, model: &NerModel, texts: &[String], device: &Device) -> anyhow::Result<Vec<String>> {
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| texts[i].chars().count());
+        let mut out = vec![String::new(); texts.len()];
+        for chunk in order.chunks(EVAL_BATCH) {
+            let examples: Vec<NerExample> = chunk
+                .iter()
+                .map(|&i| NerExample { tokens: texts[i].chars().map(String::from).collect(), entities: vec![] })
+                .collect();
+            let refs: Vec<&NerExample> = examples.iter().collect();
+            let batch = self.batch(&refs, device);
+            let predicted = batch.to_words(model.forward(batch.ids.clone(), &batch.padding, &batch.head_padding));
+            for ((&i, x), spans) in chunk.iter().zip(&examples).zip(predicted) {
+                let entities = spans
+                    .iter()
+                    .map(|s| PredictedEntity {
+                        kind: &self.types[s.kind],
+                        start: s.start,
+                        end: s.end,
+                        text: x.tokens[s.start..=s.end].concat(),
+                    })
+                    .collect();
+                out[i] = serde_json::to_string(&Prediction { text: &texts[i], entities })?;
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -406,10 +630,52 @@ mod tests {
         // 上海 spans 3..=4, crossing the cut: only 张三 (PER = type 1) is a label.
         assert_eq!(batch.spans, vec![vec![Span { kind: 1, start: 0, end: 1 }]]);
         // Evaluation still counts both gold entities (recall pays for the cut).
-        let model = task.build_model(&device);
+        let model = task.build_model(&device).unwrap();
         let m = task.evaluate(&model, "valid", &device).unwrap();
         assert_eq!(m[0].0, "f1");
         assert!(task.evaluate(&model, "test", &device).unwrap().is_empty(), "no test file configured");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// BERT backbone: words split into several pieces move gold spans to piece positions (first piece
+    /// of the first word, last piece of the last word), and predicted piece spans map back to words.
+    #[test]
+    fn bert_pieces_align_with_words() {
+        let dir = std::env::temp_dir().join(format!("kiln-ner-bert-{}", std::process::id()));
+        let ckpt = dir.join("bert");
+        let vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "barack", "oba", "##ma", "visited", "paris"];
+        kiln_transformer::bert::convert::write_random_checkpoint(&ckpt, &vocab, 16, 1, 2, 7).unwrap();
+        std::fs::write(dir.join("train.txt"), "Barack B-PER\nObama I-PER\nvisited O\nParis B-LOC\nnow O\n\n").unwrap();
+        let data: NerDataConfig = toml::from_str(&format!(
+            "format = \"columns\"\ntrain = {:?}\nvalid = {:?}",
+            dir.join("train.txt"),
+            dir.join("train.txt")
+        ))
+        .unwrap();
+        let model: NerModelConfig =
+            toml::from_str(&format!("head = {{ kind = \"global_pointer\", d_head = 8 }}\n[bert]\ndir = {ckpt:?}"))
+                .unwrap();
+        model.validate().unwrap();
+        let task = NerTask::new(model, data).unwrap();
+        let device = Device::flex();
+        let batch = task.batch(&[&task.train[0]], &device);
+        let ids: Vec<i64> = batch.ids.clone().into_data().convert::<i64>().try_to_vec::<i64>().unwrap();
+        // [CLS] barack oba ##ma visited paris [UNK]=now [SEP]
+        assert_eq!(ids, vec![2, 4, 5, 6, 7, 8, 1, 3]);
+        // LOC = 0, PER = 1; head positions exclude [CLS].
+        assert_eq!(batch.spans, vec![vec![Span { kind: 1, start: 0, end: 2 }, Span { kind: 0, start: 4, end: 4 }]]);
+        assert_eq!(batch.words, vec![vec![0, 1, 1, 2, 3, 4]]);
+        // Positive scores at piece spans (PER, 0..=2) and (LOC, 2..=4) → words (0, 1) and (1, 3).
+        let mut scores = vec![-1.0f32; 2 * 6 * 6];
+        scores[36 + 2] = 1.0; // type 1, row 0, column 2
+        scores[2 * 6 + 4] = 1.0; // type 0, row 2, column 4
+        let scores = Tensor::<4>::from_data(TensorData::new(scores, [1, 2, 6, 6]), &device);
+        let words = batch.to_words(scores);
+        assert_eq!(words, vec![vec![Span { kind: 1, start: 0, end: 1 }, Span { kind: 0, start: 1, end: 3 }]]);
+        // The model runs on it: scores over the 6 pieces, padding masked.
+        let model = task.build_model(&device).unwrap();
+        let scores = model.forward(batch.ids, &batch.padding, &batch.head_padding);
+        assert_eq!(scores.dims(), [1, 2, 6, 6]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -56,8 +56,12 @@ pub trait Task: Sized {
     /// A human name for logs, e.g. `"char-level language model"`.
     fn describe(&self) -> String;
 
-    /// Build a freshly initialised model.
-    fn build_model(&self, device: &Device) -> Self::Model;
+    /// Build a freshly initialised model (or one loaded from pretrained weights).
+    ///
+    /// # Errors
+    ///
+    /// Pretrained weights the model starts from cannot be read.
+    fn build_model(&self, device: &Device) -> anyhow::Result<Self::Model>;
 
     /// Number of training examples, if the task has a finite training set (epochs then mean
     /// something); `None` for tasks that sample windows.
@@ -90,6 +94,22 @@ pub trait Task: Sized {
     /// `kiln sample` / `kiln predict`: produce text from the trained model.
     fn generate(&self, _model: &Self::Model, _options: &GenerateOptions, _device: &Device) -> anyhow::Result<String> {
         anyhow::bail!("{} does not generate or predict", self.describe())
+    }
+
+    /// Label each of `texts` (`kiln predict`), one line of output per text. The default runs
+    /// [`generate`](Self::generate) on each text in turn; tasks that can batch override it.
+    ///
+    /// # Errors
+    ///
+    /// As [`generate`](Self::generate).
+    fn predict(&self, model: &Self::Model, texts: &[String], device: &Device) -> anyhow::Result<Vec<String>> {
+        texts
+            .iter()
+            .map(|t| {
+                let options = GenerateOptions { prompt: Some(t.clone()), max_tokens: 0, temperature: 1.0, seed: 0 };
+                self.generate(model, &options, device)
+            })
+            .collect()
     }
 }
 

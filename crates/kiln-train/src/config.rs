@@ -51,6 +51,13 @@ impl ModelConfig {
             Self::Ner(_) => "ner",
         }
     }
+
+    /// Fill pretrained-weight directories from the environment and make them absolute.
+    pub fn resolve_paths(&mut self) {
+        if let Self::Ner(n) = self {
+            n.resolve_paths();
+        }
+    }
 }
 
 /// `[data]`: the dataset kinds.

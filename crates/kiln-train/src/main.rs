@@ -17,7 +17,7 @@ use burn::prelude::*;
 use clap::{Parser, Subcommand};
 use kiln_task::{GenerateOptions, Task};
 
-use crate::config::RunConfig;
+use crate::config::{ModelConfig, RunConfig};
 use crate::tasks::{TaskJob, with_task};
 
 #[derive(Parser)]
@@ -77,13 +77,16 @@ enum Command {
         #[arg(long)]
         device: Option<String>,
     },
-    /// Label an input with a trained classifier.
+    /// Label inputs with a trained model (classifier, NER): one output line per input.
     Predict {
         /// The run directory.
         run_dir: PathBuf,
-        /// The input.
+        /// One input.
+        #[arg(long, conflicts_with = "file", required_unless_present = "file")]
+        text: Option<String>,
+        /// A UTF-8 file with one input per line (empty lines are skipped); `-` reads standard input.
         #[arg(long)]
-        text: String,
+        file: Option<PathBuf>,
         /// Backend (default: the run's).
         #[arg(long)]
         device: Option<String>,
@@ -140,6 +143,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 (None, Some(path)) => {
                     let mut c = RunConfig::load(path, &overrides)?;
                     c.data.resolve_paths(&config::data_dir());
+                    c.model.resolve_paths();
                     let dir = new_run_dir(&c.output.dir)?;
                     checkpoint::write_atomic(&dir.join("config.toml"), resolved_toml(&c, path)?.as_bytes())?;
                     (c, dir)
@@ -178,9 +182,18 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let options = GenerateOptions { prompt, max_tokens: tokens, temperature, seed };
             generate(&run_dir, options, device)
         }
-        Command::Predict { run_dir, text, device } => {
-            let options = GenerateOptions { prompt: Some(text), max_tokens: 0, temperature: 1.0, seed: 0 };
-            generate(&run_dir, options, device)
+        Command::Predict { run_dir, text, file, device } => {
+            let texts = match (text, file) {
+                (Some(text), _) => vec![text],
+                (None, Some(path)) => read_inputs(&path)?,
+                (None, None) => bail!("give --text or --file"),
+            };
+            let config = RunConfig::load(&run_dir.join("config.toml"), &[])?;
+            let device = backend::device(device.as_deref().unwrap_or(&config.device.backend))?;
+            for line in with_task(&config, PredictJob { run_dir, texts, device })? {
+                println!("{line}");
+            }
+            Ok(0)
         }
         Command::Embed(args) => sentences::embed(args),
         Command::Sts(args) => sentences::sts(args),
@@ -236,7 +249,7 @@ fn load_checkpoint<T: Task>(
             "--checkpoint must be best or latest, got `{pointer}`"
         );
         if let Some(dir) = checkpoint::pointed(run_dir, pointer)? {
-            let model = checkpoint::load_model(&dir, task.build_model(device))?;
+            let model = checkpoint::load_model(&dir, task.build_model(device)?)?;
             return Ok((dir, model));
         }
     }
@@ -281,6 +294,39 @@ impl TaskJob for GenerateJob {
     }
 }
 
+struct PredictJob {
+    run_dir: PathBuf,
+    texts: Vec<String>,
+    device: Device,
+}
+
+impl TaskJob for PredictJob {
+    type Output = Vec<String>;
+    fn run<T: Task>(self, task: T, _config: &RunConfig) -> anyhow::Result<Vec<String>> {
+        let (_, model) = load_checkpoint(&task, &self.run_dir, &["best", "latest"], &self.device)?;
+        task.predict(&model, &self.texts, &self.device)
+    }
+}
+
+/// The non-empty lines of a file (or of standard input for `-`), line endings stripped.
+fn read_inputs(path: &Path) -> anyhow::Result<Vec<String>> {
+    let bytes = if path == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("reading standard input")?;
+        buf
+    } else {
+        std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()].iter().filter(|&&b| b == b'\n').count();
+        anyhow::anyhow!("{}: line {line}: not valid UTF-8", path.display())
+    })?;
+    let lines: Vec<String> =
+        text.lines().map(|l| l.trim_end_matches('\r')).filter(|l| !l.trim().is_empty()).map(String::from).collect();
+    anyhow::ensure!(!lines.is_empty(), "{}: no input lines", path.display());
+    Ok(lines)
+}
+
 fn generate(run_dir: &Path, options: GenerateOptions, device: Option<String>) -> anyhow::Result<i32> {
     let config = RunConfig::load(&run_dir.join("config.toml"), &[])?;
     let device = backend::device(device.as_deref().unwrap_or(&config.device.backend))?;
@@ -294,7 +340,7 @@ struct CheckJob;
 impl TaskJob for CheckJob {
     type Output = String;
     fn run<T: Task>(self, task: T, _config: &RunConfig) -> anyhow::Result<String> {
-        let model = task.build_model(&Device::default());
+        let model = task.build_model(&Device::default())?;
         Ok(format!("{}, {} parameters", task.describe(), model.num_params()))
     }
 }
@@ -304,11 +350,17 @@ impl TaskJob for CheckJob {
 fn check(path: &Path) -> anyhow::Result<String> {
     let mut config = RunConfig::load(path, &[])?;
     config.data.resolve_paths(&config::data_dir());
+    config.model.resolve_paths();
     if let Some(missing) = config.data.paths().into_iter().find(|p| !p.exists()) {
         return Ok(format!(
             "parsed and validated; data not found at {} (set KILN_DATA_DIR), model not built",
             missing.display()
         ));
+    }
+    if let ModelConfig::Ner(ner) = &config.model
+        && ner.bert.as_ref().is_some_and(|b| b.dir.as_deref().is_none_or(|d| !d.exists()))
+    {
+        return Ok("parsed and validated; BERT checkpoint not found (set KILN_BERT_DIR), model not built".into());
     }
     with_task(&config, CheckJob).with_context(|| format!("{}", path.display()))
 }

@@ -131,7 +131,7 @@ impl TaskJob for TrainJob {
         let device = self.device.clone();
         let ad = device.clone().autodiff();
         device.seed(t.seed);
-        let mut model = task.build_model(&ad);
+        let mut model = task.build_model(&ad)?;
         let mut optimizer = optim::build(&t.optimizer);
         let mut state = TrainState {
             step: 0,

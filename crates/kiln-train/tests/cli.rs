@@ -339,8 +339,9 @@ fn early_stopping_stops_after_patience_evaluations() {
     assert!(msg.contains("best accuracy") && msg.contains("at step 8"), "{msg}");
 }
 
-/// NER end to end on a generated column file, with a GlobalPointer-family head and with the CRF: train
-/// briefly, then `predict` prints entities as JSON with character offsets, and `eval` prints entity F1.
+/// NER end to end on a generated column file, with a GlobalPointer-family head and with the CRF on a
+/// from-scratch encoder, and with GlobalPointer on a (tiny, random) BERT checkpoint: train briefly, then
+/// `predict` prints one JSON object per input line with character offsets, and `eval` prints entity F1.
 #[test]
 fn ner_trains_and_predicts_json() {
     let dir = tempfile::tempdir().unwrap();
@@ -360,8 +361,22 @@ fn ner_trains_and_predicts_json() {
     std::fs::write(dir.path().join("train.txt"), &corpus).unwrap();
     let valid: Vec<&str> = corpus.split_inclusive("\n\n").take(30).collect();
     std::fs::write(dir.path().join("valid.txt"), valid.concat()).unwrap();
-    let heads = [("egp", "{ kind = \"efficient_global_pointer\", d_head = 16 }"), ("crf", "{ kind = \"crf\" }")];
-    for (name, head) in heads {
+    let mut vocab = vec!["[PAD]", "[UNK]", "[CLS]", "[SEP]"];
+    let chars: String = [names.concat(), places.concat(), filler.concat()].concat();
+    vocab.extend(chars.char_indices().map(|(i, c)| &chars[i..i + c.len_utf8()]));
+    let bert = dir.path().join("tiny-bert");
+    kiln_transformer::bert::convert::write_random_checkpoint(&bert, &vocab, 32, 1, 2, 3).unwrap();
+    let scratch =
+        "[model.encoder]\nd_model = 32\nn_heads = 2\nn_layers = 1\ndropout = 0.0\nposition = { kind = \"rope\" }";
+    let backbone = format!("[model.bert]\ndir = {:?}", bert.display().to_string());
+    let heads = [
+        ("egp", "{ kind = \"efficient_global_pointer\", d_head = 16 }", scratch.to_string()),
+        ("crf", "{ kind = \"crf\" }", scratch.to_string()),
+        ("bert", "{ kind = \"global_pointer\", d_head = 16 }", backbone),
+    ];
+    let inputs = dir.path().join("inputs.txt");
+    std::fs::write(&inputs, "李四去北京\r\n\n王五在上海广州\n").unwrap();
+    for (name, head, encoder) in heads {
         let config = dir.path().join(format!("{name}.toml"));
         std::fs::write(
             &config,
@@ -370,12 +385,7 @@ fn ner_trains_and_predicts_json() {
     [model]
     kind = "ner"
     head = {head}
-    [model.encoder]
-    d_model = 32
-    n_heads = 2
-    n_layers = 1
-    dropout = 0.0
-    position = {{ kind = "rope" }}
+    {encoder}
     [data]
     kind = "ner"
     format = "columns"
@@ -398,18 +408,31 @@ fn ner_trains_and_predicts_json() {
         let run = dir.path().join(name).join("run-001");
         let out = kiln().args(["eval"]).arg(&run).output().unwrap();
         assert!(out.status.success() && text(&out).contains("valid: f1 "), "{}", text(&out));
-        let out = kiln().arg("predict").arg(&run).args(["--text", "李四去北京"]).output().unwrap();
+        let out = kiln().arg("predict").arg(&run).arg("--file").arg(&inputs).output().unwrap();
         let printed = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{}", text(&out));
-        let entities: serde_json::Value = serde_json::from_str(printed.trim()).expect("predict prints JSON");
-        let entities = entities.as_array().expect("a JSON array");
-        // A pattern this regular is learnt in 60 steps: both entities, exact offsets.
-        let found: Vec<(String, u64, u64)> = entities
-            .iter()
-            .map(|e| {
-                (e["type"].as_str().unwrap().to_string(), e["start"].as_u64().unwrap(), e["end"].as_u64().unwrap())
-            })
-            .collect();
-        assert!(found.contains(&("PER".into(), 0, 1)) && found.contains(&("LOC".into(), 3, 4)), "{printed}");
+        assert!(out.status.success(), "{name}: {}", text(&out));
+        let lines: Vec<serde_json::Value> =
+            printed.lines().map(|l| serde_json::from_str(l).expect("predict prints JSON lines")).collect();
+        assert_eq!(lines.len(), 2, "one line per non-empty input line: {printed}");
+        let found = |line: &serde_json::Value| -> Vec<(String, u64, u64, String)> {
+            line["entities"]
+                .as_array()
+                .expect("an entity array")
+                .iter()
+                .map(|e| {
+                    let s = |k: &str| e[k].as_str().unwrap().to_string();
+                    (s("type"), e["start"].as_u64().unwrap(), e["end"].as_u64().unwrap(), s("text"))
+                })
+                .collect()
+        };
+        // A pattern this regular is learnt in 60 steps: the entities, exact offsets, in input order.
+        assert_eq!(lines[0]["text"], "李四去北京", "the \\r is stripped");
+        let first = found(&lines[0]);
+        assert!(first.contains(&("PER".into(), 0, 1, "李四".into())), "{name}: {printed}");
+        assert!(first.contains(&("LOC".into(), 3, 4, "北京".into())), "{name}: {printed}");
+        assert!(found(&lines[1]).contains(&("PER".into(), 0, 1, "王五".into())), "{name}: {printed}");
+        let out = kiln().arg("predict").arg(&run).args(["--text", "张三到广州"]).output().unwrap();
+        let line: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+        assert!(found(&line).contains(&("LOC".into(), 3, 4, "广州".into())), "{name}: {}", text(&out));
     }
 }

@@ -146,8 +146,8 @@ impl Task for ListOpsTask {
         )
     }
 
-    fn build_model(&self, device: &Device) -> SequenceClassifier {
-        self.model.init(listops::VOCAB.len(), 10, device)
+    fn build_model(&self, device: &Device) -> anyhow::Result<SequenceClassifier> {
+        Ok(self.model.init(listops::VOCAB.len(), 10, device))
     }
 
     fn train_len(&self) -> Option<usize> {

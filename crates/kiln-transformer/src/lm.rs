@@ -164,8 +164,8 @@ impl Task for CharLmTask {
         )
     }
 
-    fn build_model(&self, device: &Device) -> CharLm {
-        self.model.init(self.corpus.vocab.len(), device)
+    fn build_model(&self, device: &Device) -> anyhow::Result<CharLm> {
+        Ok(self.model.init(self.corpus.vocab.len(), device))
     }
 
     fn train_len(&self) -> Option<usize> {

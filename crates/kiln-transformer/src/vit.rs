@@ -164,8 +164,8 @@ impl Task for MnistTask {
         )
     }
 
-    fn build_model(&self, device: &Device) -> Vit {
-        self.model.init(10, device)
+    fn build_model(&self, device: &Device) -> anyhow::Result<Vit> {
+        Ok(self.model.init(10, device))
     }
 
     fn train_len(&self) -> Option<usize> {

@@ -153,6 +153,63 @@ pub fn load_pretrained(
     Ok((model, config))
 }
 
+/// Write a small randomly initialised BERT in Hugging Face layout (`config.json`, `vocab.txt`,
+/// `model.safetensors`) to `dir`: for tests and examples that need a checkpoint directory without
+/// downloading one, as Hugging Face's `hf-internal-testing/tiny-random-bert` serves its tests.
+/// Weights are uniform in `±0.1` from a fixed generator seeded by `seed`, LayerNorm scales 1 and
+/// shifts 0; `vocab` must start with `[PAD]`, `[UNK]`, `[CLS]`, `[SEP]` (any order).
+///
+/// # Errors
+///
+/// A file cannot be written.
+pub fn write_random_checkpoint(
+    dir: &Path,
+    vocab: &[&str],
+    hidden_size: usize,
+    layers: usize,
+    heads: usize,
+    seed: u64,
+) -> std::io::Result<()> {
+    let config = serde_json::json!({
+        "model_type": "bert", "architectures": ["BertModel"], "vocab_size": vocab.len(),
+        "hidden_size": hidden_size, "num_hidden_layers": layers, "num_attention_heads": heads,
+        "intermediate_size": 4 * hidden_size, "max_position_embeddings": 512, "type_vocab_size": 2,
+        "hidden_act": "gelu", "hidden_dropout_prob": 0.0, "layer_norm_eps": 1e-12,
+    });
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config)?)?;
+    std::fs::write(dir.join("vocab.txt"), vocab.join("\n") + "\n")?;
+    let parsed: BertConfig = serde_json::from_value(config)?;
+    let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+    let mut uniform = move || {
+        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2
+    };
+    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = expected_tensors(&parsed)
+        .into_iter()
+        .map(|(name, shape)| {
+            let n: usize = shape.iter().product();
+            let values: Vec<f32> = if name.ends_with("LayerNorm.weight") {
+                vec![1.0; n]
+            } else if name.ends_with("LayerNorm.bias") {
+                vec![0.0; n]
+            } else {
+                (0..n).map(|_| uniform()).collect()
+            };
+            (name, shape, values.iter().flat_map(|x| x.to_le_bytes()).collect())
+        })
+        .collect();
+    let views = tensors
+        .iter()
+        .map(|(name, shape, bytes)| {
+            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                .map_err(std::io::Error::other)?;
+            Ok((name.clone(), view))
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).map_err(std::io::Error::other)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
