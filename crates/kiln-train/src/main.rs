@@ -1,6 +1,7 @@
 //! `kiln`: train, evaluate and use Kiln models from TOML configs.
 
 mod backend;
+mod bench;
 mod checkpoint;
 mod config;
 mod metrics;
@@ -112,6 +113,8 @@ enum Command {
 enum BenchCommand {
     /// Sentence embedding throughput of a BERT checkpoint (sentences and tokens per second).
     Embed(sentences::BenchEmbedArgs),
+    /// Training-step (and, with --eval, evaluation) speed of configs, alternating round by round.
+    TrainStep(bench::BenchStepArgs),
 }
 
 fn main() {
@@ -198,6 +201,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Embed(args) => sentences::embed(args),
         Command::Sts(args) => sentences::sts(args),
         Command::Bench { what: BenchCommand::Embed(args) } => sentences::bench_embed(args),
+        Command::Bench { what: BenchCommand::TrainStep(args) } => bench::train_step(args),
         Command::Check { configs } => {
             let mut failed = 0;
             for path in &configs {

@@ -436,3 +436,28 @@ fn ner_trains_and_predicts_json() {
         assert!(found(&line).contains(&("LOC".into(), 3, 4, "广州".into())), "{name}: {}", text(&out));
     }
 }
+
+/// `kiln bench train-step` times a config's step and evaluation; `--set` reaches every config, so
+/// the items per step follow the overridden batch size; a bad config is named.
+#[test]
+fn bench_train_step_reports_a_row_per_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path(), "");
+    let out = kiln()
+        .args(["bench", "train-step"])
+        .arg(&config)
+        .args(["--warmup", "1", "--steps", "2", "--rounds", "2", "--eval", "--set", "train.batch_size=8"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let row = stdout.lines().find(|l| l.contains("tiny.toml")).expect("a row for the config");
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    assert_eq!(cells[2], "8", "items per step = the overridden batch size: {row}");
+    let step_ms: f64 = cells[3].parse().unwrap();
+    let items_per_s: f64 = cells[4].parse().unwrap();
+    assert!((items_per_s - 8.0 / (step_ms / 1e3)).abs() / items_per_s < 0.01, "{row}");
+    assert!(cells[5].parse::<f64>().unwrap() > 0.0, "an eval time: {row}");
+    let out = kiln().args(["bench", "train-step", "/nonexistent.toml"]).output().unwrap();
+    assert!(!out.status.success() && text(&out).contains("/nonexistent.toml"), "{}", text(&out));
+}

@@ -1,0 +1,165 @@
+//! `kiln bench train-step`: the speed of a config's training step and of its evaluation pass.
+//!
+//! Each config is built fresh for every round (task, model, optimiser from its `[train]`), runs
+//! `--warmup` steps untimed and then `--steps` timed ones: the training batch, forward, backward,
+//! global-norm clipping and the optimiser update, exactly as `kiln train` runs one micro-batch (the
+//! device is synchronised after each step). With `--eval`, one pass over the validation split
+//! (forward, decoding, metrics, no gradients) is timed after the steps. Several configs alternate
+//! round by round, so that the machine's drift hits all of them alike; a step's figure is the median
+//! of all its timed steps, an evaluation's the median of its rounds.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use kiln_task::Task;
+
+use crate::config::{self, RunConfig};
+use crate::tasks::{TaskJob, with_task};
+use crate::{backend, optim};
+
+/// `kiln bench train-step`.
+#[derive(clap::Args)]
+pub struct BenchStepArgs {
+    /// Config files, measured in turn.
+    #[arg(required = true)]
+    configs: Vec<PathBuf>,
+    /// Override a config value in every config, e.g. `--set train.batch_size=16` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Untimed steps before the timed ones, per round.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Timed steps per round.
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// Rounds (each config once per round).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Also time one pass over the validation split per round.
+    #[arg(long)]
+    eval: bool,
+    /// Backend (default: each config's).
+    #[arg(long)]
+    device: Option<String>,
+}
+
+/// One round of one config.
+struct Round {
+    describe: String,
+    items_per_step: usize,
+    step_seconds: Vec<f64>,
+    eval_seconds: Option<f64>,
+}
+
+struct StepJob {
+    warmup: usize,
+    steps: usize,
+    eval: bool,
+    device: Device,
+}
+
+impl TaskJob for StepJob {
+    type Output = Round;
+
+    fn run<T: Task>(self, task: T, config: &RunConfig) -> anyhow::Result<Round> {
+        let t = &config.train;
+        let ad = self.device.clone().autodiff();
+        self.device.seed(t.seed);
+        let mut model = task.build_model(&ad)?;
+        let mut optimizer = optim::build(&t.optimizer);
+        let (mut items, mut step_seconds) = (0, Vec::with_capacity(self.steps));
+        for step in 0..self.warmup + self.steps {
+            let start = Instant::now();
+            let batch = task.train_batch(step, t.batch_size, t.seed, &ad);
+            let out = task.step(&model, batch);
+            items = out.items;
+            let mut grads = GradientsParams::from_grads(out.loss.backward(), &model);
+            optim::clip_global_norm(&model, &mut grads, t.grad_clip);
+            model = optimizer.step(t.optimizer.lr(), model, grads);
+            task.on_optimizer_step(&mut model, step + 1);
+            ad.sync().context("synchronising the device")?;
+            if step >= self.warmup {
+                step_seconds.push(start.elapsed().as_secs_f64());
+            }
+        }
+        let eval_seconds = if self.eval {
+            let valid = model.valid();
+            let start = Instant::now();
+            task.evaluate(&valid, "valid", &self.device)?;
+            Some(start.elapsed().as_secs_f64())
+        } else {
+            None
+        };
+        Ok(Round { describe: task.describe(), items_per_step: items, step_seconds, eval_seconds })
+    }
+}
+
+/// The median of a non-empty slice.
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 }
+}
+
+/// Run the benchmark and print one line per config.
+///
+/// # Errors
+///
+/// A config does not load or its task cannot be built.
+pub fn train_step(args: BenchStepArgs) -> anyhow::Result<i32> {
+    anyhow::ensure!(args.steps > 0 && args.rounds > 0, "--steps and --rounds must be at least 1");
+    let mut configs = Vec::new();
+    for path in &args.configs {
+        let mut c = RunConfig::load(path, &args.overrides)?;
+        c.data.resolve_paths(&config::data_dir());
+        c.model.resolve_paths();
+        let device = backend::device(args.device.as_deref().unwrap_or(&c.device.backend))?;
+        configs.push((path, c, device));
+    }
+    let mut rounds: Vec<Vec<Round>> = configs.iter().map(|_| Vec::new()).collect();
+    for round in 0..args.rounds {
+        for ((path, c, device), out) in configs.iter().zip(&mut rounds) {
+            let job = StepJob { warmup: args.warmup, steps: args.steps, eval: args.eval, device: device.clone() };
+            let r = with_task(c, job).with_context(|| format!("{}", path.display()))?;
+            eprintln!(
+                "round {}/{}: {}: median step {:.1} ms",
+                round + 1,
+                args.rounds,
+                path.display(),
+                1e3 * median(&mut r.step_seconds.clone())
+            );
+            out.push(r);
+        }
+    }
+    println!(
+        "{} timed steps after {} warm-up steps, {} rounds alternating, medians:",
+        args.steps, args.warmup, args.rounds
+    );
+    println!("| config | items/step | step (ms) | items/s | eval pass (s) |");
+    println!("|---|---|---|---|---|");
+    for ((path, _, _), rs) in configs.iter().zip(&rounds) {
+        let mut steps: Vec<f64> = rs.iter().flat_map(|r| r.step_seconds.iter().copied()).collect();
+        let step = median(&mut steps);
+        let items = rs[0].items_per_step;
+        let mut evals: Vec<f64> = rs.iter().filter_map(|r| r.eval_seconds).collect();
+        let eval = if evals.is_empty() { "-".to_string() } else { format!("{:.2}", median(&mut evals)) };
+        println!("| {} | {items} | {:.1} | {:.1} | {eval} |", path.display(), step * 1e3, items as f64 / step);
+        eprintln!("  {}: {}", path.display(), rs[0].describe);
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+    }
+}
