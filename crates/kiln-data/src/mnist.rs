@@ -6,7 +6,43 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
 use crate::DataError;
+
+/// `[data] kind = "mnist"`: the IDX files in `dir`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MnistDataConfig {
+    /// Folder with `{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]`.
+    pub dir: PathBuf,
+    /// The last `n_valid` training images are the validation split.
+    #[serde(default = "default_n_valid")]
+    pub n_valid: usize,
+    /// Use only the first `train_limit` training images (quick runs).
+    #[serde(default)]
+    pub train_limit: Option<usize>,
+}
+
+fn default_n_valid() -> usize {
+    5000
+}
+
+impl MnistDataConfig {
+    /// Training and validation splits of the official training file: validation is its last
+    /// `n_valid` images, training the first `train_limit` of the rest.
+    ///
+    /// # Errors
+    ///
+    /// `n_valid` is zero or leaves no training image.
+    pub fn split(&self, all: &Mnist) -> Result<(Mnist, Mnist), DataError> {
+        if self.n_valid == 0 || self.n_valid >= all.len() {
+            return Err(DataError::Invalid(format!("data.n_valid must be in 1..{}, got {}", all.len(), self.n_valid)));
+        }
+        let n_train = self.train_limit.unwrap_or(usize::MAX).min(all.len() - self.n_valid);
+        Ok((all.subset(0..n_train), all.subset(all.len() - self.n_valid..all.len())))
+    }
+}
 
 /// Images and labels of one split.
 #[derive(Debug, Clone)]
@@ -30,6 +66,17 @@ impl Mnist {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
+    }
+
+    /// Images `range` as a new split.
+    pub fn subset(&self, range: std::ops::Range<usize>) -> Self {
+        let size = self.rows * self.cols;
+        Self {
+            pixels: self.pixels[range.start * size..range.end * size].to_vec(),
+            labels: self.labels[range].to_vec(),
+            rows: self.rows,
+            cols: self.cols,
+        }
     }
 
     /// Pixels of image `i` scaled to `[0, 1]`.

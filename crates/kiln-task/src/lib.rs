@@ -40,6 +40,9 @@ pub struct GenerateOptions {
     pub temperature: f64,
     /// Seed of the sampler.
     pub seed: u64,
+    /// Where to write files the task generates (pictures), if it writes any: the run directory by
+    /// default.
+    pub out_dir: Option<std::path::PathBuf>,
 }
 
 /// One trainable task: a model, its data, its loss and its evaluation.
@@ -106,7 +109,13 @@ pub trait Task: Sized {
         texts
             .iter()
             .map(|t| {
-                let options = GenerateOptions { prompt: Some(t.clone()), max_tokens: 0, temperature: 1.0, seed: 0 };
+                let options = GenerateOptions {
+                    prompt: Some(t.clone()),
+                    max_tokens: 0,
+                    temperature: 1.0,
+                    seed: 0,
+                    out_dir: None,
+                };
                 self.generate(model, &options, device)
             })
             .collect()

@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use kiln_data::listops::ListOpsConfig;
 use kiln_ner::{NerDataConfig, NerModelConfig};
 use kiln_transformer::{CharLmConfig, ClassifierConfig, MnistDataConfig, TextDataConfig, VitConfig};
+use kiln_vae::VaeConfig;
 use serde::{Deserialize, Serialize};
 
 /// A whole run.
@@ -39,6 +40,8 @@ pub enum ModelConfig {
     Vit(VitConfig),
     /// Named-entity recognition (span head on a character encoder).
     Ner(NerModelConfig),
+    /// Variational autoencoder (vMF or Gaussian latent).
+    Vae(VaeConfig),
 }
 
 impl ModelConfig {
@@ -49,6 +52,7 @@ impl ModelConfig {
             Self::Classifier(_) => "classifier",
             Self::Vit(_) => "vit",
             Self::Ner(_) => "ner",
+            Self::Vae(_) => "vae",
         }
     }
 
@@ -369,8 +373,9 @@ impl RunConfig {
                 m.validate()?;
                 anyhow::ensure!(d.max_len > 0, "data.max_len must be positive");
             }
+            (ModelConfig::Vae(m), DataConfig::Mnist(_)) => m.validate().context("model")?,
             (m, d) => bail!(
-                "model kind `{}` cannot train on data kind `{}` (char_lm needs text, classifier needs listops, vit needs mnist, ner needs ner)",
+                "model kind `{}` cannot train on data kind `{}` (char_lm needs text, classifier needs listops, vit and vae need mnist, ner needs ner)",
                 m.kind(),
                 d.kind()
             ),
@@ -465,7 +470,8 @@ fn parse_sections(text: &str, origin: &str) -> anyhow::Result<RunConfig> {
         "classifier" => ModelConfig::Classifier(section::<ModelPart<_>>(&untagged, origin)?.model),
         "vit" => ModelConfig::Vit(section::<ModelPart<_>>(&untagged, origin)?.model),
         "ner" => ModelConfig::Ner(section::<ModelPart<_>>(&untagged, origin)?.model),
-        other => return Err(unknown("model", other, model_line, &["char_lm", "classifier", "vit", "ner"])),
+        "vae" => ModelConfig::Vae(section::<ModelPart<_>>(&untagged, origin)?.model),
+        other => return Err(unknown("model", other, model_line, &["char_lm", "classifier", "vit", "ner", "vae"])),
     };
     let data = match data_kind.as_str() {
         "text" => DataConfig::Text(section::<DataPart<_>>(&untagged, origin)?.data),

@@ -182,7 +182,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Sample { run_dir, prompt, tokens, temperature, seed, device } => {
-            let options = GenerateOptions { prompt, max_tokens: tokens, temperature, seed };
+            let options =
+                GenerateOptions { prompt, max_tokens: tokens, temperature, seed, out_dir: Some(run_dir.clone()) };
             generate(&run_dir, options, device)
         }
         Command::Predict { run_dir, text, file, device } => {

@@ -5,6 +5,7 @@ use anyhow::bail;
 use kiln_ner::NerTask;
 use kiln_task::Task;
 use kiln_transformer::{CharLmTask, ListOpsTask, MnistTask};
+use kiln_vae::VaeTask;
 
 use crate::config::{DataConfig, ModelConfig, RunConfig};
 
@@ -23,6 +24,7 @@ pub fn with_task<J: TaskJob>(config: &RunConfig, job: J) -> anyhow::Result<J::Ou
         (ModelConfig::Classifier(m), DataConfig::Listops(d)) => job.run(ListOpsTask::new(m.clone(), d)?, config),
         (ModelConfig::Vit(m), DataConfig::Mnist(d)) => job.run(MnistTask::new(m.clone(), d)?, config),
         (ModelConfig::Ner(m), DataConfig::Ner(d)) => job.run(NerTask::new(m.clone(), d.clone())?, config),
+        (ModelConfig::Vae(m), DataConfig::Mnist(d)) => job.run(VaeTask::new(m.clone(), d)?, config),
         (m, d) => bail!("model kind `{}` cannot train on data kind `{}`", m.kind(), d.kind()),
     }
 }

@@ -4,12 +4,10 @@
 //! rotates by the patch's `(row, col)`, `rope` by its flattened index `row · cols + col`, `learned`
 //! adds a trained vector per patch index, `none` leaves the patches unordered.
 
-use std::path::PathBuf;
-
 use anyhow::Context;
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
-use kiln_data::mnist::Mnist;
+use kiln_data::mnist::{Mnist, MnistDataConfig};
 use kiln_layers::{TokenLayout, Transformer, TransformerConfig};
 use kiln_task::{EpochSampler, Metrics, StepOutput, Task};
 use serde::{Deserialize, Serialize};
@@ -29,24 +27,6 @@ pub struct VitConfig {
 
 fn default_patch() -> usize {
     4
-}
-
-/// `[data] kind = "mnist"`: the IDX files in `dir`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MnistDataConfig {
-    /// Folder with `{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]`.
-    pub dir: PathBuf,
-    /// The last `n_valid` training images are the validation split.
-    #[serde(default = "default_n_valid")]
-    pub n_valid: usize,
-    /// Use only the first `train_limit` training images (quick runs).
-    #[serde(default)]
-    pub train_limit: Option<usize>,
-}
-
-fn default_n_valid() -> usize {
-    5000
 }
 
 /// Patch embedding, encoder, mean pooling, head.
@@ -108,16 +88,6 @@ pub struct ImageBatch {
     labels: Tensor<1, Int>,
 }
 
-fn subset(m: &Mnist, range: std::ops::Range<usize>) -> Mnist {
-    let size = m.rows * m.cols;
-    Mnist {
-        pixels: m.pixels[range.start * size..range.end * size].to_vec(),
-        labels: m.labels[range].to_vec(),
-        rows: m.rows,
-        cols: m.cols,
-    }
-}
-
 fn image_batch(m: &Mnist, idx: &[usize], device: &Device) -> ImageBatch {
     let pixels: Vec<f32> = idx.iter().flat_map(|&i| m.image(i)).collect();
     let labels: Vec<i64> = idx.iter().map(|&i| m.labels[i] as i64).collect();
@@ -140,10 +110,7 @@ impl MnistTask {
             all.rows,
             all.cols
         );
-        anyhow::ensure!(data.n_valid > 0 && data.n_valid < all.len(), "data.n_valid must be in 1..{}", all.len());
-        let n_train = data.train_limit.unwrap_or(usize::MAX).min(all.len() - data.n_valid);
-        let valid = subset(&all, all.len() - data.n_valid..all.len());
-        let train = subset(&all, 0..n_train);
+        let (train, valid) = data.split(&all)?;
         Ok(Self { model, train, valid, test })
     }
 }

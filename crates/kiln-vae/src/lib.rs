@@ -2,6 +2,16 @@
 #![warn(missing_docs)]
 
 pub mod bessel;
+mod image;
+pub mod latent;
+mod model;
+pub mod network;
+mod task;
 pub mod vmf;
 
+pub use image::{TAB10, write_grid, write_sphere};
+pub use latent::{Latent, LatentConfig, Posterior, SamplerKind};
+pub use model::{Vae, VaeConfig, bernoulli_nll};
+pub use network::NetworkConfig;
+pub use task::{Scores, VaeBatch, VaeTask, slerp};
 pub use vmf::{InverseCdfTable, VonMisesFisher, WSampler, WoodSampler, reparameterise};

@@ -1,0 +1,370 @@
+//! The VAE as a Kiln task on MNIST.
+//!
+//! TOML:
+//!
+//! ```toml
+//! [model]
+//! kind = "vae"
+//! latent = { kind = "vmf", d = 10, kappa = 20.0 }    # or { kind = "gaussian", d = 10 }
+//! network = { kind = "mlp", hidden = [256, 128] }   # or { kind = "conv", channels = 32 }
+//! binarize = true
+//! [data]
+//! kind = "mnist"
+//! dir = "mnist"
+//! ```
+//!
+//! Training minimises the negative ELBO `E_q[−ln p(x|z)] + KL(q(z|x) ‖ p(z))` with one sample per
+//! image. Evaluation reports, per image, the ELBO, its two terms and (test split) the
+//! importance-sampled log-likelihood `ln (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x)`, `z_k ~ q(z|x)`.
+//! `w` for the vMF sample and all evaluation noise are drawn on the host from generators keyed by
+//! `(seed, step)` or `(split, chunk)`, so evaluations repeat exactly.
+
+use anyhow::Context;
+use burn::prelude::*;
+use kiln_data::mnist::{Mnist, MnistDataConfig};
+use kiln_task::{EpochSampler, GenerateOptions, Goal, Metrics, StepOutput, Task, step_rng};
+use rand::RngExt;
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::image::{write_grid, write_sphere};
+use crate::latent::{LatentConfig, Posterior};
+use crate::model::{Vae, VaeConfig, bernoulli_nll};
+use crate::vmf::{VonMisesFisher, WSampler};
+
+/// A training batch: images (also the targets) and, for a vMF latent, the drawn `w`.
+pub struct VaeBatch {
+    images: Tensor<3>,
+    noise: Noise,
+}
+
+/// Host-drawn noise of one sample per row.
+struct Noise {
+    w: Option<Tensor<2>>,
+    eps: Tensor<2>,
+}
+
+/// A VAE on MNIST.
+pub struct VaeTask {
+    model: VaeConfig,
+    train: Mnist,
+    valid: Mnist,
+    test: Mnist,
+    vmf: Option<VonMisesFisher>,
+    sampler: Option<WSampler>,
+}
+
+const STREAM_TRAIN: u64 = 0x5641_4500;
+const STREAM_EVAL: u64 = 0x5641_4501;
+const EVAL_SEED: u64 = 2024;
+/// Rows of decoder output per evaluation chunk (images × samples).
+const EVAL_ROWS: usize = 20_000;
+
+/// Mean per-image figures of a split.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scores {
+    /// `E_q[−ln p(x|z)]`, one sample.
+    pub reconstruction: f64,
+    /// `KL(q ‖ p)`.
+    pub kl: f64,
+    /// Importance-sampled `ln p(x)`, if asked for.
+    pub log_likelihood: Option<f64>,
+}
+
+impl VaeTask {
+    /// Read MNIST (`dir` already resolved) and split off validation images.
+    ///
+    /// # Errors
+    ///
+    /// An invalid model config, or unreadable MNIST files.
+    pub fn new(model: VaeConfig, data: &MnistDataConfig) -> anyhow::Result<Self> {
+        model.validate()?;
+        let all = Mnist::read_split(&data.dir, "train")?;
+        let test = Mnist::read_split(&data.dir, "t10k")?;
+        if matches!(model.network, crate::network::NetworkConfig::Conv { .. }) {
+            anyhow::ensure!(
+                all.rows == all.cols && all.rows.is_multiple_of(4),
+                "model.network kind = \"conv\" needs square images with a side divisible by 4, got {}x{}",
+                all.rows,
+                all.cols
+            );
+        }
+        anyhow::ensure!(all.rows == all.cols, "the VAE needs square images, got {}x{}", all.rows, all.cols);
+        let (train, valid) = data.split(&all)?;
+        Ok(Self { vmf: model.latent.vmf(), sampler: model.latent.sampler(), model, train, valid, test })
+    }
+
+    fn side(&self) -> usize {
+        self.train.rows
+    }
+
+    fn latent_dim(&self) -> usize {
+        self.model.latent.dim()
+    }
+
+    /// Pixels of images `idx`, binarised with `rng` when the config says so.
+    fn pixels(&self, m: &Mnist, idx: &[usize], rng: &mut StdRng) -> Vec<f32> {
+        let mut out: Vec<f32> = idx.iter().flat_map(|&i| m.image(i)).collect();
+        if self.model.binarize {
+            for p in &mut out {
+                *p = if rng.random::<f32>() < *p { 1.0 } else { 0.0 };
+            }
+        }
+        out
+    }
+
+    fn images(&self, pixels: Vec<f32>, n: usize, device: &Device) -> Tensor<3> {
+        let s = self.side();
+        Tensor::<3>::from_data(TensorData::new(pixels, [n, s, s]), device)
+    }
+
+    /// `w` (vMF) and `ε` for `n` rows.
+    fn noise(&self, n: usize, rng: &mut StdRng, device: &Device) -> Noise {
+        let d = self.latent_dim();
+        let w = self.sampler.as_ref().map(|s| Tensor::<2>::from_data(TensorData::new(s.draw(n, rng), [n, 1]), device));
+        let eps: Vec<f32> = (0..n * d).map(|_| StandardNormal.sample(rng)).collect();
+        Noise { w, eps: Tensor::<2>::from_data(TensorData::new(eps, [n, d]), device) }
+    }
+
+    fn split(&self, name: &str) -> anyhow::Result<(&Mnist, u64)> {
+        match name {
+            "valid" => Ok((&self.valid, 1)),
+            "test" => Ok((&self.test, 2)),
+            "train" => Ok((&self.train, 0)),
+            other => anyhow::bail!("unknown split `{other}` (expected train, valid or test)"),
+        }
+    }
+
+    /// Reconstruction, KL and (with `samples > 0`) the importance-sampled log-likelihood, averaged
+    /// over the first `limit` images of a split (all with `None`).
+    ///
+    /// # Errors
+    ///
+    /// An unknown split.
+    pub fn score(
+        &self,
+        model: &Vae,
+        split: &str,
+        samples: usize,
+        limit: Option<usize>,
+        device: &Device,
+    ) -> anyhow::Result<Scores> {
+        let (data, stream) = self.split(split)?;
+        let n = limit.unwrap_or(usize::MAX).min(data.len());
+        let chunk = (EVAL_ROWS / samples.max(1)).clamp(1, 500);
+        let (mut recon, mut kl, mut ll) = (0.0f64, 0.0f64, 0.0f64);
+        for (c, start) in (0..n).step_by(chunk).enumerate() {
+            let idx: Vec<usize> = (start..(start + chunk).min(n)).collect();
+            let b = idx.len();
+            let mut rng = step_rng(EVAL_SEED, STREAM_EVAL + stream, c as u64);
+            let images = self.images(self.pixels(data, &idx, &mut rng), b, device);
+            let posterior = model.posterior(images.clone());
+            let noise = self.noise(b, &mut rng, device);
+            let z = posterior.sample(noise.w, noise.eps);
+            recon += sum(bernoulli_nll(model.decode(z), images.clone()));
+            kl += sum(posterior.kl(self.vmf));
+            if samples > 0 {
+                ll += sum(self.log_likelihood(model, &posterior, images, samples, &mut rng, device));
+            }
+        }
+        let n = n as f64;
+        Ok(Scores { reconstruction: recon / n, kl: kl / n, log_likelihood: (samples > 0).then_some(ll / n) })
+    }
+
+    /// `ln (1/K) Σ_k exp(−nll_k − (ln q(z_k|x) − ln p(z_k)))` per image `[b]`.
+    fn log_likelihood(
+        &self,
+        model: &Vae,
+        posterior: &Posterior,
+        images: Tensor<3>,
+        k: usize,
+        rng: &mut StdRng,
+        device: &Device,
+    ) -> Tensor<1> {
+        let [b, s, _] = images.dims();
+        let repeated = posterior.repeat(k);
+        let noise = self.noise(b * k, rng, device);
+        let z = repeated.sample(noise.w, noise.eps);
+        let targets = images.unsqueeze_dim::<4>(1).expand([b, k, s, s]).reshape([b * k, s, s]);
+        let nll = bernoulli_nll(model.decode(z.clone()), targets);
+        let log_weights = (nll + repeated.log_ratio(z, self.vmf)).neg().reshape([b, k]);
+        let max = log_weights.clone().max_dim(1);
+        let lse = (log_weights - max.clone()).exp().sum_dim(1).log() + max;
+        lse.squeeze_dim::<1>(1).sub_scalar((k as f64).ln())
+    }
+}
+
+fn sum(t: Tensor<1>) -> f64 {
+    f64::from(t.sum().into_scalar::<f32>())
+}
+
+impl Task for VaeTask {
+    type Model = Vae;
+    type Batch = VaeBatch;
+
+    fn describe(&self) -> String {
+        let latent = match &self.model.latent {
+            LatentConfig::Vmf { d, kappa, sampler } => {
+                format!("vMF latent on S^{} (kappa {kappa}, {sampler:?} sampler)", d - 1)
+            }
+            LatentConfig::Gaussian { d } => format!("Gaussian latent of {d} dimensions"),
+        };
+        format!(
+            "MNIST VAE, {latent}, {} targets ({} train / {} valid / {} test images)",
+            if self.model.binarize { "binarised" } else { "intensity" },
+            self.train.len(),
+            self.valid.len(),
+            self.test.len()
+        )
+    }
+
+    fn build_model(&self, device: &Device) -> anyhow::Result<Vae> {
+        Ok(self.model.init(self.side(), device))
+    }
+
+    fn train_len(&self) -> Option<usize> {
+        Some(self.train.len())
+    }
+
+    fn train_batch(&self, step: usize, batch_size: usize, seed: u64, device: &Device) -> VaeBatch {
+        let idx = EpochSampler::new(self.train.len(), batch_size, seed).batch(step);
+        let mut rng = step_rng(seed, STREAM_TRAIN, step as u64);
+        let pixels = self.pixels(&self.train, &idx, &mut rng);
+        VaeBatch { images: self.images(pixels, idx.len(), device), noise: self.noise(idx.len(), &mut rng, device) }
+    }
+
+    fn step(&self, model: &Vae, batch: VaeBatch) -> StepOutput {
+        let b = batch.images.dims()[0];
+        let posterior = model.posterior(batch.images.clone());
+        let z = posterior.sample(batch.noise.w, batch.noise.eps);
+        let recon = bernoulli_nll(model.decode(z), batch.images);
+        StepOutput { loss: (recon + posterior.kl(self.vmf)).mean(), items: b }
+    }
+
+    fn evaluate(&self, model: &Vae, split: &str, device: &Device) -> anyhow::Result<Metrics> {
+        let samples = if split == "test" { self.model.importance_samples } else { 0 };
+        let s = self.score(model, split, samples, None, device)?;
+        let mut m: Metrics = vec![
+            ("elbo".into(), -(s.reconstruction + s.kl)),
+            ("reconstruction".into(), s.reconstruction),
+            ("kl".into(), s.kl),
+        ];
+        if let Some(ll) = s.log_likelihood {
+            m.push(("log_likelihood".into(), ll));
+        }
+        Ok(m)
+    }
+
+    fn goal(&self, name: &str) -> Goal {
+        match name {
+            "reconstruction" | "kl" => Goal::Minimize,
+            _ => Goal::Maximize,
+        }
+    }
+
+    /// Pictures into the run directory: test reconstructions, samples from the prior,
+    /// interpolations between encoded test digits (along great circles for the vMF latent,
+    /// straight lines for the Gaussian), and for a 3-D vMF latent the test codes on the sphere.
+    fn generate(&self, model: &Vae, options: &GenerateOptions, device: &Device) -> anyhow::Result<String> {
+        let dir = options.out_dir.as_deref().context("no output directory for the pictures")?;
+        let out = dir.join("pictures");
+        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+        let (side, d) = (self.side(), self.latent_dim());
+        let mut rng = step_rng(options.seed, STREAM_EVAL + 10, 0);
+        let to_images = |logits: Tensor<3>| -> anyhow::Result<Vec<Vec<f32>>> {
+            let n = logits.dims()[0];
+            let v = logits_to_vec(burn::tensor::activation::sigmoid(logits))?;
+            Ok(v.chunks(side * side).take(n).map(<[f32]>::to_vec).collect())
+        };
+        let mut written = Vec::new();
+
+        // Reconstructions: rows of 16 originals, then their reconstructions from the mode.
+        let idx: Vec<usize> = (0..32).collect();
+        let mut eval_rng = step_rng(EVAL_SEED, STREAM_EVAL + 2, 0);
+        let originals = self.pixels(&self.test, &idx, &mut eval_rng);
+        let images = self.images(originals.clone(), idx.len(), device);
+        let recon = to_images(model.decode(model.posterior(images).mode()))?;
+        let mut grid = Vec::new();
+        for half in 0..2 {
+            grid.extend(originals.chunks(side * side).skip(16 * half).take(16).map(<[f32]>::to_vec));
+            grid.extend(recon.iter().skip(16 * half).take(16).cloned());
+        }
+        let path = out.join("reconstructions.png");
+        write_grid(&path, &grid, side, 16)?;
+        written.push(path);
+
+        // Samples from the prior: uniform on the sphere (a normalised Gaussian), or N(0, I).
+        let mut z: Vec<f32> = (0..100 * d).map(|_| StandardNormal.sample(&mut rng)).collect();
+        if self.vmf.is_some() {
+            for row in z.chunks_mut(d) {
+                let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+                row.iter_mut().for_each(|x| *x /= norm);
+            }
+        }
+        let samples = to_images(model.decode(Tensor::<2>::from_data(TensorData::new(z, [100, d]), device)))?;
+        let path = out.join("samples.png");
+        write_grid(&path, &samples, side, 10)?;
+        written.push(path);
+
+        // Interpolations between pairs of test digits of different classes.
+        let mut pairs = Vec::new();
+        let mut i = 0;
+        while pairs.len() < 8 && i + 1 < self.test.len() {
+            let j = (i + 1..self.test.len()).find(|&j| self.test.labels[j] != self.test.labels[i]).unwrap_or(i + 1);
+            pairs.push((i, j));
+            i = j + 1;
+        }
+        let ends: Vec<usize> = pairs.iter().flat_map(|&(a, b)| [a, b]).collect();
+        let images = self.images(self.pixels(&self.test, &ends, &mut eval_rng), ends.len(), device);
+        let codes = logits_to_vec(model.posterior(images).mode())?;
+        let steps = 10;
+        let mut path_codes = Vec::with_capacity(pairs.len() * steps * d);
+        for p in 0..pairs.len() {
+            let (a, b) = (&codes[2 * p * d..(2 * p + 1) * d], &codes[(2 * p + 1) * d..(2 * p + 2) * d]);
+            for s in 0..steps {
+                let t = s as f64 / (steps - 1) as f64;
+                path_codes.extend(if self.vmf.is_some() { slerp(a, b, t) } else { lerp(a, b, t) });
+            }
+        }
+        let n = pairs.len() * steps;
+        let z = Tensor::<2>::from_data(TensorData::new(path_codes, [n, d]), device);
+        let path = out.join("interpolations.png");
+        write_grid(&path, &to_images(model.decode(z))?, side, steps)?;
+        written.push(path);
+
+        // A 2-D latent sphere: the test codes, coloured by class.
+        if self.vmf.is_some() && d == 3 {
+            let n = self.test.len().min(5000);
+            let idx: Vec<usize> = (0..n).collect();
+            let mut points = Vec::with_capacity(n);
+            for chunk in idx.chunks(500) {
+                let images = self.images(self.pixels(&self.test, chunk, &mut eval_rng), chunk.len(), device);
+                let mu = logits_to_vec(model.posterior(images).mode())?;
+                points.extend(mu.chunks(3).map(|p| [p[0], p[1], p[2]]));
+            }
+            let path = out.join("latent_sphere.png");
+            write_sphere(&path, &points, &self.test.labels[..n])?;
+            written.push(path);
+        }
+        Ok(written.iter().map(|p| format!("wrote {}", p.display())).collect::<Vec<_>>().join("\n"))
+    }
+}
+
+fn logits_to_vec<const D: usize>(t: Tensor<D>) -> anyhow::Result<Vec<f32>> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("reading a tensor: {e:?}"))
+}
+
+/// The point at fraction `t` of the great circle from unit `a` to unit `b`.
+pub fn slerp(a: &[f32], b: &[f32], t: f64) -> Vec<f32> {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum::<f64>().clamp(-1.0, 1.0);
+    let omega = dot.acos();
+    if omega.sin().abs() < 1e-6 {
+        return lerp(a, b, t);
+    }
+    let (wa, wb) = (((1.0 - t) * omega).sin() / omega.sin(), (t * omega).sin() / omega.sin());
+    a.iter().zip(b).map(|(x, y)| (wa * f64::from(*x) + wb * f64::from(*y)) as f32).collect()
+}
+
+fn lerp(a: &[f32], b: &[f32], t: f64) -> Vec<f32> {
+    a.iter().zip(b).map(|(x, y)| ((1.0 - t) * f64::from(*x) + t * f64::from(*y)) as f32).collect()
+}
