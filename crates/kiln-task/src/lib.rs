@@ -88,6 +88,12 @@ pub trait Task: Sized {
         if name.contains("loss") || name.contains("perplexity") { Goal::Minimize } else { Goal::Maximize }
     }
 
+    /// Metrics of the validation split to draw together on one plot (`plots/<name>.png`), beside
+    /// the one plot per metric.
+    fn metric_groups(&self) -> Vec<(String, Vec<String>)> {
+        vec![]
+    }
+
     /// Write what is needed to rebuild this task without the training data (a vocabulary, label
     /// names) into the run directory.
     fn save_artifacts(&self, _run_dir: &Path) -> anyhow::Result<()> {

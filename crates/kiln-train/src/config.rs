@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use kiln_data::listops::ListOpsConfig;
+use kiln_gan::{Toy2dDataConfig, WganConfig};
 use kiln_ner::{NerDataConfig, NerModelConfig};
 use kiln_transformer::{CharLmConfig, ClassifierConfig, MnistDataConfig, TextDataConfig, VitConfig};
 use kiln_vae::VaeConfig;
@@ -42,6 +43,8 @@ pub enum ModelConfig {
     Ner(NerModelConfig),
     /// Variational autoencoder (vMF or Gaussian latent).
     Vae(VaeConfig),
+    /// Wasserstein GAN.
+    Wgan(WganConfig),
 }
 
 impl ModelConfig {
@@ -53,6 +56,7 @@ impl ModelConfig {
             Self::Vit(_) => "vit",
             Self::Ner(_) => "ner",
             Self::Vae(_) => "vae",
+            Self::Wgan(_) => "wgan",
         }
     }
 
@@ -76,6 +80,8 @@ pub enum DataConfig {
     Mnist(MnistDataConfig),
     /// NER files (CLUENER, column files, CMeEE).
     Ner(NerDataConfig),
+    /// Generated 2-D points.
+    Toy2d(Toy2dDataConfig),
 }
 
 impl DataConfig {
@@ -86,6 +92,7 @@ impl DataConfig {
             Self::Listops(_) => "listops",
             Self::Mnist(_) => "mnist",
             Self::Ner(_) => "ner",
+            Self::Toy2d(_) => "toy2d",
         }
     }
 
@@ -95,7 +102,7 @@ impl DataConfig {
             Self::Text(t) => vec![t.path.as_path()],
             Self::Mnist(m) => vec![m.dir.as_path()],
             Self::Ner(n) => n.paths(),
-            Self::Listops(_) => vec![],
+            Self::Listops(_) | Self::Toy2d(_) => vec![],
         }
     }
 
@@ -110,7 +117,7 @@ impl DataConfig {
             Self::Text(t) => resolve(&mut t.path),
             Self::Mnist(m) => resolve(&mut m.dir),
             Self::Ner(n) => n.resolve_paths(data_dir),
-            Self::Listops(_) => {}
+            Self::Listops(_) | Self::Toy2d(_) => {}
         }
     }
 }
@@ -237,6 +244,25 @@ pub enum OptimizerConfig {
         #[serde(default)]
         weight_decay: f64,
     },
+    /// RMSProp (Hinton's lecture 6e) with PyTorch's defaults (`alpha` 0.99, `eps` 1e-8, no momentum):
+    /// the original WGAN's optimiser.
+    Rmsprop {
+        /// Peak learning rate.
+        lr: f64,
+        /// Smoothing constant of the squared-gradient average.
+        #[serde(default = "default_rms_alpha")]
+        alpha: f64,
+        /// `ε`.
+        #[serde(default = "default_adam_eps")]
+        eps: f64,
+        /// Momentum (0: none).
+        #[serde(default)]
+        momentum: f64,
+    },
+}
+
+fn default_rms_alpha() -> f64 {
+    0.99
 }
 
 fn default_betas() -> (f64, f64) {
@@ -253,7 +279,7 @@ impl OptimizerConfig {
     /// Peak learning rate.
     pub fn lr(&self) -> f64 {
         match self {
-            Self::Adamw { lr, .. } | Self::Adam { lr, .. } | Self::Sgd { lr, .. } => *lr,
+            Self::Adamw { lr, .. } | Self::Adam { lr, .. } | Self::Sgd { lr, .. } | Self::Rmsprop { lr, .. } => *lr,
         }
     }
 }
@@ -374,8 +400,9 @@ impl RunConfig {
                 anyhow::ensure!(d.max_len > 0, "data.max_len must be positive");
             }
             (ModelConfig::Vae(m), DataConfig::Mnist(_)) => m.validate().context("model")?,
+            (ModelConfig::Wgan(m), DataConfig::Toy2d(_)) => m.validate().context("model")?,
             (m, d) => bail!(
-                "model kind `{}` cannot train on data kind `{}` (char_lm needs text, classifier needs listops, vit and vae need mnist, ner needs ner)",
+                "model kind `{}` cannot train on data kind `{}` (char_lm needs text, classifier needs listops, vit and vae need mnist, ner needs ner, wgan needs toy2d)",
                 m.kind(),
                 d.kind()
             ),
@@ -471,14 +498,18 @@ fn parse_sections(text: &str, origin: &str) -> anyhow::Result<RunConfig> {
         "vit" => ModelConfig::Vit(section::<ModelPart<_>>(&untagged, origin)?.model),
         "ner" => ModelConfig::Ner(section::<ModelPart<_>>(&untagged, origin)?.model),
         "vae" => ModelConfig::Vae(section::<ModelPart<_>>(&untagged, origin)?.model),
-        other => return Err(unknown("model", other, model_line, &["char_lm", "classifier", "vit", "ner", "vae"])),
+        "wgan" => ModelConfig::Wgan(section::<ModelPart<_>>(&untagged, origin)?.model),
+        other => {
+            return Err(unknown("model", other, model_line, &["char_lm", "classifier", "vit", "ner", "vae", "wgan"]));
+        }
     };
     let data = match data_kind.as_str() {
         "text" => DataConfig::Text(section::<DataPart<_>>(&untagged, origin)?.data),
         "listops" => DataConfig::Listops(section::<DataPart<_>>(&untagged, origin)?.data),
         "mnist" => DataConfig::Mnist(section::<DataPart<_>>(&untagged, origin)?.data),
         "ner" => DataConfig::Ner(section::<DataPart<_>>(&untagged, origin)?.data),
-        other => return Err(unknown("data", other, data_line, &["text", "listops", "mnist", "ner"])),
+        "toy2d" => DataConfig::Toy2d(section::<DataPart<_>>(&untagged, origin)?.data),
+        other => return Err(unknown("data", other, data_line, &["text", "listops", "mnist", "ner", "toy2d"])),
     };
     Ok(RunConfig { model, data, train: rest.train, device: rest.device, output: rest.output })
 }

@@ -95,8 +95,9 @@ fn register_font() {
     });
 }
 
-/// One PNG per metric in `RUN_DIR/plots/`, one line per split.
-pub fn plot_all(run_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+/// One PNG per metric in `RUN_DIR/plots/`, one line per split; and one per group of validation
+/// metrics, one line per metric.
+pub fn plot_all(run_dir: &Path, groups: &[(String, Vec<String>)]) -> anyhow::Result<Vec<PathBuf>> {
     register_font();
     let rows = read(&run_dir.join("metrics.csv"))?;
     let dir = run_dir.join("plots");
@@ -108,6 +109,17 @@ pub fn plot_all(run_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         }
     }
     let mut written = Vec::new();
+    for (name, metrics) in groups {
+        let series: Series = metrics
+            .iter()
+            .filter_map(|m| Some((m.as_str(), by_metric.get(m.as_str())?.get("valid")?.clone())))
+            .collect();
+        if !series.is_empty() {
+            let path = dir.join(format!("{name}.png"));
+            plot(&path, name, &series).with_context(|| format!("drawing {}", path.display()))?;
+            written.push(path);
+        }
+    }
     for (metric, splits) in by_metric {
         let path = dir.join(format!("{metric}.png"));
         plot(&path, metric, &splits).with_context(|| format!("drawing {}", path.display()))?;

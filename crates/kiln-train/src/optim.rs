@@ -7,7 +7,7 @@
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, RmsPropConfig, SgdConfig};
 use burn::prelude::*;
 
 use crate::config::OptimizerConfig;
@@ -26,6 +26,11 @@ pub fn build(config: &OptimizerConfig) -> ModuleOptimizer {
             .with_beta_2(betas.1 as f32)
             .with_epsilon(*eps as f32)
             .with_weight_decay((*weight_decay > 0.0).then(|| WeightDecayConfig::new(*weight_decay as f32)))
+            .init(),
+        OptimizerConfig::Rmsprop { alpha, eps, momentum, .. } => RmsPropConfig::new()
+            .with_alpha(*alpha as f32)
+            .with_epsilon(*eps as f32)
+            .with_momentum(*momentum as f32)
             .init(),
         OptimizerConfig::Sgd { momentum, nesterov, weight_decay, .. } => {
             SgdConfig::new()

@@ -2,6 +2,7 @@
 //! handed to a generic job (train, evaluate, generate). Adding a model is one arm here.
 
 use anyhow::bail;
+use kiln_gan::WganTask;
 use kiln_ner::NerTask;
 use kiln_task::Task;
 use kiln_transformer::{CharLmTask, ListOpsTask, MnistTask};
@@ -25,6 +26,7 @@ pub fn with_task<J: TaskJob>(config: &RunConfig, job: J) -> anyhow::Result<J::Ou
         (ModelConfig::Vit(m), DataConfig::Mnist(d)) => job.run(MnistTask::new(m.clone(), d)?, config),
         (ModelConfig::Ner(m), DataConfig::Ner(d)) => job.run(NerTask::new(m.clone(), d.clone())?, config),
         (ModelConfig::Vae(m), DataConfig::Mnist(d)) => job.run(VaeTask::new(m.clone(), d)?, config),
+        (ModelConfig::Wgan(m), DataConfig::Toy2d(d)) => job.run(WganTask::new(m.clone(), d.clone())?, config),
         (m, d) => bail!("model kind `{}` cannot train on data kind `{}`", m.kind(), d.kind()),
     }
 }

@@ -291,7 +291,7 @@ impl TaskJob for TrainJob {
         state.train_seconds = seconds_before + started.elapsed().as_secs_f64();
         checkpoint::save(run_dir, &model, &optimizer, &state)?;
         checkpoint::prune(run_dir, t.keep_checkpoints)?;
-        if let Err(e) = metrics::plot_all(run_dir) {
+        if let Err(e) = metrics::plot_all(run_dir, &task.metric_groups()) {
             eprintln!("warning: could not draw the plots: {e:#}");
         }
         let summary = Summary {

@@ -1,0 +1,18 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+pub mod assignment;
+pub mod lipschitz;
+pub mod mlp;
+mod picture;
+pub mod spectral;
+mod task;
+pub mod toy;
+
+pub use assignment::{min_cost_assignment, wasserstein1};
+pub use lipschitz::{LipschitzConfig, PenaltyMethod, gradient_penalty};
+pub use mlp::{CriticLayer, MlpCritic, MlpGenerator};
+pub use picture::write_scatter;
+pub use spectral::SpectralLinear;
+pub use task::{GanBatch, Toy2dDataConfig, Wgan, WganConfig, WganTask};
+pub use toy::{MODE_RADIUS, Toy2d, mode_coverage};

@@ -1,0 +1,302 @@
+//! A WGAN on generated 2-D data as a Kiln task.
+//!
+//! TOML:
+//!
+//! ```toml
+//! [model]
+//! kind = "wgan"
+//! lipschitz = { kind = "gradient_penalty", lambda = 10.0, method = "exact" }
+//! n_critic = 5
+//! [data]
+//! kind = "toy2d"
+//! distribution = "eight_gaussians"
+//! ```
+//!
+//! One generator and one critic in one module, trained by the shared loop: of every `n_critic + 1`
+//! steps, the first `n_critic` are critic steps (loss `E[D(fake)] − E[D(real)]` + penalty, fakes
+//! detached, so only the critic receives gradients) and the last is a generator step (loss
+//! `−E[D(fake)]` through a gradient-free copy of the critic, so only the generator receives
+//! gradients). The optimiser keeps separate state per parameter, so this is the usual pair of
+//! optimisers with the same hyperparameters; `train.steps` counts critic and generator steps alike.
+//! After a critic step the critic is clipped (`clip`); after every step the power-iteration vectors
+//! advance (`spectral_norm`).
+//!
+//! Evaluation draws `eval_points` real points and as many generated ones (fixed seeds) and reports
+//! the exact minibatch `w1` between them (optimal assignment), the critic's own estimate
+//! `critic_w1 = E[D(real)] − E[D(fake)]`, and for the mixtures the modes covered and the fraction of
+//! generated points near a mode.
+
+use anyhow::Context;
+use burn::module::Module;
+use burn::prelude::*;
+use kiln_task::{GenerateOptions, Goal, Metrics, StepOutput, Task, step_rng};
+use rand::RngExt;
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+
+use crate::lipschitz::{LipschitzConfig, gradient_penalty};
+use crate::picture::write_scatter;
+use crate::{MlpCritic, MlpGenerator, Toy2d, mode_coverage, wasserstein1};
+
+/// `[model]` of `kind = "wgan"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WganConfig {
+    /// How the critic is kept Lipschitz.
+    pub lipschitz: LipschitzConfig,
+    /// Critic steps per generator step.
+    #[serde(default = "default_n_critic")]
+    pub n_critic: usize,
+    /// Generator input width (standard normal noise).
+    #[serde(default = "default_noise")]
+    pub noise_dim: usize,
+    /// Generator hidden widths.
+    #[serde(default = "default_hidden")]
+    pub generator_hidden: Vec<usize>,
+    /// Critic hidden widths.
+    #[serde(default = "default_hidden")]
+    pub critic_hidden: Vec<usize>,
+}
+
+fn default_n_critic() -> usize {
+    5
+}
+fn default_noise() -> usize {
+    2
+}
+fn default_hidden() -> Vec<usize> {
+    vec![512, 512, 512]
+}
+
+impl WganConfig {
+    /// Check the parts.
+    ///
+    /// # Errors
+    ///
+    /// The first invalid value.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.lipschitz.validate()?;
+        anyhow::ensure!(self.n_critic >= 1, "model.n_critic must be at least 1");
+        anyhow::ensure!(self.noise_dim >= 1, "model.noise_dim must be at least 1");
+        for (key, widths) in [("generator_hidden", &self.generator_hidden), ("critic_hidden", &self.critic_hidden)] {
+            anyhow::ensure!(widths.iter().all(|&w| w > 0), "model.{key}: widths must be positive");
+        }
+        Ok(())
+    }
+}
+
+/// `[data]` of `kind = "toy2d"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Toy2dDataConfig {
+    /// Which distribution.
+    pub distribution: Toy2d,
+    /// Points per set in the evaluation's exact W1.
+    #[serde(default = "default_eval_points")]
+    pub eval_points: usize,
+}
+
+fn default_eval_points() -> usize {
+    1000
+}
+
+/// Generator and critic.
+#[derive(Module, Debug)]
+pub struct Wgan {
+    /// Noise → point.
+    pub generator: MlpGenerator,
+    /// Point → score.
+    pub critic: MlpCritic,
+}
+
+/// A critic or a generator step's inputs (a transient value: the size difference of the variants
+/// does not matter).
+#[allow(clippy::large_enum_variant)]
+pub enum GanBatch {
+    /// Real points, noise, interpolation weights.
+    Critic {
+        /// `[b, 2]`.
+        real: Tensor<2>,
+        /// `[b, noise_dim]`.
+        noise: Tensor<2>,
+        /// `[b, 1]`.
+        alpha: Tensor<2>,
+    },
+    /// Noise.
+    Generator {
+        /// `[b, noise_dim]`.
+        noise: Tensor<2>,
+    },
+}
+
+/// A WGAN on 2-D data.
+pub struct WganTask {
+    model: WganConfig,
+    data: Toy2dDataConfig,
+    /// W1 between two independent real sets of `eval_points`: the floor any generator meets.
+    real_floor: f64,
+}
+
+const STREAM_TRAIN: u64 = 0x6741_4E00;
+const STREAM_EVAL: u64 = 0x6741_4E01;
+const EVAL_SEED: u64 = 77;
+
+fn points_tensor(points: &[[f32; 2]], device: &Device) -> Tensor<2> {
+    let flat: Vec<f32> = points.iter().flatten().copied().collect();
+    Tensor::<2>::from_data(TensorData::new(flat, [points.len(), 2]), device)
+}
+
+fn to_points(t: Tensor<2>) -> anyhow::Result<Vec<[f32; 2]>> {
+    let v = t.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    Ok(v.chunks(2).map(|p| [p[0], p[1]]).collect())
+}
+
+impl WganTask {
+    /// Check the config and measure the real-vs-real W1 floor.
+    ///
+    /// # Errors
+    ///
+    /// An invalid config.
+    pub fn new(model: WganConfig, data: Toy2dDataConfig) -> anyhow::Result<Self> {
+        model.validate()?;
+        anyhow::ensure!(data.eval_points >= 10, "data.eval_points must be at least 10");
+        let mut a = step_rng(EVAL_SEED, STREAM_EVAL, 1);
+        let mut b = step_rng(EVAL_SEED, STREAM_EVAL, 2);
+        let real_floor = wasserstein1(
+            &data.distribution.sample(data.eval_points, &mut a),
+            &data.distribution.sample(data.eval_points, &mut b),
+        );
+        Ok(Self { model, data, real_floor })
+    }
+
+    fn is_critic_step(&self, step: usize) -> bool {
+        step % (self.model.n_critic + 1) < self.model.n_critic
+    }
+
+    fn noise(&self, n: usize, rng: &mut StdRng, device: &Device) -> Tensor<2> {
+        let d = self.model.noise_dim;
+        let v: Vec<f32> = (0..n * d).map(|_| StandardNormal.sample(rng)).collect();
+        Tensor::<2>::from_data(TensorData::new(v, [n, d]), device)
+    }
+
+    /// The evaluation sets: fixed real points and fixed noise.
+    fn eval_sets(&self, device: &Device) -> (Vec<[f32; 2]>, Tensor<2>) {
+        let mut rng = step_rng(EVAL_SEED, STREAM_EVAL, 0);
+        let real = self.data.distribution.sample(self.data.eval_points, &mut rng);
+        let noise = self.noise(self.data.eval_points, &mut rng, device);
+        (real, noise)
+    }
+}
+
+impl Task for WganTask {
+    type Model = Wgan;
+    type Batch = GanBatch;
+
+    fn describe(&self) -> String {
+        format!(
+            "WGAN on {:?} ({:?}, {} critic steps per generator step); W1 between two real sets of {}: {:.4}",
+            self.data.distribution, self.model.lipschitz, self.model.n_critic, self.data.eval_points, self.real_floor
+        )
+    }
+
+    fn build_model(&self, device: &Device) -> anyhow::Result<Wgan> {
+        let m = &self.model;
+        Ok(Wgan {
+            generator: MlpGenerator::new(m.noise_dim, &m.generator_hidden, 2, device),
+            critic: MlpCritic::new(2, &m.critic_hidden, m.lipschitz.spectral(), device),
+        })
+    }
+
+    fn train_len(&self) -> Option<usize> {
+        None
+    }
+
+    fn train_batch(&self, step: usize, batch_size: usize, seed: u64, device: &Device) -> GanBatch {
+        let mut rng = step_rng(seed, STREAM_TRAIN, step as u64);
+        let noise = self.noise(batch_size, &mut rng, device);
+        if self.is_critic_step(step) {
+            let real = points_tensor(&self.data.distribution.sample(batch_size, &mut rng), device);
+            let alpha: Vec<f32> = (0..batch_size).map(|_| rng.random::<f32>()).collect();
+            let alpha = Tensor::<2>::from_data(TensorData::new(alpha, [batch_size, 1]), device);
+            GanBatch::Critic { real, noise, alpha }
+        } else {
+            GanBatch::Generator { noise }
+        }
+    }
+
+    fn step(&self, model: &Wgan, batch: GanBatch) -> StepOutput {
+        match batch {
+            GanBatch::Critic { real, noise, alpha } => {
+                let b = real.dims()[0];
+                let fake = model.generator.forward(noise).detach();
+                let mut loss = model.critic.forward(fake.clone()).mean() - model.critic.forward(real.clone()).mean();
+                if let LipschitzConfig::GradientPenalty { lambda, method, step } = self.model.lipschitz {
+                    loss = loss + gradient_penalty(&model.critic, real, fake, alpha, lambda, method, step);
+                }
+                StepOutput { loss, items: b }
+            }
+            GanBatch::Generator { noise } => {
+                let b = noise.dims()[0];
+                let critic = model.critic.clone().no_grad();
+                StepOutput { loss: critic.forward(model.generator.forward(noise)).mean().neg(), items: b }
+            }
+        }
+    }
+
+    fn on_optimizer_step(&self, model: &mut Wgan, step: usize) {
+        // `step` counts steps done; the one just taken is `step − 1`.
+        if let LipschitzConfig::Clip { c } = self.model.lipschitz
+            && self.is_critic_step(step - 1)
+        {
+            model.critic.clip(c);
+        }
+        if self.model.lipschitz.spectral() {
+            model.critic.power_iteration();
+        }
+    }
+
+    fn evaluate(&self, model: &Wgan, split: &str, device: &Device) -> anyhow::Result<Metrics> {
+        anyhow::ensure!(split == "valid" || split == "test", "unknown split `{split}`");
+        if split == "test" {
+            return Ok(vec![]); // one generated distribution: nothing held out beyond `valid`
+        }
+        let (real, noise) = self.eval_sets(device);
+        let fake_t = model.generator.forward(noise);
+        let fake = to_points(fake_t.clone())?;
+        let d_real = model.critic.forward(points_tensor(&real, device)).mean().into_scalar::<f32>();
+        let d_fake = model.critic.forward(fake_t).mean().into_scalar::<f32>();
+        let mut metrics: Metrics =
+            vec![("w1".into(), wasserstein1(&real, &fake)), ("critic_w1".into(), f64::from(d_real - d_fake))];
+        if let Some((centres, _)) = self.data.distribution.modes() {
+            let (covered, near) = mode_coverage(&centres, &fake, 0.01);
+            metrics.push(("modes".into(), covered as f64));
+            metrics.push(("near_mode".into(), near));
+        }
+        Ok(metrics)
+    }
+
+    fn goal(&self, name: &str) -> Goal {
+        if name == "w1" { Goal::Minimize } else { Goal::Maximize }
+    }
+
+    fn metric_groups(&self) -> Vec<(String, Vec<String>)> {
+        vec![("w1_vs_critic".into(), vec!["w1".into(), "critic_w1".into()])]
+    }
+
+    /// `pictures/samples.png`: real (black) and generated (orange) evaluation points over the
+    /// critic's values (colour) and contour lines.
+    fn generate(&self, model: &Wgan, options: &GenerateOptions, device: &Device) -> anyhow::Result<String> {
+        let dir = options.out_dir.as_deref().context("no output directory for the pictures")?.join("pictures");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let (real, noise) = self.eval_sets(device);
+        let fake = to_points(model.generator.forward(noise))?;
+        let path = dir.join("samples.png");
+        let critic = |points: &[[f32; 2]]| -> anyhow::Result<Vec<f32>> {
+            let v = model.critic.forward(points_tensor(points, device)).into_data().convert::<f32>();
+            v.try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))
+        };
+        write_scatter(&path, &real, &fake, &critic)?;
+        Ok(format!("wrote {}", path.display()))
+    }
+}
