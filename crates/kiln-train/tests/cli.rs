@@ -591,3 +591,73 @@ fn wgan_trains_measures_and_resumes() {
         }
     }
 }
+
+/// Malformed VAE, WGAN and NER-backbone configs: each fails `kiln check` with one message naming the
+/// file and the key.
+#[test]
+fn malformed_model_configs_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let read = |p: &str| std::fs::read_to_string(workspace().join(p)).unwrap();
+    let (vae, gan, ner) = (
+        read("configs/vae/mnist_vmf.toml"),
+        read("configs/gan/eight_gaussians_gp.toml"),
+        read("configs/ner/cluener_bert.toml"),
+    );
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("vae kappa", vae.replace("kappa = 20.0", "kappa = 0.0"), "model.latent.kappa must be in (0, 1e5], got 0"),
+        ("vae d", vae.replace("d = 10", "d = 1"), "model.latent.d must be at least 2"),
+        ("vae sampler", vae.replace("sampler = \"wood\"", "sampler = \"ulrich\""), "unknown variant `ulrich`"),
+        (
+            "vae widths",
+            vae.replace("hidden = [256, 128]", "hidden = []"),
+            "model.network.hidden must list at least one width",
+        ),
+        ("vae key", vae.replace("binarize = true", "binarise = true"), "unknown field `binarise`"),
+        ("gan lambda", gan.replace("lambda = 10.0", "lambda = -1.0"), "model.lipschitz.lambda must be positive"),
+        (
+            "gan method",
+            gan.replace("method = \"exact\"", "method = \"double_backward\""),
+            "unknown variant `double_backward`",
+        ),
+        ("gan n_critic", gan.replace("n_critic = 5", "n_critic = 0"), "model.n_critic must be at least 1"),
+        (
+            "gan kind",
+            gan.replace("kind = \"gradient_penalty\"", "kind = \"gradient_clipping\""),
+            "unknown variant `gradient_clipping`",
+        ),
+        (
+            "gan data",
+            gan.replace("distribution = \"eight_gaussians\"", "distribution = \"nine_gaussians\""),
+            "unknown variant `nine_gaussians`",
+        ),
+        (
+            "gan on mnist",
+            gan.replace("kind = \"toy2d\"\ndistribution = \"eight_gaussians\"", "kind = \"mnist\"\ndir = \"mnist\""),
+            "model kind `wgan` cannot train on data kind `mnist`",
+        ),
+        (
+            "ner both",
+            ner.replace(
+                "\n[model.bert]\n",
+                "\n[model.encoder]\nd_model = 32\nn_heads = 2\nn_layers = 1\n\n[model.bert]\n",
+            ),
+            "give either [model.encoder] or [model.bert], not both",
+        ),
+        ("ner neither", ner.replace("[model.bert]\nattention = { kind = \"softmax\" }", ""), "give [model.encoder]"),
+        (
+            "ner bert key",
+            ner.replace("attention = { kind = \"softmax\" }", "atention = { kind = \"softmax\" }"),
+            "unknown field `atention`",
+        ),
+    ];
+    for (name, body, needle) in cases {
+        let path = dir.path().join(format!("{}.toml", name.replace(' ', "_")));
+        std::fs::write(&path, body).unwrap();
+        let out = kiln().arg("check").arg(&path).env_remove("KILN_DATA_DIR").output().unwrap();
+        let msg = text(&out);
+        assert!(!out.status.success(), "{name}: should fail\n{msg}");
+        assert!(msg.contains(&*path.file_name().unwrap().to_string_lossy()), "{name}: file not named:\n{msg}");
+        assert!(msg.contains(needle), "{name}: message does not contain `{needle}`:\n{msg}");
+        assert!(!msg.contains("panicked"), "{name}: panicked:\n{msg}");
+    }
+}
