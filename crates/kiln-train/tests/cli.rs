@@ -495,15 +495,17 @@ fn write_synthetic_mnist(dir: &Path, n: usize) {
 fn vae_trains_evaluates_and_draws() {
     let dir = tempfile::tempdir().unwrap();
     write_synthetic_mnist(dir.path(), 300);
-    for (name, latent) in [
-        ("vmf", "{ kind = \"vmf\", d = 3, kappa = 10.0, sampler = \"table\" }"),
-        ("gauss", "{ kind = \"gaussian\", d = 3 }"),
+    let mlp = "{ kind = \"mlp\", hidden = [64, 32] }";
+    for (name, latent, network) in [
+        ("vmf", "{ kind = \"vmf\", d = 3, kappa = 10.0, sampler = \"table\" }", mlp),
+        ("gauss", "{ kind = \"gaussian\", d = 3 }", mlp),
+        ("conv", "{ kind = \"vmf\", d = 5, kappa = 10.0 }", "{ kind = \"conv\", channels = 4, hidden = 32 }"),
     ] {
         let config = dir.path().join(format!("{name}.toml"));
         std::fs::write(
             &config,
             format!(
-                "[model]\nkind = \"vae\"\nlatent = {latent}\nnetwork = {{ kind = \"mlp\", hidden = [64, 32] }}\n\
+                "[model]\nkind = \"vae\"\nlatent = {latent}\nnetwork = {network}\n\
                  binarize = true\nimportance_samples = 50\n\
                  [data]\nkind = \"mnist\"\ndir = {:?}\nn_valid = 50\n\
                  [train]\nbatch_size = 25\nsteps = 60\noptimizer = {{ kind = \"adam\", lr = 3e-3 }}\neval_every = 30\nlog_every = 10\n\
