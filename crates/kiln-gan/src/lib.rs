@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 pub mod assignment;
+pub mod dcgan;
 pub mod lipschitz;
 pub mod mlp;
 mod picture;
@@ -10,7 +11,8 @@ mod task;
 pub mod toy;
 
 pub use assignment::{min_cost_assignment, wasserstein1};
-pub use lipschitz::{LipschitzConfig, PenaltyMethod, gradient_penalty};
+pub use dcgan::{ConvCritic, ConvGenerator};
+pub use lipschitz::{LipschitzConfig, PenaltyMethod, difference_penalty, gradient_penalty};
 pub use mlp::{CriticLayer, MlpCritic, MlpGenerator};
 pub use picture::write_scatter;
 pub use spectral::SpectralLinear;

@@ -111,12 +111,24 @@ pub fn gradient_penalty(
             let (_, g) = critic.forward_with_input_gradient(x_hat, true);
             g.expect("asked for").powf_scalar(2.0).sum_dim(1).add_scalar(1e-12).sqrt().squeeze_dim::<1>(1)
         }
-        PenaltyMethod::Difference => {
-            let length = direction.clone().powf_scalar(2.0).sum_dim(1).sqrt().squeeze_dim::<1>(1).clamp_min(1e-12);
-            let ahead = critic.forward(x_hat.clone() + direction.mul_scalar(step));
-            ((ahead - critic.forward(x_hat)) / length.mul_scalar(step)).abs()
-        }
+        PenaltyMethod::Difference => return difference_penalty(&|x| critic.forward(x), x_hat, direction, lambda, step),
     };
+    slopes.sub_scalar(1.0).powf_scalar(2.0).mean().mul_scalar(lambda)
+}
+
+/// The difference-quotient penalty for any critic on flattened inputs: at `x̂` (`[b, d]`), along
+/// `direction = x_f − x_r`, `q = (D(x̂ + h·direction) − D(x̂)) / (h ‖direction‖)`, penalised as
+/// `λ E[(|q| − 1)²]`.
+pub fn difference_penalty(
+    critic: &dyn Fn(Tensor<2>) -> Tensor<1>,
+    x_hat: Tensor<2>,
+    direction: Tensor<2>,
+    lambda: f64,
+    step: f64,
+) -> Tensor<1> {
+    let length = direction.clone().powf_scalar(2.0).sum_dim(1).sqrt().squeeze_dim::<1>(1).clamp_min(1e-12);
+    let ahead = critic(x_hat.clone() + direction.mul_scalar(step));
+    let slopes = ((ahead - critic(x_hat)) / length.mul_scalar(step)).abs();
     slopes.sub_scalar(1.0).powf_scalar(2.0).mean().mul_scalar(lambda)
 }
 

@@ -163,7 +163,7 @@ impl MlpCritic {
 }
 
 /// The same parameter (same id, so the optimiser keeps its state), values clamped, still trainable.
-fn clamp_param<const D: usize>(p: Param<Tensor<D>>, c: f64) -> Param<Tensor<D>> {
+pub(crate) fn clamp_param<const D: usize>(p: Param<Tensor<D>>, c: f64) -> Param<Tensor<D>> {
     let trainable = p.val().is_require_grad();
     let (id, value, _) = p.consume();
     Param::initialized(id, value.detach().clamp(-c, c).detach().set_require_grad(trainable))

@@ -61,6 +61,15 @@ impl Vit {
     ///
     /// - `images`: `[b, height, width]` in `[0, 1]` → `[b, classes]`
     pub fn forward(&self, images: Tensor<3>) -> Tensor<2> {
+        self.head.forward(self.features(images))
+    }
+
+    /// The mean-pooled encoder output the head reads (a feature space for Fréchet distances).
+    ///
+    /// # Shapes
+    ///
+    /// - `images`: `[b, height, width]` in `[0, 1]` → `[b, d_model]`
+    pub fn features(&self, images: Tensor<3>) -> Tensor<2> {
         let [b, height, width] = images.dims();
         let p = self.patch_size;
         let (rows, cols) = (height / p, width / p);
@@ -70,7 +79,7 @@ impl Vit {
             .reshape([b, rows * cols, p * p]);
         let h = self.encoder.forward(self.patch.forward(patches), None, TokenLayout::Grid { rows, cols });
         let d = h.dims()[2];
-        self.head.forward(h.mean_dim(1).reshape([b, d]))
+        h.mean_dim(1).reshape([b, d])
     }
 }
 
