@@ -2,8 +2,6 @@
 
 use std::path::Path;
 
-use anyhow::Context;
-
 /// Grid cells per side of the critic landscape.
 const GRID: usize = 120;
 /// Pixels per grid cell.
@@ -82,12 +80,5 @@ pub fn write_scatter(path: &Path, real: &[[f32; 2]], fake: &[[f32; 2]], critic: 
     };
     real.iter().for_each(|p| dot(p, [0, 0, 0]));
     fake.iter().for_each(|p| dot(p, [255, 140, 0]));
-    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), side as u32, side as u32);
-    encoder.set_color(png::ColorType::Rgb);
-    encoder.set_depth(png::BitDepth::Eight);
-    let mut writer = encoder.write_header().with_context(|| format!("writing {}", path.display()))?;
-    writer.write_image_data(&rgb).with_context(|| format!("writing {}", path.display()))?;
-    writer.finish().with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    kiln_task::picture::write_rgb(path, side, side, &rgb)
 }

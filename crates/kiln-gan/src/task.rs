@@ -57,6 +57,23 @@ pub struct WganConfig {
     /// Critic hidden widths.
     #[serde(default = "default_hidden")]
     pub critic_hidden: Vec<usize>,
+    /// Images: feature maps of the DCGAN networks' first (critic) / last (generator) convolution.
+    #[serde(default = "default_channels")]
+    pub channels: usize,
+    /// Images: a `kind = "vit"` run directory whose classifier judges generated digits (class
+    /// coverage, Fréchet distance in its feature space).
+    #[serde(default)]
+    pub judge: Option<std::path::PathBuf>,
+    /// Images: generated and real digits per evaluation.
+    #[serde(default = "default_eval_samples")]
+    pub eval_samples: usize,
+}
+
+fn default_channels() -> usize {
+    64
+}
+fn default_eval_samples() -> usize {
+    2000
 }
 
 fn default_n_critic() -> usize {
@@ -78,6 +95,8 @@ impl WganConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
         self.lipschitz.validate()?;
         anyhow::ensure!(self.n_critic >= 1, "model.n_critic must be at least 1");
+        anyhow::ensure!(self.channels >= 1, "model.channels must be at least 1");
+        anyhow::ensure!(self.eval_samples >= 10, "model.eval_samples must be at least 10");
         anyhow::ensure!(self.noise_dim >= 1, "model.noise_dim must be at least 1");
         for (key, widths) in [("generator_hidden", &self.generator_hidden), ("critic_hidden", &self.critic_hidden)] {
             anyhow::ensure!(widths.iter().all(|&w| w > 0), "model.{key}: widths must be positive");
@@ -160,6 +179,7 @@ impl WganTask {
     /// An invalid config.
     pub fn new(model: WganConfig, data: Toy2dDataConfig) -> anyhow::Result<Self> {
         model.validate()?;
+        anyhow::ensure!(model.judge.is_none(), "model.judge applies to image data (kind = \"mnist\"), not to toy2d");
         anyhow::ensure!(data.eval_points >= 10, "data.eval_points must be at least 10");
         let mut a = step_rng(EVAL_SEED, STREAM_EVAL, 1);
         let mut b = step_rng(EVAL_SEED, STREAM_EVAL, 2);

@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+pub mod picture;
+
 use burn::module::Module;
 use burn::prelude::*;
 use rand::SeedableRng;
@@ -86,6 +88,17 @@ pub trait Task: Sized {
     /// Whether larger or smaller is better for metric `name`.
     fn goal(&self, name: &str) -> Goal {
         if name.contains("loss") || name.contains("perplexity") { Goal::Minimize } else { Goal::Maximize }
+    }
+
+    /// Called after each periodic evaluation during training, with the evaluated (gradient-free)
+    /// model and the step: a task may write pictures of its progress (into the run directory it was
+    /// given in [`save_artifacts`](Self::save_artifacts)).
+    ///
+    /// # Errors
+    ///
+    /// A file cannot be written.
+    fn after_evaluation(&self, _model: &Self::Model, _step: usize, _device: &Device) -> anyhow::Result<()> {
+        Ok(())
     }
 
     /// Metrics of the validation split to draw together on one plot (`plots/<name>.png`), beside

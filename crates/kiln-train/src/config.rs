@@ -62,8 +62,14 @@ impl ModelConfig {
 
     /// Fill pretrained-weight directories from the environment and make them absolute.
     pub fn resolve_paths(&mut self) {
-        if let Self::Ner(n) = self {
-            n.resolve_paths();
+        match self {
+            Self::Ner(n) => n.resolve_paths(),
+            Self::Wgan(w) => {
+                if let Some(judge) = &mut w.judge {
+                    *judge = std::path::absolute(&*judge).unwrap_or_else(|_| judge.clone());
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -400,9 +406,9 @@ impl RunConfig {
                 anyhow::ensure!(d.max_len > 0, "data.max_len must be positive");
             }
             (ModelConfig::Vae(m), DataConfig::Mnist(_)) => m.validate().context("model")?,
-            (ModelConfig::Wgan(m), DataConfig::Toy2d(_)) => m.validate().context("model")?,
+            (ModelConfig::Wgan(m), DataConfig::Toy2d(_) | DataConfig::Mnist(_)) => m.validate().context("model")?,
             (m, d) => bail!(
-                "model kind `{}` cannot train on data kind `{}` (char_lm needs text, classifier needs listops, vit and vae need mnist, ner needs ner, wgan needs toy2d)",
+                "model kind `{}` cannot train on data kind `{}` (char_lm needs text, classifier needs listops, vit and vae need mnist, ner needs ner, wgan needs toy2d or mnist)",
                 m.kind(),
                 d.kind()
             ),

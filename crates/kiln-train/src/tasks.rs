@@ -2,7 +2,7 @@
 //! handed to a generic job (train, evaluate, generate). Adding a model is one arm here.
 
 use anyhow::bail;
-use kiln_gan::WganTask;
+use kiln_gan::{MnistWganTask, WganTask};
 use kiln_ner::NerTask;
 use kiln_task::Task;
 use kiln_transformer::{CharLmTask, ListOpsTask, MnistTask};
@@ -27,6 +27,7 @@ pub fn with_task<J: TaskJob>(config: &RunConfig, job: J) -> anyhow::Result<J::Ou
         (ModelConfig::Ner(m), DataConfig::Ner(d)) => job.run(NerTask::new(m.clone(), d.clone())?, config),
         (ModelConfig::Vae(m), DataConfig::Mnist(d)) => job.run(VaeTask::new(m.clone(), d)?, config),
         (ModelConfig::Wgan(m), DataConfig::Toy2d(d)) => job.run(WganTask::new(m.clone(), d.clone())?, config),
+        (ModelConfig::Wgan(m), DataConfig::Mnist(d)) => job.run(MnistWganTask::new(m.clone(), d)?, config),
         (m, d) => bail!("model kind `{}` cannot train on data kind `{}`", m.kind(), d.kind()),
     }
 }

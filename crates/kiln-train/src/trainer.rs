@@ -187,8 +187,10 @@ impl TaskJob for TrainJob {
                               optimizer: &burn::optim::ModuleOptimizer,
                               log: &mut MetricsLog|
          -> anyhow::Result<(Vec<(String, f64)>, bool)> {
-            let metrics = task.evaluate(&model.valid(), "valid", &device)?;
+            let valid_model = model.valid();
+            let metrics = task.evaluate(&valid_model, "valid", &device)?;
             log.log(state.step, "valid", &metrics)?;
+            task.after_evaluation(&valid_model, state.step, &device)?;
             let (name, value) = match &metric_name {
                 Some(n) => metrics.iter().find(|(k, _)| k == n).cloned().with_context(|| {
                     format!("train.metric = `{n}`, but the task reports {}", format_metrics(&metrics))

@@ -633,9 +633,9 @@ fn malformed_model_configs_name_the_key() {
             "unknown variant `nine_gaussians`",
         ),
         (
-            "gan on mnist",
-            gan.replace("kind = \"toy2d\"\ndistribution = \"eight_gaussians\"", "kind = \"mnist\"\ndir = \"mnist\""),
-            "model kind `wgan` cannot train on data kind `mnist`",
+            "gan on text",
+            gan.replace("kind = \"toy2d\"\ndistribution = \"eight_gaussians\"", "kind = \"text\"\npath = \"t.txt\""),
+            "model kind `wgan` cannot train on data kind `text`",
         ),
         (
             "ner both",
@@ -662,4 +662,58 @@ fn malformed_model_configs_name_the_key() {
         assert!(msg.contains(needle), "{name}: message does not contain `{needle}`:\n{msg}");
         assert!(!msg.contains("panicked"), "{name}: panicked:\n{msg}");
     }
+}
+
+/// The WGAN on (synthetic) MNIST with DCGAN networks, judged by a ViT trained with Kiln: the
+/// evaluation reports the Fréchet distance in the judge's feature space, the classes covered and the
+/// class entropy; a grid of digits is written after every evaluation; the exact gradient penalty is
+/// refused for the convolutional critic with a message that says what to use.
+#[test]
+fn wgan_on_images_is_judged_by_a_kiln_classifier() {
+    let dir = tempfile::tempdir().unwrap();
+    write_synthetic_mnist(dir.path(), 200);
+    let data = format!("[data]\nkind = \"mnist\"\ndir = {:?}\nn_valid = 20\n", dir.path().display().to_string());
+    let judge_config = dir.path().join("judge.toml");
+    std::fs::write(
+        &judge_config,
+        format!(
+            "[model]\nkind = \"vit\"\npatch_size = 7\n[model.encoder]\nd_model = 16\nn_heads = 2\nn_layers = 1\n{data}\
+             [train]\nbatch_size = 20\nsteps = 10\noptimizer = {{ kind = \"adam\", lr = 3e-3 }}\neval_every = 10\n\
+             [output]\ndir = {:?}\n",
+            dir.path().join("judge").display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = kiln().arg("train").arg(&judge_config).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let judge = run_dir_of(&out);
+    let gan = |lipschitz: &str| {
+        format!(
+            "[model]\nkind = \"wgan\"\nlipschitz = {lipschitz}\nn_critic = 2\nnoise_dim = 8\nchannels = 4\neval_samples = 40\njudge = {:?}\n{data}\
+             [train]\nbatch_size = 10\nsteps = 6\noptimizer = {{ kind = \"adam\", lr = 1e-3, betas = [0.5, 0.9] }}\neval_every = 3\n\
+             [output]\ndir = {:?}\n",
+            judge.display().to_string(),
+            dir.path().join("gan").display().to_string()
+        )
+    };
+    let config = dir.path().join("gan.toml");
+    std::fs::write(&config, gan("{ kind = \"gradient_penalty\", method = \"difference\" }")).unwrap();
+    let out = kiln().arg("train").arg(&config).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let run = run_dir_of(&out);
+    let m = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let last = |key: &str| -> f64 {
+        m.lines().rfind(|l| l.contains(&format!(",valid,{key},"))).unwrap().rsplit(',').next().unwrap().parse().unwrap()
+    };
+    assert!(last("frechet") >= 0.0 && last("frechet").is_finite());
+    assert!((1.0..=10.0).contains(&last("classes")));
+    assert!((0.0..=10f64.ln() + 1e-9).contains(&last("class_entropy")));
+    for step in [3, 6] {
+        assert!(run.join(format!("pictures/step-{step:06}.png")).exists(), "grid after the evaluation at {step}");
+    }
+    let out = kiln().arg("sample").arg(&run).output().unwrap();
+    assert!(out.status.success() && run.join("pictures/samples.png").exists(), "{}", text(&out));
+    std::fs::write(&config, gan("{ kind = \"gradient_penalty\", method = \"exact\" }")).unwrap();
+    let out = kiln().arg("train").arg(&config).output().unwrap();
+    assert!(!out.status.success() && text(&out).contains("use method = \"difference\""), "{}", text(&out));
 }

@@ -9,7 +9,7 @@ pub mod network;
 mod task;
 pub mod vmf;
 
-pub use image::{TAB10, write_grid, write_sphere};
+pub use image::{TAB10, write_sphere};
 pub use latent::{Latent, LatentConfig, Posterior, SamplerKind};
 pub use model::{Vae, VaeConfig, bernoulli_nll};
 pub use network::NetworkConfig;

@@ -27,10 +27,11 @@ use rand::RngExt;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
 
-use crate::image::{write_grid, write_sphere};
+use crate::image::write_sphere;
 use crate::latent::{LatentConfig, Posterior};
 use crate::model::{Vae, VaeConfig, bernoulli_nll};
 use crate::vmf::{VonMisesFisher, WSampler};
+use kiln_task::picture::write_grid;
 
 /// A training batch: images (also the targets) and, for a vMF latent, the drawn `w`.
 pub struct VaeBatch {
