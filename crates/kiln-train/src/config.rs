@@ -417,7 +417,9 @@ impl RunConfig {
         let t = &self.train;
         match (t.steps, t.epochs) {
             (Some(0), _) | (_, Some(0)) => bail!("train.steps and train.epochs must be at least 1"),
-            (Some(_), Some(_)) => bail!("give train.steps or train.epochs, not both"),
+            (Some(_), Some(_)) => bail!(
+                "give train.steps or train.epochs, not both (on the command line, `--set train.epochs=` removes a key)"
+            ),
             (None, None) => bail!("give train.steps or train.epochs"),
             _ => {}
         }
