@@ -12,7 +12,6 @@ use crate::spectral::SpectralLinear;
 pub struct MlpGenerator {
     /// The layers.
     pub layers: Vec<Linear>,
-    activation: Relu,
 }
 
 impl MlpGenerator {
@@ -20,25 +19,14 @@ impl MlpGenerator {
     pub fn new(d_noise: usize, hidden: &[usize], d_out: usize, device: &Device) -> Self {
         let widths: Vec<usize> =
             std::iter::once(d_noise).chain(hidden.iter().copied()).chain(std::iter::once(d_out)).collect();
-        Self {
-            layers: widths.windows(2).map(|w| LinearConfig::new(w[0], w[1]).init(device)).collect(),
-            activation: Relu::new(),
-        }
+        Self { layers: widths.windows(2).map(|w| LinearConfig::new(w[0], w[1]).init(device)).collect() }
     }
 
     /// # Shapes
     ///
     /// - `z`: `[b, d_noise]` → `[b, d_out]`
     pub fn forward(&self, z: Tensor<2>) -> Tensor<2> {
-        let last = self.layers.len() - 1;
-        let mut x = z;
-        for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(x);
-            if i < last {
-                x = self.activation.forward(x);
-            }
-        }
-        x
+        kiln_layers::relu_between(&self.layers, z)
     }
 }
 

@@ -19,7 +19,7 @@ pub use attention::{
 };
 pub use block::{NormPosition, TransformerBlock};
 pub use error::LayerConfigError;
-pub use feed_forward::FeedForward;
+pub use feed_forward::{FeedForward, relu_between};
 pub use norm::{Norm, NormKind};
 pub use position::{Position, PositionConfig, Rotary, TokenLayout};
 pub use transformer::{Transformer, TransformerConfig};

@@ -37,7 +37,6 @@ impl MlpEncoder {
 pub struct MlpDecoder {
     /// The layers.
     pub layers: Vec<Linear>,
-    activation: Relu,
     side: usize,
 }
 
@@ -47,7 +46,7 @@ impl MlpDecoder {
         let widths: Vec<usize> =
             std::iter::once(latent).chain(hidden.iter().rev().copied()).chain(std::iter::once(side * side)).collect();
         let layers = widths.windows(2).map(|w| LinearConfig::new(w[0], w[1]).init(device)).collect();
-        Self { layers, activation: Relu::new(), side }
+        Self { layers, side }
     }
 
     /// # Shapes
@@ -55,14 +54,6 @@ impl MlpDecoder {
     /// - `z`: `[b, d]` → `[b, side, side]` logits
     pub fn forward(&self, z: Tensor<2>) -> Tensor<3> {
         let b = z.dims()[0];
-        let last = self.layers.len() - 1;
-        let mut x = z;
-        for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(x);
-            if i < last {
-                x = self.activation.forward(x);
-            }
-        }
-        x.reshape([b, self.side, self.side])
+        kiln_layers::relu_between(&self.layers, z).reshape([b, self.side, self.side])
     }
 }
