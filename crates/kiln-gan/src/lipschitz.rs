@@ -8,11 +8,13 @@
 //!   - `exact`: the MLP critic's input gradient written as differentiable tensor operations
 //!     ([`crate::MlpCritic::forward_with_input_gradient`]); the penalty and its gradient in the critic's
 //!     weights are exactly those of PyTorch's double backward;
-//!   - `difference`: a difference quotient along the interpolation line,
-//!     `q = (D(x̂ + h (x_f − x_r)) − D(x̂)) / (h ‖x_f − x_r‖)`, penalised as `λ E[(|q| − 1)²]`. It works for
-//!     any critic, but it is an approximation twice over: it sees only the directional derivative
-//!     along `x_f − x_r` (the direction an optimal critic's gradient takes, but a lower bound on the
-//!     gradient's norm elsewhere), and a finite step `h`.
+//!   - `difference`: difference quotients, for any critic. Along the interpolation line,
+//!     `q = (D(x̂ + h (x_f − x_r)) − D(x̂)) / (h ‖x_f − x_r‖)`, penalised two-sided as `λ E[(|q| − 1)²]`
+//!     (the slope an optimal critic has along the transport direction); and along a random unit
+//!     direction `ξ` with the same step length, penalised one-sided as `λ E[max(|q_ξ| − 1, 0)²]` (a
+//!     1-Lipschitz critic has slope at most 1 in every direction). An approximation: finitely many
+//!     directions and a finite step `h`. (The transport term alone leaves the critic free across the
+//!     line; on 8 Gaussians that version never converged.)
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -90,16 +92,19 @@ impl LipschitzConfig {
     }
 }
 
-/// The gradient penalty on a batch of real and (detached) fake points, `alpha` `[b, 1]` in `[0, 1]`.
+/// The gradient penalty on a batch of real and (detached) fake points, `alpha` `[b, 1]` in `[0, 1]`,
+/// `random` standard normal (the difference method's random directions).
 ///
 /// # Shapes
 ///
-/// - `real`, `fake`: `[b, d]`; `alpha`: `[b, 1]` → scalar `[1]`
+/// - `real`, `fake`, `random`: `[b, d]`; `alpha`: `[b, 1]` → scalar `[1]`
+#[allow(clippy::too_many_arguments)]
 pub fn gradient_penalty(
     critic: &MlpCritic,
     real: Tensor<2>,
     fake: Tensor<2>,
     alpha: Tensor<2>,
+    random: Tensor<2>,
     lambda: f64,
     method: PenaltyMethod,
     step: f64,
@@ -111,34 +116,45 @@ pub fn gradient_penalty(
             let (_, g) = critic.forward_with_input_gradient(x_hat, true);
             g.expect("asked for").powf_scalar(2.0).sum_dim(1).add_scalar(1e-12).sqrt().squeeze_dim::<1>(1)
         }
-        PenaltyMethod::Difference => return difference_penalty(&|x| critic.forward(x), x_hat, direction, lambda, step),
+        PenaltyMethod::Difference => {
+            return difference_penalty(&|x| critic.forward(x), x_hat, direction, random, lambda, step);
+        }
     };
     slopes.sub_scalar(1.0).powf_scalar(2.0).mean().mul_scalar(lambda)
 }
 
-/// The difference-quotient penalty for any critic on flattened inputs: at `x̂` (`[b, d]`), along
-/// `direction = x_f − x_r`, `q = (D(x̂ + h·direction) − D(x̂)) / (h ‖direction‖)`, penalised as
-/// `λ E[(|q| − 1)²]`.
+/// The difference-quotient penalty for any critic on flattened inputs (see the module docs): at `x̂`
+/// (`[b, d]`), the slope along `direction = x_f − x_r` penalised two-sided, and the slope along the
+/// unit direction of `random` (same step length `h ‖direction‖`) penalised one-sided.
 pub fn difference_penalty(
     critic: &dyn Fn(Tensor<2>) -> Tensor<1>,
     x_hat: Tensor<2>,
     direction: Tensor<2>,
+    random: Tensor<2>,
     lambda: f64,
     step: f64,
 ) -> Tensor<1> {
-    let length = direction.clone().powf_scalar(2.0).sum_dim(1).sqrt().squeeze_dim::<1>(1).clamp_min(1e-12);
-    let ahead = critic(x_hat.clone() + direction.mul_scalar(step));
-    let slopes = ((ahead - critic(x_hat)) / length.mul_scalar(step)).abs();
-    slopes.sub_scalar(1.0).powf_scalar(2.0).mean().mul_scalar(lambda)
+    let norm = |t: Tensor<2>| t.powf_scalar(2.0).sum_dim(1).sqrt().clamp_min(1e-12); // [b, 1]
+    let length = norm(direction.clone());
+    let here = critic(x_hat.clone());
+    let h = length.clone().mul_scalar(step); // [b, 1]
+    let along = critic(x_hat.clone() + direction.mul_scalar(step));
+    let transport = ((along - here.clone()) / h.clone().squeeze_dim::<1>(1)).abs();
+    let unit = random.clone() / norm(random);
+    let across = critic(x_hat + unit * h.clone());
+    let sideways = ((across - here) / h.squeeze_dim::<1>(1)).abs();
+    let two_sided = transport.sub_scalar(1.0).powf_scalar(2.0).mean();
+    let one_sided = sideways.sub_scalar(1.0).clamp_min(0.0).powf_scalar(2.0).mean();
+    (two_sided + one_sided).mul_scalar(lambda)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// On a linear critic `D(x) = wᵀx + b` every input gradient is `w`, so both penalties equal
-    /// `λ (‖w‖ − 1)²` (the difference quotient is exact along any line for a linear function once
-    /// `x_f − x_r` is parallel to `w`).
+    /// On a linear critic `D(x) = wᵀx + b` every input gradient is `w`: the exact penalty is
+    /// `λ (‖w‖ − 1)²`; the difference quotients are exact for a linear function, so with `x_f − x_r`
+    /// parallel to `w` the difference penalty is that plus the one-sided term of the random directions.
     #[test]
     fn linear_critic_by_hand() {
         let device = Device::flex();
@@ -152,10 +168,42 @@ mod tests {
         let fake =
             real.clone() + Tensor::<2>::from_data(TensorData::new(vec![w[0], w[1], -w[0], -w[1]], [2, 2]), &device);
         let alpha = Tensor::<2>::from_data(TensorData::new(vec![0.3f32, 0.8], [2, 1]), &device);
-        for method in [PenaltyMethod::Exact, PenaltyMethod::Difference] {
-            let p = gradient_penalty(&critic, real.clone(), fake.clone(), alpha.clone(), 10.0, method, 0.01);
+        // Random directions: the slope along a unit ξ is |w·ξ|; only its excess over 1 is penalised.
+        let xi = [[0.6f32, 0.8], [-1.0, 0.0]];
+        let random = Tensor::<2>::from_data(TensorData::new(vec![3.0f32, 4.0, -2.0, 0.0], [2, 2]), &device);
+        let sideways: f64 =
+            xi.iter().map(|u| (f64::from((w[0] * u[0] + w[1] * u[1]).abs()) - 1.0).max(0.0).powi(2)).sum::<f64>() / 2.0;
+        for (method, want) in
+            [(PenaltyMethod::Exact, expected), (PenaltyMethod::Difference, expected + 10.0 * sideways)]
+        {
+            let p = gradient_penalty(
+                &critic,
+                real.clone(),
+                fake.clone(),
+                alpha.clone(),
+                random.clone(),
+                10.0,
+                method,
+                0.01,
+            );
             let p = f64::from(p.into_scalar::<f32>());
-            assert!((p - expected).abs() < 1e-3 * (1.0 + expected), "{method:?}: {p} vs {expected}");
+            assert!((p - want).abs() < 1e-3 * (1.0 + want), "{method:?}: {p} vs {want}");
         }
+        // A steep linear critic (‖w‖ = 5) pays the one-sided term for every direction with |w·ξ| > 1.
+        let steep = |x: Tensor<2>| {
+            (x * Tensor::<2>::from_data(TensorData::new(vec![3.0f32, 4.0], [1, 2]), &device))
+                .sum_dim(1)
+                .squeeze_dim::<1>(1)
+        };
+        let p = difference_penalty(&steep, real.clone(), fake.clone() - real.clone(), random, 1.0, 0.01);
+        let sideways: f64 =
+            xi.iter().map(|u| ((3.0 * u[0] + 4.0 * u[1]).abs() as f64 - 1.0).max(0.0).powi(2)).sum::<f64>() / 2.0;
+        let along: f64 = [[w[0], w[1]], [-w[0], -w[1]]]
+            .iter()
+            .map(|d| (f64::from((3.0 * d[0] + 4.0 * d[1]).abs() / d[0].hypot(d[1])) - 1.0).powi(2))
+            .sum::<f64>()
+            / 2.0;
+        let p = f64::from(p.into_scalar::<f32>());
+        assert!((p - (along + sideways)).abs() < 1e-2 * (1.0 + along + sideways), "{p} vs {}", along + sideways);
     }
 }

@@ -49,6 +49,8 @@ pub enum ImageBatch {
         noise: Tensor<2>,
         /// `[b, 1]`.
         alpha: Tensor<2>,
+        /// `[b, 784]` standard normal: the difference penalty's random directions.
+        random: Tensor<2>,
     },
     /// Noise.
     Generator {
@@ -232,7 +234,9 @@ impl Task for MnistWganTask {
         if self.is_critic_step(step) {
             let idx: Vec<usize> = (0..batch_size).map(|_| rng.random_range(0..self.train.len())).collect();
             let alpha: Vec<f32> = (0..batch_size).map(|_| rng.random::<f32>()).collect();
+            let random: Vec<f32> = (0..batch_size * 784).map(|_| StandardNormal.sample(&mut rng)).collect();
             ImageBatch::Critic {
+                random: Tensor::<2>::from_data(TensorData::new(random, [batch_size, 784]), device),
                 real: self.images(&self.train, &idx, device),
                 noise,
                 alpha: Tensor::<2>::from_data(TensorData::new(alpha, [batch_size, 1]), device),
@@ -244,7 +248,7 @@ impl Task for MnistWganTask {
 
     fn step(&self, model: &ImageWgan, batch: ImageBatch) -> StepOutput {
         match batch {
-            ImageBatch::Critic { real, noise, alpha } => {
+            ImageBatch::Critic { real, noise, alpha, random } => {
                 let b = real.dims()[0];
                 let fake = model.generator.forward(noise).detach();
                 let mut loss = model.critic.forward(fake.clone()).mean() - model.critic.forward(real.clone()).mean();
@@ -253,7 +257,7 @@ impl Task for MnistWganTask {
                     let direction = fake - real.clone();
                     let x_hat = real + direction.clone() * alpha;
                     let critic = |x: Tensor<2>| model.critic.forward(x.reshape([b, 28, 28]));
-                    loss = loss + difference_penalty(&critic, x_hat, direction, lambda, step);
+                    loss = loss + difference_penalty(&critic, x_hat, direction, random, lambda, step);
                 }
                 StepOutput { loss, items: b }
             }

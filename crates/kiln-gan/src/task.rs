@@ -141,6 +141,8 @@ pub enum GanBatch {
         noise: Tensor<2>,
         /// `[b, 1]`.
         alpha: Tensor<2>,
+        /// `[b, 2]` standard normal: the difference penalty's random directions.
+        random: Tensor<2>,
     },
     /// Noise.
     Generator {
@@ -239,7 +241,9 @@ impl Task for WganTask {
             let real = points_tensor(&self.data.distribution.sample(batch_size, &mut rng), device);
             let alpha: Vec<f32> = (0..batch_size).map(|_| rng.random::<f32>()).collect();
             let alpha = Tensor::<2>::from_data(TensorData::new(alpha, [batch_size, 1]), device);
-            GanBatch::Critic { real, noise, alpha }
+            let random: Vec<f32> = (0..batch_size * 2).map(|_| StandardNormal.sample(&mut rng)).collect();
+            let random = Tensor::<2>::from_data(TensorData::new(random, [batch_size, 2]), device);
+            GanBatch::Critic { real, noise, alpha, random }
         } else {
             GanBatch::Generator { noise }
         }
@@ -247,12 +251,12 @@ impl Task for WganTask {
 
     fn step(&self, model: &Wgan, batch: GanBatch) -> StepOutput {
         match batch {
-            GanBatch::Critic { real, noise, alpha } => {
+            GanBatch::Critic { real, noise, alpha, random } => {
                 let b = real.dims()[0];
                 let fake = model.generator.forward(noise).detach();
                 let mut loss = model.critic.forward(fake.clone()).mean() - model.critic.forward(real.clone()).mean();
                 if let LipschitzConfig::GradientPenalty { lambda, method, step } = self.model.lipschitz {
-                    loss = loss + gradient_penalty(&model.critic, real, fake, alpha, lambda, method, step);
+                    loss = loss + gradient_penalty(&model.critic, real, fake, alpha, random, lambda, method, step);
                 }
                 StepOutput { loss, items: b }
             }
