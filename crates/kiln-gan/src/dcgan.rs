@@ -61,21 +61,13 @@ pub struct CriticConv {
     pub u: Option<Param<Tensor<1>>>,
 }
 
-fn unit(t: Tensor<1>) -> Tensor<1> {
-    let norm = t.clone().powf_scalar(2.0).sum().sqrt().clamp_min(1e-12);
-    t / norm
-}
-
 impl CriticConv {
     fn new(input: usize, output: usize, spectral: bool, device: &Device) -> Self {
         let conv = Conv2dConfig::new([input, output], [4, 4])
             .with_stride([2, 2])
             .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
             .init(device);
-        let u = spectral.then(|| {
-            let u = Tensor::<1>::random([output], burn::tensor::Distribution::Normal(0.0, 1.0), device);
-            Param::from_tensor(unit(u).detach()).set_require_grad(false)
-        });
+        let u = spectral.then(|| crate::spectral::initial_u(output, device));
         Self { conv, u }
     }
 
@@ -87,10 +79,7 @@ impl CriticConv {
 
     /// `σ = uᵀ M v`, `v = normalise(Mᵀ u)` (differentiable in `M`, `u` and `v` held constant).
     pub fn sigma(&self) -> Option<Tensor<1>> {
-        let u = self.u.as_ref()?.val().detach();
-        let m = self.matrix();
-        let v = unit(m.clone().detach().transpose().matmul(u.clone().unsqueeze_dim::<2>(1)).squeeze_dim::<1>(1));
-        Some((m.matmul(v.unsqueeze_dim::<2>(1)).squeeze_dim::<1>(1) * u).sum())
+        Some(crate::spectral::sigma(self.matrix(), self.u.as_ref()?))
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
@@ -106,10 +95,7 @@ impl CriticConv {
 
     fn power_iteration(&mut self) {
         if let Some(u) = &self.u {
-            let m = self.matrix().detach();
-            let v = unit(m.clone().transpose().matmul(u.val().detach().unsqueeze_dim::<2>(1)).squeeze_dim::<1>(1));
-            let u = unit(m.matmul(v.unsqueeze_dim::<2>(1)).squeeze_dim::<1>(1));
-            self.u = Some(Param::from_tensor(u.detach()).set_require_grad(false));
+            self.u = Some(crate::spectral::next_u(self.matrix(), u));
         }
     }
 }

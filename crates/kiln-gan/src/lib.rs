@@ -13,7 +13,7 @@ pub mod toy;
 
 pub use assignment::{min_cost_assignment, wasserstein1};
 pub use dcgan::{ConvCritic, ConvGenerator};
-pub use lipschitz::{LipschitzConfig, PenaltyMethod, difference_penalty, gradient_penalty};
+pub use lipschitz::{ConstrainedCritic, LipschitzConfig, PenaltyMethod, difference_penalty, gradient_penalty};
 pub use mlp::{CriticLayer, MlpCritic, MlpGenerator};
 pub use mnist::{ImageWgan, MnistWganTask, frechet_distance, load_judge};
 pub use picture::write_scatter;

@@ -90,6 +90,42 @@ impl LipschitzConfig {
     pub fn spectral(&self) -> bool {
         matches!(self, Self::SpectralNorm {})
     }
+
+    /// What follows an optimiser step: clip the critic after a critic step (`clip`), advance the
+    /// power-iteration vectors after every step (`spectral_norm`).
+    pub fn after_step(&self, critic: &mut impl ConstrainedCritic, was_critic_step: bool) {
+        match self {
+            Self::Clip { c } if was_critic_step => critic.clip(*c),
+            Self::SpectralNorm {} => critic.power_iteration(),
+            _ => {}
+        }
+    }
+}
+
+/// A critic the constraints act on.
+pub trait ConstrainedCritic {
+    /// Clamp every parameter to `[−c, c]`.
+    fn clip(&mut self, c: f64);
+    /// One power-iteration step in every spectrally normalised layer.
+    fn power_iteration(&mut self);
+}
+
+impl ConstrainedCritic for MlpCritic {
+    fn clip(&mut self, c: f64) {
+        MlpCritic::clip(self, c);
+    }
+    fn power_iteration(&mut self) {
+        MlpCritic::power_iteration(self);
+    }
+}
+
+impl ConstrainedCritic for crate::ConvCritic {
+    fn clip(&mut self, c: f64) {
+        crate::ConvCritic::clip(self, c);
+    }
+    fn power_iteration(&mut self) {
+        crate::ConvCritic::power_iteration(self);
+    }
 }
 
 /// The gradient penalty on a batch of real and (detached) fake points, `alpha` `[b, 1]` in `[0, 1]`,

@@ -18,7 +18,7 @@ use anyhow::Context;
 use burn::module::Module;
 use burn::prelude::*;
 use kiln_data::mnist::{Mnist, MnistDataConfig};
-use kiln_task::{GenerateOptions, Goal, Metrics, StepOutput, Task, step_rng};
+use kiln_task::{GenerateOptions, Goal, Metrics, StepOutput, Task, step_rng, to_f32_vec};
 use kiln_transformer::{Vit, VitConfig};
 use nalgebra::{DMatrix, SymmetricEigen};
 use rand::RngExt;
@@ -103,10 +103,6 @@ impl MnistWganTask {
         Ok(Self { model, train, test, run_dir: OnceLock::new() })
     }
 
-    fn is_critic_step(&self, step: usize) -> bool {
-        step % (self.model.n_critic + 1) < self.model.n_critic
-    }
-
     fn noise_dim(&self) -> usize {
         self.model.noise_dim
     }
@@ -132,7 +128,7 @@ impl MnistWganTask {
     fn grid(&self, model: &ImageWgan, device: &Device) -> anyhow::Result<Vec<Vec<f32>>> {
         let mut rng = step_rng(EVAL_SEED, STREAM_EVAL, 5);
         let images = model.generator.forward(self.noise(64, &mut rng, device));
-        let v = images.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let v = to_f32_vec(images)?;
         Ok(v.chunks(784).map(<[f32]>::to_vec).collect())
     }
 }
@@ -199,7 +195,7 @@ pub fn frechet_distance(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
 
 fn rows(t: Tensor<2>) -> anyhow::Result<Vec<Vec<f64>>> {
     let d = t.dims()[1];
-    let v = t.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let v = to_f32_vec(t)?;
     Ok(v.chunks(d).map(|r| r.iter().map(|&x| f64::from(x)).collect()).collect())
 }
 
@@ -231,7 +227,7 @@ impl Task for MnistWganTask {
     fn train_batch(&self, step: usize, batch_size: usize, seed: u64, device: &Device) -> ImageBatch {
         let mut rng = step_rng(seed, STREAM_TRAIN, step as u64);
         let noise = self.noise(batch_size, &mut rng, device);
-        if self.is_critic_step(step) {
+        if self.model.is_critic_step(step) {
             let idx: Vec<usize> = (0..batch_size).map(|_| rng.random_range(0..self.train.len())).collect();
             let alpha: Vec<f32> = (0..batch_size).map(|_| rng.random::<f32>()).collect();
             let random: Vec<f32> = (0..batch_size * 784).map(|_| StandardNormal.sample(&mut rng)).collect();
@@ -270,14 +266,7 @@ impl Task for MnistWganTask {
     }
 
     fn on_optimizer_step(&self, model: &mut ImageWgan, step: usize) {
-        if let LipschitzConfig::Clip { c } = self.model.lipschitz
-            && self.is_critic_step(step - 1)
-        {
-            model.critic.clip(c);
-        }
-        if self.model.lipschitz.spectral() {
-            model.critic.power_iteration();
-        }
+        self.model.lipschitz.after_step(&mut model.critic, self.model.is_critic_step(step - 1));
     }
 
     fn evaluate(&self, model: &ImageWgan, split: &str, device: &Device) -> anyhow::Result<Metrics> {

@@ -20,35 +20,45 @@ pub struct SpectralLinear {
     pub u: Param<Tensor<1>>,
 }
 
-/// `v = Wᵀ·u` direction and `σ = ‖W v‖` helpers on detached values.
 fn normalise(t: Tensor<1>) -> Tensor<1> {
     let norm = t.clone().powf_scalar(2.0).sum().sqrt().clamp_min(1e-12);
     t / norm
 }
 
+fn matvec(m: Tensor<2>, x: Tensor<1>) -> Tensor<1> {
+    m.matmul(x.unsqueeze_dim::<2>(1)).squeeze_dim::<1>(1)
+}
+
+/// A random unit power-iteration vector of length `n`, as non-trainable state.
+pub(crate) fn initial_u(n: usize, device: &Device) -> Param<Tensor<1>> {
+    let u = Tensor::<1>::random([n], burn::tensor::Distribution::Normal(0.0, 1.0), device);
+    Param::from_tensor(normalise(u).detach()).set_require_grad(false)
+}
+
+/// `σ = uᵀ M v` with `v = normalise(Mᵀ u)`, for a weight in PyTorch's `[out, in]` layout;
+/// differentiable in `M`, with `u` and `v` held constant.
+pub(crate) fn sigma(m: Tensor<2>, u: &Param<Tensor<1>>) -> Tensor<1> {
+    let u = u.val().detach();
+    let v = normalise(matvec(m.clone().detach().transpose(), u.clone()));
+    (matvec(m, v) * u).sum()
+}
+
+/// One power-iteration step: `v = normalise(Mᵀ u)`, then the new `u = normalise(M v)`.
+pub(crate) fn next_u(m: Tensor<2>, u: &Param<Tensor<1>>) -> Param<Tensor<1>> {
+    let m = m.detach();
+    let v = normalise(matvec(m.clone().transpose(), u.val().detach()));
+    Param::from_tensor(normalise(matvec(m, v)).detach()).set_require_grad(false)
+}
+
 impl SpectralLinear {
     /// A layer `d_input → d_output` with a random unit `u`.
     pub fn new(d_input: usize, d_output: usize, device: &Device) -> Self {
-        let u = Tensor::<1>::random([d_output], burn::tensor::Distribution::Normal(0.0, 1.0), device);
-        Self {
-            linear: LinearConfig::new(d_input, d_output).init(device),
-            u: Param::from_tensor(normalise(u).detach()).set_require_grad(false),
-        }
-    }
-
-    /// `v = normalise(W u)` for the current `u` (no gradient).
-    fn right_vector(&self) -> Tensor<1> {
-        let w = self.linear.weight.val().detach(); // [in, out]
-        normalise(w.matmul(self.u.val().detach().unsqueeze_dim::<2>(1)).squeeze_dim::<1>(1))
+        Self { linear: LinearConfig::new(d_input, d_output).init(device), u: initial_u(d_output, device) }
     }
 
     /// The current estimate `σ = uᵀ Wᵀ v` (differentiable in `W`).
     pub fn sigma(&self) -> Tensor<1> {
-        let v = self.right_vector();
-        let w = self.linear.weight.val(); // [in, out]
-        // uᵀ Wᵀ v = vᵀ W u
-        let wu = w.matmul(self.u.val().detach().unsqueeze_dim::<2>(1)).squeeze_dim::<1>(1); // [in]
-        (v * wu).sum()
+        sigma(self.linear.weight.val().transpose(), &self.u)
     }
 
     /// The normalised weight `W / σ`, `[in, out]`.
@@ -67,12 +77,9 @@ impl SpectralLinear {
         }
     }
 
-    /// One power-iteration step: `v = normalise(W u)`, `u = normalise(Wᵀ v)`.
+    /// One power-iteration step on `u`.
     pub fn power_iteration(&mut self) {
-        let v = self.right_vector();
-        let w = self.linear.weight.val().detach();
-        let u = normalise(w.transpose().matmul(v.unsqueeze_dim::<2>(1)).squeeze_dim::<1>(1));
-        self.u = Param::from_tensor(u.detach()).set_require_grad(false);
+        self.u = next_u(self.linear.weight.val().transpose(), &self.u);
     }
 }
 

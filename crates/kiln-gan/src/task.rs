@@ -29,7 +29,7 @@
 use anyhow::Context;
 use burn::module::Module;
 use burn::prelude::*;
-use kiln_task::{GenerateOptions, Goal, Metrics, StepOutput, Task, step_rng};
+use kiln_task::{GenerateOptions, Goal, Metrics, StepOutput, Task, step_rng, to_f32_vec};
 use rand::RngExt;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
@@ -87,6 +87,12 @@ fn default_hidden() -> Vec<usize> {
 }
 
 impl WganConfig {
+    /// Whether training step `step` (0-based) is a critic step: the first `n_critic` of every
+    /// `n_critic + 1`.
+    pub fn is_critic_step(&self, step: usize) -> bool {
+        step % (self.n_critic + 1) < self.n_critic
+    }
+
     /// Check the parts.
     ///
     /// # Errors
@@ -169,7 +175,7 @@ fn points_tensor(points: &[[f32; 2]], device: &Device) -> Tensor<2> {
 }
 
 fn to_points(t: Tensor<2>) -> anyhow::Result<Vec<[f32; 2]>> {
-    let v = t.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let v = to_f32_vec(t)?;
     Ok(v.chunks(2).map(|p| [p[0], p[1]]).collect())
 }
 
@@ -190,10 +196,6 @@ impl WganTask {
             &data.distribution.sample(data.eval_points, &mut b),
         );
         Ok(Self { model, data, real_floor })
-    }
-
-    fn is_critic_step(&self, step: usize) -> bool {
-        step % (self.model.n_critic + 1) < self.model.n_critic
     }
 
     fn noise(&self, n: usize, rng: &mut StdRng, device: &Device) -> Tensor<2> {
@@ -237,7 +239,7 @@ impl Task for WganTask {
     fn train_batch(&self, step: usize, batch_size: usize, seed: u64, device: &Device) -> GanBatch {
         let mut rng = step_rng(seed, STREAM_TRAIN, step as u64);
         let noise = self.noise(batch_size, &mut rng, device);
-        if self.is_critic_step(step) {
+        if self.model.is_critic_step(step) {
             let real = points_tensor(&self.data.distribution.sample(batch_size, &mut rng), device);
             let alpha: Vec<f32> = (0..batch_size).map(|_| rng.random::<f32>()).collect();
             let alpha = Tensor::<2>::from_data(TensorData::new(alpha, [batch_size, 1]), device);
@@ -270,14 +272,7 @@ impl Task for WganTask {
 
     fn on_optimizer_step(&self, model: &mut Wgan, step: usize) {
         // `step` counts steps done; the one just taken is `step − 1`.
-        if let LipschitzConfig::Clip { c } = self.model.lipschitz
-            && self.is_critic_step(step - 1)
-        {
-            model.critic.clip(c);
-        }
-        if self.model.lipschitz.spectral() {
-            model.critic.power_iteration();
-        }
+        self.model.lipschitz.after_step(&mut model.critic, self.model.is_critic_step(step - 1));
     }
 
     fn evaluate(&self, model: &Wgan, split: &str, device: &Device) -> anyhow::Result<Metrics> {
@@ -316,10 +311,7 @@ impl Task for WganTask {
         let (real, noise) = self.eval_sets(device);
         let fake = to_points(model.generator.forward(noise))?;
         let path = dir.join("samples.png");
-        let critic = |points: &[[f32; 2]]| -> anyhow::Result<Vec<f32>> {
-            let v = model.critic.forward(points_tensor(points, device)).into_data().convert::<f32>();
-            v.try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))
-        };
+        let critic = |points: &[[f32; 2]]| to_f32_vec(model.critic.forward(points_tensor(points, device)));
         write_scatter(&path, &real, &fake, &critic)?;
         Ok(format!("wrote {}", path.display()))
     }

@@ -141,6 +141,15 @@ pub trait Task: Sized {
     }
 }
 
+/// A tensor's values as `f32`, row-major (any float element type is converted).
+///
+/// # Errors
+///
+/// The tensor's data cannot be read back.
+pub fn to_f32_vec<const D: usize>(t: Tensor<D>) -> anyhow::Result<Vec<f32>> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("reading a tensor: {e:?}"))
+}
+
 /// A reproducible generator for `(seed, stream, index)`: the same three numbers always give the
 /// same stream, so batches do not depend on how many were drawn before (resume safety).
 pub fn step_rng(seed: u64, stream: u64, index: u64) -> StdRng {

@@ -22,7 +22,7 @@
 use anyhow::Context;
 use burn::prelude::*;
 use kiln_data::mnist::{Mnist, MnistDataConfig};
-use kiln_task::{EpochSampler, GenerateOptions, Goal, Metrics, StepOutput, Task, step_rng};
+use kiln_task::{EpochSampler, GenerateOptions, Goal, Metrics, StepOutput, Task, step_rng, to_f32_vec};
 use rand::RngExt;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
@@ -82,15 +82,14 @@ impl VaeTask {
         model.validate()?;
         let all = Mnist::read_split(&data.dir, "train")?;
         let test = Mnist::read_split(&data.dir, "t10k")?;
+        anyhow::ensure!(all.rows == all.cols, "the VAE needs square images, got {}x{}", all.rows, all.cols);
         if matches!(model.network, crate::network::NetworkConfig::Conv { .. }) {
             anyhow::ensure!(
-                all.rows == all.cols && all.rows.is_multiple_of(4),
-                "model.network kind = \"conv\" needs square images with a side divisible by 4, got {}x{}",
-                all.rows,
-                all.cols
+                all.rows.is_multiple_of(4),
+                "model.network kind = \"conv\" needs an image side divisible by 4, got {}",
+                all.rows
             );
         }
-        anyhow::ensure!(all.rows == all.cols, "the VAE needs square images, got {}x{}", all.rows, all.cols);
         let (train, valid) = data.split(&all)?;
         Ok(Self { vmf: model.latent.vmf(), sampler: model.latent.sampler(), model, train, valid, test })
     }
@@ -274,7 +273,7 @@ impl Task for VaeTask {
         let mut rng = step_rng(options.seed, STREAM_EVAL + 10, 0);
         let to_images = |logits: Tensor<3>| -> anyhow::Result<Vec<Vec<f32>>> {
             let n = logits.dims()[0];
-            let v = logits_to_vec(burn::tensor::activation::sigmoid(logits))?;
+            let v = to_f32_vec(burn::tensor::activation::sigmoid(logits))?;
             Ok(v.chunks(side * side).take(n).map(<[f32]>::to_vec).collect())
         };
         let mut written = Vec::new();
@@ -317,7 +316,7 @@ impl Task for VaeTask {
         }
         let ends: Vec<usize> = pairs.iter().flat_map(|&(a, b)| [a, b]).collect();
         let images = self.images(self.pixels(&self.test, &ends, &mut eval_rng), ends.len(), device);
-        let codes = logits_to_vec(model.posterior(images).mode())?;
+        let codes = to_f32_vec(model.posterior(images).mode())?;
         let steps = 10;
         let mut path_codes = Vec::with_capacity(pairs.len() * steps * d);
         for p in 0..pairs.len() {
@@ -340,7 +339,7 @@ impl Task for VaeTask {
             let mut points = Vec::with_capacity(n);
             for chunk in idx.chunks(500) {
                 let images = self.images(self.pixels(&self.test, chunk, &mut eval_rng), chunk.len(), device);
-                let mu = logits_to_vec(model.posterior(images).mode())?;
+                let mu = to_f32_vec(model.posterior(images).mode())?;
                 points.extend(mu.chunks(3).map(|p| [p[0], p[1], p[2]]));
             }
             let path = out.join("latent_sphere.png");
@@ -349,10 +348,6 @@ impl Task for VaeTask {
         }
         Ok(written.iter().map(|p| format!("wrote {}", p.display())).collect::<Vec<_>>().join("\n"))
     }
-}
-
-fn logits_to_vec<const D: usize>(t: Tensor<D>) -> anyhow::Result<Vec<f32>> {
-    t.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("reading a tensor: {e:?}"))
 }
 
 /// The point at fraction `t` of the great circle from unit `a` to unit `b`.
