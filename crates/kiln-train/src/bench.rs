@@ -146,8 +146,8 @@ pub fn train_step(args: BenchStepArgs) -> anyhow::Result<i32> {
         let step = median(&mut steps);
         let items = rs[0].items_per_step;
         let mut evals: Vec<f64> = rs.iter().filter_map(|r| r.eval_seconds).collect();
-        let eval = if evals.is_empty() { "-".to_string() } else { format!("{:.2}", median(&mut evals)) };
-        println!("| {} | {items} | {:.1} | {:.1} | {eval} |", path.display(), step * 1e3, items as f64 / step);
+        let eval = if evals.is_empty() { "-".to_string() } else { format!("{:.3}", median(&mut evals)) };
+        println!("| {} | {items} | {:.2} | {:.1} | {eval} |", path.display(), step * 1e3, items as f64 / step);
         eprintln!("  {}: {}", path.display(), rs[0].describe);
     }
     Ok(0)
