@@ -9,12 +9,14 @@
 //!     ([`crate::MlpCritic::forward_with_input_gradient`]); the penalty and its gradient in the critic's
 //!     weights are exactly those of PyTorch's double backward;
 //!   - `difference`: difference quotients, for any critic. Along the interpolation line,
-//!     `q = (D(x̂ + h (x_f − x_r)) − D(x̂)) / (h ‖x_f − x_r‖)`, penalised two-sided as `λ E[(|q| − 1)²]`
-//!     (the slope an optimal critic has along the transport direction); and along a random unit
-//!     direction `ξ` with the same step length, penalised one-sided as `λ E[max(|q_ξ| − 1, 0)²]` (a
-//!     1-Lipschitz critic has slope at most 1 in every direction). An approximation: finitely many
-//!     directions and a finite step `h`. (The transport term alone leaves the critic free across the
-//!     line; on 8 Gaussians that version never converged.)
+//!     `q = (D(x̂ + h (x_f − x_r)) − D(x̂)) / (h ‖x_f − x_r‖)`, penalised two-sided as `λ E[(q + 1)²]`:
+//!     an optimal critic rises with slope 1 from the fake towards the real point (Gulrajani et al.,
+//!     Prop. 1), so `q = −1`. The sign matters: `(|q| − 1)²` has a ridge at `q = 0` whose pull (2λ)
+//!     outweighs the objective's (1), so a slope that starts with the wrong sign is held there — that
+//!     version never converged on 8 Gaussians. Along a random unit direction `ξ` with the same step
+//!     length the slope is penalised one-sided, `λ E[max(|q_ξ| − 1, 0)²]` (a 1-Lipschitz critic has
+//!     slope at most 1 in every direction; without it the critic is free across the line). An
+//!     approximation: finitely many directions and a finite step `h`.
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -160,8 +162,8 @@ pub fn gradient_penalty(
 }
 
 /// The difference-quotient penalty for any critic on flattened inputs (see the module docs): at `x̂`
-/// (`[b, d]`), the slope along `direction = x_f − x_r` penalised two-sided, and the slope along the
-/// unit direction of `random` (same step length `h ‖direction‖`) penalised one-sided.
+/// (`[b, d]`), the signed slope along `direction = x_f − x_r` penalised two-sided towards −1, and the
+/// slope along the unit direction of `random` (same step length `h ‖direction‖`) penalised one-sided.
 pub fn difference_penalty(
     critic: &dyn Fn(Tensor<2>) -> Tensor<1>,
     x_hat: Tensor<2>,
@@ -175,11 +177,11 @@ pub fn difference_penalty(
     let here = critic(x_hat.clone());
     let h = length.clone().mul_scalar(step); // [b, 1]
     let along = critic(x_hat.clone() + direction.mul_scalar(step));
-    let transport = ((along - here.clone()) / h.clone().squeeze_dim::<1>(1)).abs();
+    let transport = (along - here.clone()) / h.clone().squeeze_dim::<1>(1);
     let unit = random.clone() / norm(random);
     let across = critic(x_hat + unit * h.clone());
     let sideways = ((across - here) / h.squeeze_dim::<1>(1)).abs();
-    let two_sided = transport.sub_scalar(1.0).powf_scalar(2.0).mean();
+    let two_sided = transport.add_scalar(1.0).powf_scalar(2.0).mean();
     let one_sided = sideways.sub_scalar(1.0).clamp_min(0.0).powf_scalar(2.0).mean();
     (two_sided + one_sided).mul_scalar(lambda)
 }
@@ -190,7 +192,8 @@ mod tests {
 
     /// On a linear critic `D(x) = wᵀx + b` every input gradient is `w`: the exact penalty is
     /// `λ (‖w‖ − 1)²`; the difference quotients are exact for a linear function, so with `x_f − x_r`
-    /// parallel to `w` the difference penalty is that plus the one-sided term of the random directions.
+    /// along `−w` (the critic rises towards the real point) the difference penalty is that plus the
+    /// one-sided term of the random directions. With the wrong sign the transport term is `λ (‖w‖ + 1)²`.
     #[test]
     fn linear_critic_by_hand() {
         let device = Device::flex();
@@ -200,9 +203,9 @@ mod tests {
         let norm = f64::from(w[0].hypot(w[1]));
         let expected = 10.0 * (norm - 1.0).powi(2);
         let real = Tensor::<2>::from_data(TensorData::new(vec![0.0f32, 0.0, 1.0, 1.0], [2, 2]), &device);
-        // Fakes displaced along w from the reals.
-        let fake =
-            real.clone() + Tensor::<2>::from_data(TensorData::new(vec![w[0], w[1], -w[0], -w[1]], [2, 2]), &device);
+        // Fakes displaced along −w from the reals, by different lengths.
+        let fake = real.clone()
+            - Tensor::<2>::from_data(TensorData::new(vec![w[0], w[1], 2.0 * w[0], 2.0 * w[1]], [2, 2]), &device);
         let alpha = Tensor::<2>::from_data(TensorData::new(vec![0.3f32, 0.8], [2, 1]), &device);
         // Random directions: the slope along a unit ξ is |w·ξ|; only its excess over 1 is penalised.
         let xi = [[0.6f32, 0.8], [-1.0, 0.0]];
@@ -225,6 +228,22 @@ mod tests {
             let p = f64::from(p.into_scalar::<f32>());
             assert!((p - want).abs() < 1e-3 * (1.0 + want), "{method:?}: {p} vs {want}");
         }
+        // Reals and fakes swapped: the critic now falls towards the real points, slope +‖w‖ along x_f − x_r.
+        let wrong = f64::from(
+            gradient_penalty(
+                &critic,
+                fake.clone(),
+                real.clone(),
+                alpha,
+                random.clone(),
+                10.0,
+                PenaltyMethod::Difference,
+                0.01,
+            )
+            .into_scalar::<f32>(),
+        );
+        let want = 10.0 * ((norm + 1.0).powi(2) + sideways);
+        assert!((wrong - want).abs() < 1e-3 * (1.0 + want), "swapped: {wrong} vs {want}");
         // A steep linear critic (‖w‖ = 5) pays the one-sided term for every direction with |w·ξ| > 1.
         let steep = |x: Tensor<2>| {
             (x * Tensor::<2>::from_data(TensorData::new(vec![3.0f32, 4.0], [1, 2]), &device))
@@ -234,9 +253,10 @@ mod tests {
         let p = difference_penalty(&steep, real.clone(), fake.clone() - real.clone(), random, 1.0, 0.01);
         let sideways: f64 =
             xi.iter().map(|u| ((3.0 * u[0] + 4.0 * u[1]).abs() as f64 - 1.0).max(0.0).powi(2)).sum::<f64>() / 2.0;
-        let along: f64 = [[w[0], w[1]], [-w[0], -w[1]]]
+        // Signed slopes along x_f − x_r = −w, −2w: −(3, 4)·w/‖w‖ each, penalised towards −1.
+        let along: f64 = [[-w[0], -w[1]], [-2.0 * w[0], -2.0 * w[1]]]
             .iter()
-            .map(|d| (f64::from((3.0 * d[0] + 4.0 * d[1]).abs() / d[0].hypot(d[1])) - 1.0).powi(2))
+            .map(|d| (f64::from((3.0 * d[0] + 4.0 * d[1]) / d[0].hypot(d[1])) + 1.0).powi(2))
             .sum::<f64>()
             / 2.0;
         let p = f64::from(p.into_scalar::<f32>());
