@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod lines;
 pub mod listops;
 pub mod mnist;
 pub mod ner;

@@ -29,6 +29,27 @@ fn default_n_valid() -> usize {
 }
 
 impl MnistDataConfig {
+    /// Read the official training and test files from `dir`; their images must have one size.
+    ///
+    /// # Errors
+    ///
+    /// Unreadable or malformed files, or test images of another size than the training images.
+    pub fn read_train_and_test(&self) -> Result<(Mnist, Mnist), DataError> {
+        let train = Mnist::read_split(&self.dir, "train")?;
+        let test = Mnist::read_split(&self.dir, "t10k")?;
+        if (test.rows, test.cols) != (train.rows, train.cols) {
+            return Err(DataError::format(
+                find(&self.dir, "t10k-images-idx3-ubyte")?,
+                "header",
+                format!(
+                    "{}x{} images, but the training images are {}x{}",
+                    test.rows, test.cols, train.rows, train.cols
+                ),
+            ));
+        }
+        Ok((train, test))
+    }
+
     /// Training and validation splits of the official training file: validation is its last
     /// `n_valid` images, training the first `train_limit` of the rest.
     ///
@@ -99,6 +120,9 @@ impl Mnist {
         let lab = read_maybe_gz(labels)?;
         let (count, dims) = header(images, &img, 0x0803, 3)?;
         let (rows, cols) = (dims[1], dims[2]);
+        if count == 0 {
+            return Err(DataError::format(images, "header", "no images"));
+        }
         let (label_count, _) = header(labels, &lab, 0x0801, 1)?;
         if count != label_count {
             return Err(DataError::format(

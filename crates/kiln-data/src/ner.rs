@@ -1,5 +1,6 @@
-//! Named-entity datasets in their publishers' formats, read line by line (files are never held whole),
-//! as token sequences with inclusive entity spans.
+//! Named-entity datasets in their publishers' formats, as token sequences with inclusive entity spans.
+//! CLUENER and column files are read line by line (never held whole; invalid UTF-8 and lines over
+//! [`crate::lines::MAX_LINE_BYTES`] are named by line), CMeEE whole (it may be one JSON array).
 //!
 //! - **CLUENER** JSON lines: `{"text": ..., "label": {type: {surface: [[start, end], ...]}}}`, character
 //!   offsets, `end` inclusive; the test file has no `label`.
@@ -14,12 +15,13 @@
 //!   "type"}]}`, `end_idx` inclusive.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::path::Path;
 
 use serde::Deserialize;
 
 use crate::DataError;
+use crate::lines::Lines;
 
 /// An entity: a type name and inclusive token span.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -57,10 +59,6 @@ pub struct NerFile {
     pub inconsistent_tags: usize,
 }
 
-fn open(path: &Path) -> Result<BufReader<File>, DataError> {
-    Ok(BufReader::new(File::open(path).map_err(|e| DataError::io(path, e))?))
-}
-
 fn sort(mut entities: Vec<Entity>) -> Vec<Entity> {
     entities.sort_by(|a, b| (a.start, a.end, &a.label).cmp(&(b.start, b.end, &b.label)));
     entities.dedup();
@@ -77,21 +75,28 @@ pub fn read_cluener(path: &Path) -> Result<NerFile, DataError> {
     struct Line {
         text: String,
         #[serde(default)]
-        label: std::collections::BTreeMap<String, std::collections::BTreeMap<String, Vec<[usize; 2]>>>,
+        label: std::collections::BTreeMap<String, std::collections::BTreeMap<String, Vec<Vec<usize>>>>,
     }
     let mut examples = Vec::new();
-    for (i, line) in open(path)?.lines().enumerate() {
-        let line = line.map_err(|e| DataError::io(path, e))?;
+    for line in Lines::open(path)? {
+        let (n, line) = line?;
         if line.trim().is_empty() {
             continue;
         }
-        let at = format!("line {}", i + 1);
+        let at = format!("line {n}");
         let parsed: Line = serde_json::from_str(&line).map_err(|e| DataError::format(path, &at, e.to_string()))?;
         let tokens: Vec<String> = parsed.text.chars().map(String::from).collect();
         let mut entities = Vec::new();
         for (label, surfaces) in parsed.label {
             for (surface, spans) in surfaces {
-                for [start, end] in spans {
+                for span in spans {
+                    let &[start, end] = span.as_slice() else {
+                        return Err(DataError::format(
+                            path,
+                            &at,
+                            format!("{label} `{surface}` span {span:?} is not [start, end]"),
+                        ));
+                    };
                     if start > end || end >= tokens.len() {
                         return Err(DataError::format(
                             path,
@@ -176,7 +181,8 @@ pub fn tags_to_entities(tags: &[&str]) -> Result<(Vec<Entity>, usize), usize> {
 ///
 /// A line with one column or an unknown tag (file and line named).
 pub fn read_columns(path: &Path, options: ColumnOptions) -> Result<NerFile, DataError> {
-    read_columns_from(open(path)?, path, options)
+    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    read_columns_from(file, path, options)
 }
 
 /// [`read_columns`] from any reader; `path` names it in errors.
@@ -206,16 +212,17 @@ pub fn read_columns_from(reader: impl Read, path: &Path, options: ColumnOptions)
             lines.clear();
             Ok(())
         };
-    for (i, line) in BufReader::new(reader).lines().enumerate() {
-        let line = line.map_err(|e| DataError::io(path, e))?;
-        let line = line.trim_end_matches(['\r', '\n']);
-        if line.trim().is_empty() {
+    for line in Lines::new(BufReader::new(reader), path) {
+        let (n, line) = line?;
+        let line = line.as_str();
+        // CoNLL-2003's document separators end a sentence and are not one (as in conlleval).
+        if line.trim().is_empty() || line.starts_with("-DOCSTART-") {
             flush(&mut tokens, &mut tags, &mut lines)?;
             continue;
         }
         let cols: Vec<&str> = line.split(['\t', ' ']).filter(|c| !c.is_empty()).collect();
         if cols.len() < 2 {
-            return Err(DataError::format(path, format!("line {}", i + 1), format!("`{line}` has no tag column")));
+            return Err(DataError::format(path, format!("line {n}"), format!("`{line}` has no tag column")));
         }
         let mut token = cols[0].to_string();
         if options.strip_digit_suffix && token.chars().count() > 1 && token.ends_with(|c: char| c.is_ascii_digit()) {
@@ -223,7 +230,7 @@ pub fn read_columns_from(reader: impl Read, path: &Path, options: ColumnOptions)
         }
         tokens.push(token);
         tags.push(cols[cols.len() - 1].to_string());
-        lines.push(i + 1);
+        lines.push(n);
     }
     flush(&mut tokens, &mut tags, &mut lines)?;
     Ok(out)
@@ -248,8 +255,7 @@ pub fn read_cmeee(path: &Path) -> Result<NerFile, DataError> {
         #[serde(rename = "type")]
         kind: String,
     }
-    let mut text = String::new();
-    open(path)?.read_to_string(&mut text).map_err(|e| DataError::io(path, e))?;
+    let text = crate::lines::read_utf8(path)?;
     let items: Vec<(usize, Item)> = if text.trim_start().starts_with('[') {
         let items: Vec<Item> = serde_json::from_str(&text)
             .map_err(|e| DataError::format(path, format!("line {}", e.line()), e.to_string()))?;

@@ -75,12 +75,7 @@ pub struct CharCorpus {
 impl CharCorpus {
     /// Read a UTF-8 file and split it.
     pub fn read(path: &Path, valid_fraction: f64) -> Result<Self, DataError> {
-        let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-        let text = String::from_utf8(bytes).map_err(|e| {
-            let offset = e.utf8_error().valid_up_to();
-            let line = e.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count() + 1;
-            DataError::format(path, format!("line {line} (byte {offset})"), "invalid UTF-8")
-        })?;
+        let text = crate::lines::read_utf8(path)?;
         Self::from_text(&text, valid_fraction).map_err(|m| DataError::format(path, "whole file", m))
     }
 

@@ -113,6 +113,28 @@ impl BertTokenizer {
         Ok(tok)
     }
 
+    /// Check that every id fits an embedding table of `vocab_size` rows (`config.json`'s `vocab_size`)
+    /// of the checkpoint in `dir`.
+    ///
+    /// # Errors
+    ///
+    /// The vocabulary is larger: the tokenizer belongs to another checkpoint.
+    pub fn check_fits(&self, dir: &Path, vocab_size: usize) -> Result<(), DataError> {
+        let n = self.inner.get_vocab_size(true);
+        if n > vocab_size {
+            let file = if dir.join("tokenizer.json").is_file() { "tokenizer.json" } else { "vocab.txt" };
+            return Err(DataError::format(
+                dir.join(file),
+                "vocabulary",
+                format!(
+                    "{n} tokens, but config.json's vocab_size (the embedding rows) is {vocab_size}: \
+                     the tokenizer belongs to another checkpoint"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Longest sequence produced, special tokens included.
     pub fn max_seq_len(&self) -> usize {
         self.max_seq_len

@@ -91,8 +91,7 @@ impl MnistWganTask {
                 judge.display()
             );
         }
-        let all = Mnist::read_split(&data.dir, "train")?;
-        let test = Mnist::read_split(&data.dir, "t10k")?;
+        let (all, test) = data.read_train_and_test()?;
         anyhow::ensure!(
             all.rows == 28 && all.cols == 28,
             "the DCGAN networks need 28x28 images, got {}x{}",

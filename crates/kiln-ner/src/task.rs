@@ -298,6 +298,7 @@ impl BertBackbone {
         bert.attention = config.attention.clone();
         bert.validate()?;
         let tokenizer = BertTokenizer::from_dir(&dir, bert.max_position_embeddings)?;
+        tokenizer.check_fits(&dir, bert.vocab_size)?;
         tokenizer.encode_words(&["a"]).with_context(|| format!("{}: the tokenizer", dir.display()))?;
         Ok(Self { dir, attention: config.attention.clone(), config: bert, tokenizer })
     }

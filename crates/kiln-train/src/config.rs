@@ -445,6 +445,27 @@ impl RunConfig {
         {
             bail!("train.optimizer.betas must be in [0, 1), got ({}, {})", betas.0, betas.1);
         }
+        let (weight_decay, eps, momentum) = match t.optimizer {
+            OptimizerConfig::Adamw { eps, weight_decay, .. } | OptimizerConfig::Adam { eps, weight_decay, .. } => {
+                (weight_decay, eps, 0.0)
+            }
+            OptimizerConfig::Sgd { momentum, weight_decay, .. } => (weight_decay, 1.0, momentum),
+            OptimizerConfig::Rmsprop { alpha, eps, momentum, .. } => {
+                if !(0.0..1.0).contains(&alpha) {
+                    bail!("train.optimizer.alpha must be in [0, 1), got {alpha}");
+                }
+                (0.0, eps, momentum)
+            }
+        };
+        if !(weight_decay.is_finite() && weight_decay >= 0.0) {
+            bail!("train.optimizer.weight_decay must be a non-negative number, got {weight_decay}");
+        }
+        if !(eps.is_finite() && eps > 0.0) {
+            bail!("train.optimizer.eps must be a positive number, got {eps}");
+        }
+        if !(0.0..1.0).contains(&momentum) {
+            bail!("train.optimizer.momentum must be in [0, 1), got {momentum}");
+        }
         if let Some(c) = t.grad_clip
             && !(c.is_finite() && c > 0.0)
         {

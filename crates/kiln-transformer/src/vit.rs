@@ -110,8 +110,7 @@ impl MnistTask {
     /// Read the IDX files (`dir` already resolved) and split off validation images.
     pub fn new(model: VitConfig, data: &MnistDataConfig) -> anyhow::Result<Self> {
         model.encoder.validate().context("model.encoder")?;
-        let all = Mnist::read_split(&data.dir, "train")?;
-        let test = Mnist::read_split(&data.dir, "t10k")?;
+        let (all, test) = data.read_train_and_test()?;
         anyhow::ensure!(
             model.patch_size > 0 && all.rows % model.patch_size == 0 && all.cols % model.patch_size == 0,
             "model.patch_size ({}) must divide the image size {}x{}",

@@ -80,8 +80,7 @@ impl VaeTask {
     /// An invalid model config, or unreadable MNIST files.
     pub fn new(model: VaeConfig, data: &MnistDataConfig) -> anyhow::Result<Self> {
         model.validate()?;
-        let all = Mnist::read_split(&data.dir, "train")?;
-        let test = Mnist::read_split(&data.dir, "t10k")?;
+        let (all, test) = data.read_train_and_test()?;
         anyhow::ensure!(all.rows == all.cols, "the VAE needs square images, got {}x{}", all.rows, all.cols);
         if matches!(model.network, crate::network::NetworkConfig::Conv { .. }) {
             anyhow::ensure!(

@@ -51,6 +51,7 @@ impl SentenceEncoder {
             )));
         }
         let tokenizer = BertTokenizer::from_dir(dir, max_seq_len)?;
+        tokenizer.check_fits(dir, config.vocab_size)?;
         Ok(Self { model, config, tokenizer, device: device.clone() })
     }
 

@@ -25,12 +25,12 @@ pub enum WhitenError {
     #[error(transparent)]
     Data(#[from] kiln_data::DataError),
     /// A file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A file is not in the expected format.
     #[error("{}: {message}", path.display())]

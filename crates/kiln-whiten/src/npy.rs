@@ -26,7 +26,7 @@ pub fn write_f32(path: &Path, data: &[f32], rows: usize, cols: usize) -> Result<
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
     out.extend(data.iter().flat_map(|v| v.to_le_bytes()));
-    let io = |source| WhitenError::Io { path: path.into(), source };
+    let io = |source| WhitenError::Io { path: path.into(), error: source };
     let mut file = std::fs::File::create(path).map_err(io)?;
     file.write_all(&out).map_err(io)
 }
@@ -38,7 +38,7 @@ pub fn write_f32(path: &Path, data: &[f32], rows: usize, cols: usize) -> Result<
 /// The file is missing or not a 2-D little-endian `float32` C-order array.
 pub fn read_f32(path: &Path) -> Result<(Vec<f32>, usize, usize), WhitenError> {
     let bad = |message: &str| WhitenError::Format { path: path.into(), message: message.into() };
-    let bytes = std::fs::read(path).map_err(|source| WhitenError::Io { path: path.into(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| WhitenError::Io { path: path.into(), error: source })?;
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" || bytes[6] != 1 {
         return Err(bad("not a version 1 .npy file"));
     }

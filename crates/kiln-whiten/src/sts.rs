@@ -90,27 +90,34 @@ impl StsTask {
     ///
     /// The file is missing or a line is malformed (named by file and line), or the split is empty.
     pub fn read(&self, split: &str) -> Result<Vec<StsPair>, WhitenError> {
-        let pairs = match self {
-            Self::StsBenchmark(path) => read_sts_benchmark(path, split)?,
-            Self::Chinese { dir, task } => read_chinese(&dir.join(format!("{task}.{split}.data")))?,
+        let (path, pairs) = match self {
+            Self::StsBenchmark(path) => (path.clone(), read_sts_benchmark(path, split)?),
+            Self::Chinese { dir, task } => {
+                let path = dir.join(format!("{task}.{split}.data"));
+                let pairs = read_chinese(&path)?;
+                (path, pairs)
+            }
         };
         if pairs.is_empty() {
-            return Err(WhitenError::Invalid(format!("{}: split `{split}` has no pairs", self.name())));
+            return Err(WhitenError::Invalid(format!(
+                "{}: {} split `{split}` has no pairs",
+                path.display(),
+                self.name()
+            )));
         }
         Ok(pairs)
     }
 }
 
 fn read_text(path: &Path) -> Result<String, WhitenError> {
-    let raw = std::fs::read(path).map_err(|source| WhitenError::Io { path: path.into(), source })?;
-    let mut text = String::new();
-    let res = if raw.starts_with(&[0x1f, 0x8b]) {
-        flate2::read::GzDecoder::new(raw.as_slice()).read_to_string(&mut text).map(|_| ())
-    } else {
-        String::from_utf8(raw).map(|t| text = t).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
-    };
-    res.map_err(|source| WhitenError::Io { path: path.into(), source })?;
-    Ok(text)
+    let io = |error| WhitenError::Io { path: path.into(), error };
+    let mut bytes = std::fs::read(path).map_err(io)?;
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(bytes.as_slice()).read_to_end(&mut out).map_err(io)?;
+        bytes = out;
+    }
+    Ok(kiln_data::lines::utf8(path, bytes)?)
 }
 
 fn bad_line(path: &Path, line: usize, message: String) -> WhitenError {

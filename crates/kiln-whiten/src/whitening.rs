@@ -209,7 +209,7 @@ impl Whitening {
         let tmp = path.with_extension("tmp");
         safetensors::serialize_to_file(tensors, Some(meta), &tmp)
             .map_err(|e| WhitenError::Format { path: path.into(), message: e.to_string() })?;
-        std::fs::rename(&tmp, path).map_err(|source| WhitenError::Io { path: path.into(), source })
+        std::fs::rename(&tmp, path).map_err(|source| WhitenError::Io { path: path.into(), error: source })
     }
 
     /// Read a file written by [`save`](Self::save).
@@ -219,7 +219,7 @@ impl Whitening {
     /// The file is missing, not safetensors, or lacks a tensor.
     pub fn load(path: &Path) -> Result<Self, WhitenError> {
         let bad = |message: String| WhitenError::Format { path: path.into(), message };
-        let bytes = std::fs::read(path).map_err(|source| WhitenError::Io { path: path.into(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| WhitenError::Io { path: path.into(), error: source })?;
         let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
         let file = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
         let get = |name: &str| -> Result<(Vec<usize>, Vec<f64>), WhitenError> {

@@ -72,7 +72,7 @@ pub fn expected_tensors(config: &BertConfig) -> Vec<(String, Vec<usize>)> {
 /// The file cannot be read or its header is not safetensors JSON.
 pub fn safetensors_shapes(path: &Path) -> Result<HashMap<String, Vec<usize>>, BertError> {
     let bad = |message: String| BertError::Checkpoint { path: path.into(), message };
-    let mut file = std::fs::File::open(path).map_err(|source| BertError::Io { path: path.into(), source })?;
+    let mut file = std::fs::File::open(path).map_err(|source| BertError::Io { path: path.into(), error: source })?;
     let mut len = [0u8; 8];
     file.read_exact(&mut len).map_err(|e| bad(format!("no safetensors header: {e}")))?;
     let len = u64::from_le_bytes(len);
@@ -129,6 +129,32 @@ pub fn load_pretrained(
     }
     if !missing.is_empty() {
         return Err(BertError::Missing { path: weights, names: missing });
+    }
+    // Tensors of the BERT body that config.json does not describe (more layers, another
+    // architecture) mean the two files disagree; task heads (`cls.`, `classifier.`) and the
+    // position-id buffer of older checkpoints are left aside, as Hugging Face does.
+    let known: std::collections::HashSet<String> =
+        expected_tensors(&config).into_iter().map(|(n, _)| name(&n)).collect();
+    let mut unexpected: Vec<&String> = shapes
+        .keys()
+        .filter(|k| {
+            let body = k.strip_prefix("bert.").unwrap_or(k);
+            (body.starts_with("embeddings.") || body.starts_with("encoder."))
+                && !body.ends_with("position_ids")
+                && !known.contains(*k)
+        })
+        .collect();
+    if !unexpected.is_empty() {
+        unexpected.sort();
+        let names = unexpected.iter().take(5).map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+        return Err(BertError::Checkpoint {
+            path: weights,
+            message: format!(
+                "{} unexpected tensors ({names}{}): the weights do not match config.json (more layers, or another architecture?)",
+                unexpected.len(),
+                if unexpected.len() > 5 { ", ..." } else { "" }
+            ),
+        });
     }
     let pooler = shapes.contains_key(&name("pooler.dense.weight"));
     let mut model = config.init(pooler, device);

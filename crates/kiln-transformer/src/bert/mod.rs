@@ -37,12 +37,12 @@ use kiln_layers::{
 #[derive(Debug, thiserror::Error)]
 pub enum BertError {
     /// A file could not be read.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// `config.json` does not parse.
     #[error("{}: line {line}: {message}", path.display())]
@@ -152,13 +152,26 @@ impl BertConfig {
     ///
     /// The file is missing or not a BERT config.
     pub fn from_file(path: &Path) -> Result<Self, BertError> {
-        let text = std::fs::read_to_string(path).map_err(|source| BertError::Io { path: path.into(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| BertError::Io { path: path.into(), error: source })?;
         let config: Self = serde_json::from_str(&text).map_err(|e| BertError::Config {
             path: path.into(),
             line: e.line(),
             message: e.to_string(),
         })?;
-        config.validate()?;
+        config.validate().map_err(|e| match e {
+            // Say it in config.json's own names.
+            BertError::Layer(e) => BertError::Checkpoint {
+                path: path.into(),
+                message: e
+                    .to_string()
+                    .replace("d_model", "hidden_size")
+                    .replace("n_heads", "num_attention_heads")
+                    .replace("n_layers", "num_hidden_layers")
+                    .replace("d_ff", "intermediate_size"),
+            },
+            e => e,
+        })?;
         Ok(config)
     }
 
