@@ -42,7 +42,7 @@ max_depth = 3
 max_args = 4
 [train]
 batch_size = 16
-steps = 300
+steps = 1500
 optimizer = { kind = "adamw", lr = 1e-3 }
 schedule = { kind = "cosine", warmup_steps = 20 }
 grad_clip = 1.0
@@ -85,7 +85,7 @@ while [ $kills -lt "$N" ]; do
     [ -z "$RUN" ] && RUN=$(ls -d "$WORK"/runs/run-* 2>/dev/null | head -1)
     [ -n "$RUN" ] || continue
     grep -q "latest names" "$WORK/attempt.log" && fallbacks=$((fallbacks + 1))
-    # Evidence that the kill hit a write: a half-written checkpoint left under its temporary name.
+    # Evidence that the kill hit a write or a deletion: a checkpoint left under its temporary name.
     if ls -d "$RUN"/checkpoints/.tmp-* >/dev/null 2>&1; then mid_write=$((mid_write + 1)); fi
     step=$(cat "$RUN/checkpoints/latest" 2>/dev/null || echo none)
     for ck in "$RUN"/checkpoints/step-*; do
@@ -118,5 +118,5 @@ fi
 if ! diff -q "$REF/metrics.csv" "$RUN/metrics.csv" > /dev/null; then
     echo "FAIL: metrics.csv differs"; diff "$REF/metrics.csv" "$RUN/metrics.csv" | head; exit 1
 fi
-echo "PASS: $kills kills ($mid_write inside a checkpoint write, $fallbacks resumes past a broken latest), one failing write;"
+echo "PASS: $kills kills ($mid_write inside a checkpoint write or deletion, $fallbacks resumes past a broken latest), one failing write;"
 echo "      final weights and metrics.csv equal the uninterrupted run's ($(echo "$got" | head -1))"

@@ -116,14 +116,22 @@ impl Mnist {
 
     /// Read an image file and a label file.
     pub fn read(images: &Path, labels: &Path) -> Result<Self, DataError> {
-        let img = read_maybe_gz(images)?;
-        let lab = read_maybe_gz(labels)?;
-        let (count, dims) = header(images, &img, 0x0803, 3)?;
+        Self::from_bytes(images, &read_maybe_gz(images)?, labels, &read_maybe_gz(labels)?)
+    }
+
+    /// Parse the (decompressed) contents of an image file and a label file; the paths name them in
+    /// errors.
+    ///
+    /// # Errors
+    ///
+    /// As [`Mnist::read`].
+    pub fn from_bytes(images: &Path, img: &[u8], labels: &Path, lab: &[u8]) -> Result<Self, DataError> {
+        let (count, dims) = header(images, img, 0x0803, 3)?;
         let (rows, cols) = (dims[1], dims[2]);
         if count == 0 {
             return Err(DataError::format(images, "header", "no images"));
         }
-        let (label_count, _) = header(labels, &lab, 0x0801, 1)?;
+        let (label_count, _) = header(labels, lab, 0x0801, 1)?;
         if count != label_count {
             return Err(DataError::format(
                 labels,
@@ -188,7 +196,10 @@ fn header(path: &Path, data: &[u8], magic: u32, n_dims: usize) -> Result<(usize,
         return Err(DataError::format(path, "byte 0", format!("IDX magic {found:#010x}, expected {magic:#010x}")));
     }
     let dims: Vec<usize> = (1..=n_dims).map(word).collect();
-    let expected = dims.iter().product::<usize>();
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| DataError::format(path, "byte 4", format!("dimensions {dims:?} are too large for any file")))?;
     let body = data.len() - header_len;
     if body != expected {
         return Err(DataError::format(

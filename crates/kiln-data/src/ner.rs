@@ -71,6 +71,16 @@ fn sort(mut entities: Vec<Entity>) -> Vec<Entity> {
 ///
 /// A line that is not JSON of that shape, or a span outside its text (file and line named).
 pub fn read_cluener(path: &Path) -> Result<NerFile, DataError> {
+    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    read_cluener_from(file, path)
+}
+
+/// [`read_cluener`] from any reader; `path` names it in errors.
+///
+/// # Errors
+///
+/// As [`read_cluener`].
+pub fn read_cluener_from(reader: impl Read, path: &Path) -> Result<NerFile, DataError> {
     #[derive(Deserialize)]
     struct Line {
         text: String,
@@ -78,7 +88,7 @@ pub fn read_cluener(path: &Path) -> Result<NerFile, DataError> {
         label: std::collections::BTreeMap<String, std::collections::BTreeMap<String, Vec<Vec<usize>>>>,
     }
     let mut examples = Vec::new();
-    for line in Lines::open(path)? {
+    for line in Lines::new(BufReader::new(reader), path) {
         let (n, line) = line?;
         if line.trim().is_empty() {
             continue;
@@ -242,6 +252,15 @@ pub fn read_columns_from(reader: impl Read, path: &Path, options: ColumnOptions)
 ///
 /// Malformed JSON or a span outside its text.
 pub fn read_cmeee(path: &Path) -> Result<NerFile, DataError> {
+    parse_cmeee(&crate::lines::read_utf8(path)?, path)
+}
+
+/// [`read_cmeee`] of a file's text; `path` names it in errors.
+///
+/// # Errors
+///
+/// As [`read_cmeee`].
+pub fn parse_cmeee(text: &str, path: &Path) -> Result<NerFile, DataError> {
     #[derive(Deserialize)]
     struct Item {
         text: String,
@@ -255,9 +274,8 @@ pub fn read_cmeee(path: &Path) -> Result<NerFile, DataError> {
         #[serde(rename = "type")]
         kind: String,
     }
-    let text = crate::lines::read_utf8(path)?;
     let items: Vec<(usize, Item)> = if text.trim_start().starts_with('[') {
-        let items: Vec<Item> = serde_json::from_str(&text)
+        let items: Vec<Item> = serde_json::from_str(text)
             .map_err(|e| DataError::format(path, format!("line {}", e.line()), e.to_string()))?;
         items.into_iter().map(|i| (0, i)).collect()
     } else {

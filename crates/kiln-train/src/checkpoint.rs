@@ -116,7 +116,7 @@ pub fn save<M: Module + Clone>(
         write_atomic(&tmp.join("state.json"), serde_json::to_string_pretty(&state)?.as_bytes())?;
         sync_dir(&tmp);
         if final_dir.exists() {
-            fs::remove_dir_all(&final_dir).with_context(|| format!("replacing {}", final_dir.display()))?;
+            remove_atomically(&final_dir).with_context(|| format!("replacing {}", final_dir.display()))?;
         }
         fs::rename(&tmp, &final_dir)
             .with_context(|| format!("renaming {} to {}", tmp.display(), final_dir.display()))?;
@@ -128,6 +128,23 @@ pub fn save<M: Module + Clone>(
         return Err(e.context(format!("saving the checkpoint of step {} (earlier checkpoints are intact)", state.step)));
     }
     Ok(final_dir)
+}
+
+/// Delete a checkpoint directory so that a crash part-way leaves no half-deleted `step-*`: it is
+/// first renamed to a `.tmp-` name (atomic), which [`latest_valid`] clears on the next resume.
+/// (Deleting in place and being killed left a `step-*` without its optimizer file; the crash test
+/// in `scripts/reliability/crash_test.sh` found it.)
+fn remove_atomically(dir: &Path) -> std::io::Result<()> {
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("checkpoint");
+    let doomed = dir.with_file_name(format!(".tmp-delete-{name}"));
+    if doomed.exists() {
+        fs::remove_dir_all(&doomed)?;
+    }
+    fs::rename(dir, &doomed)?;
+    if let Some(parent) = dir.parent() {
+        sync_dir(parent);
+    }
+    fs::remove_dir_all(&doomed)
 }
 
 /// Mark the checkpoint of `step` as the best one.
@@ -143,6 +160,46 @@ pub fn pointed(run_dir: &Path, pointer: &str) -> anyhow::Result<Option<PathBuf>>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
+}
+
+/// The checkpoint to resume from: the one `latest` names if it verifies, else (after a crash that
+/// left `latest` naming a missing or corrupt set) the newest `step-*` that does, with a note saying
+/// so. Stale temporary directories of interrupted writes are removed.
+///
+/// # Errors
+///
+/// The checkpoint directory cannot be read.
+pub fn latest_valid(run_dir: &Path) -> anyhow::Result<Option<(PathBuf, Option<String>)>> {
+    let root = run_dir.join("checkpoints");
+    if !root.is_dir() {
+        return Ok(None);
+    }
+    let mut steps = Vec::new();
+    for entry in fs::read_dir(&root).with_context(|| format!("reading {}", root.display()))? {
+        let path = entry.with_context(|| format!("reading {}", root.display()))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        if name.starts_with(".tmp-") {
+            fs::remove_dir_all(&path).with_context(|| format!("removing the unfinished {}", path.display()))?;
+        } else if name.starts_with("step-") && path.is_dir() {
+            steps.push(path);
+        }
+    }
+    let named = match pointed(run_dir, "latest") {
+        Ok(Some(dir)) => match read_state(&dir) {
+            Ok(_) => return Ok(Some((dir, None))),
+            Err(e) => format!("checkpoints/latest names {}, which does not load ({e:#})", dir.display()),
+        },
+        Ok(None) => "checkpoints/latest is missing".to_string(),
+        Err(e) => format!("checkpoints/latest cannot be read ({e:#})"),
+    };
+    steps.sort();
+    for dir in steps.into_iter().rev() {
+        if read_state(&dir).is_ok() {
+            let note = format!("{named}; using {}, the newest checkpoint that verifies", dir.display());
+            return Ok(Some((dir, Some(note))));
+        }
+    }
+    Ok(None)
 }
 
 /// Read and verify a checkpoint's state; the model and optimiser files' checksums must match.
@@ -207,7 +264,7 @@ pub fn prune(run_dir: &Path, keep: usize) -> anyhow::Result<()> {
     let excess = dirs.len().saturating_sub(keep.max(1));
     for d in dirs.into_iter().take(excess) {
         if !protected.contains(&d) {
-            fs::remove_dir_all(&d).with_context(|| format!("removing old checkpoint {}", d.display()))?;
+            remove_atomically(&d).with_context(|| format!("removing old checkpoint {}", d.display()))?;
         }
     }
     Ok(())

@@ -1,14 +1,6 @@
 //! `kiln`: train, evaluate and use Kiln models from TOML configs.
 
-mod backend;
-mod bench;
-mod checkpoint;
-mod config;
-mod metrics;
-mod optim;
-mod sentences;
-mod tasks;
-mod trainer;
+use kiln_train::{backend, bench, checkpoint, config, sentences, trainer};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -18,8 +10,8 @@ use burn::prelude::*;
 use clap::{Parser, Subcommand};
 use kiln_task::{GenerateOptions, Task};
 
-use crate::config::{ModelConfig, RunConfig};
-use crate::tasks::{TaskJob, with_task};
+use kiln_train::config::{ModelConfig, RunConfig};
+use kiln_train::tasks::{TaskJob, with_task};
 
 #[derive(Parser)]
 #[command(name = "kiln", version, about = "Train Kiln models from TOML configs", long_about = None)]
@@ -51,7 +43,7 @@ enum Command {
     Eval {
         /// The run directory.
         run_dir: PathBuf,
-        /// Which checkpoint: best or latest.
+        /// Which checkpoint: best, latest, or a directory name under checkpoints/ (step-NNNNNNN).
         #[arg(long, default_value = "best")]
         checkpoint: String,
         /// Backend (default: the run's).
@@ -249,11 +241,18 @@ fn load_checkpoint<T: Task>(
     device: &Device,
 ) -> anyhow::Result<(PathBuf, T::Model)> {
     for pointer in pointers {
-        anyhow::ensure!(
-            *pointer == "best" || *pointer == "latest",
-            "--checkpoint must be best or latest, got `{pointer}`"
-        );
-        if let Some(dir) = checkpoint::pointed(run_dir, pointer)? {
+        let dir = if pointer.starts_with("step-") {
+            let dir = run_dir.join("checkpoints").join(pointer);
+            anyhow::ensure!(dir.is_dir(), "{}: no such checkpoint", dir.display());
+            Some(dir)
+        } else {
+            anyhow::ensure!(
+                *pointer == "best" || *pointer == "latest",
+                "--checkpoint must be best, latest or a step-NNNNNNN directory, got `{pointer}`"
+            );
+            checkpoint::pointed(run_dir, pointer)?
+        };
+        if let Some(dir) = dir {
             let model = checkpoint::load_model(&dir, task.build_model(device)?)?;
             return Ok((dir, model));
         }

@@ -35,7 +35,11 @@ impl MetricsLog {
         if let Some(step) = resume_step
             && path.exists()
         {
-            let kept: Vec<String> = read(&path)?
+            // A run killed while appending leaves a last line without its newline: it belongs to a
+            // step after the checkpoint and is dropped with the rest.
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let complete = text.rfind('\n').map_or("", |i| &text[..=i]);
+            let kept: Vec<String> = parse(&path, complete)?
                 .into_iter()
                 .filter(|r| r.step <= step)
                 .map(|r| format!("{},{},{},{}", r.step, r.split, r.metric, r.value))
@@ -66,6 +70,10 @@ impl MetricsLog {
 /// Read `metrics.csv`.
 pub fn read(path: &Path) -> anyhow::Result<Vec<Row>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    parse(path, &text)
+}
+
+fn parse(path: &Path, text: &str) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate().skip(1) {
         let parts: Vec<&str> = line.split(',').collect();

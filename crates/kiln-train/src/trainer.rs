@@ -144,8 +144,11 @@ impl TaskJob for TrainJob {
             optimizer_crc32: 0,
         };
         if self.resume {
-            match checkpoint::pointed(run_dir, "latest")? {
-                Some(dir) => {
+            match checkpoint::latest_valid(run_dir)? {
+                Some((dir, note)) => {
+                    if let Some(note) = note {
+                        eprintln!("warning: {note}");
+                    }
                     let (m, o, s) = checkpoint::load(&dir, model, optimizer)?;
                     (model, optimizer, state) = (m, o, s);
                     eprintln!("resuming {} from step {} ({})", run_dir.display(), state.step, dir.display());

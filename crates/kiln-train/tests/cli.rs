@@ -719,3 +719,49 @@ fn wgan_on_images_is_judged_by_a_kiln_classifier() {
     let out = kiln().arg("train").arg(&config).output().unwrap();
     assert!(!out.status.success() && text(&out).contains("use method = \"difference\""), "{}", text(&out));
 }
+
+/// A checkpoint write that fails (here: files over 16 KiB cannot be written, as on a full disk) is an
+/// error that keeps the previous checkpoint; a `latest` that no longer verifies (a flipped byte) is
+/// skipped for the newest checkpoint that does; either way the run finishes equal to an uninterrupted one.
+#[cfg(unix)]
+#[test]
+fn failed_writes_and_corrupt_checkpoints_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path(), "");
+    let full = kiln().arg("train").arg(&config).output().unwrap();
+    assert!(full.status.success(), "{}", text(&full));
+    let full_dir = run_dir_of(&full);
+    let first = kiln().arg("train").arg(&config).args(["--stop-after-steps", "13"]).output().unwrap();
+    assert!(first.status.success(), "{}", text(&first));
+    let run = run_dir_of(&first);
+    let latest = || std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
+    assert_eq!(latest(), "step-0000013");
+
+    let bin = env!("CARGO_BIN_EXE_kiln");
+    let script = format!("trap '' XFSZ; ulimit -f 16; exec '{bin}' train --resume '{}'", run.display());
+    let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+    let msg = text(&out);
+    assert!(!out.status.success(), "{msg}");
+    assert!(msg.contains("saving the checkpoint of step 15 (earlier checkpoints are intact)"), "{msg}");
+    assert!(!msg.contains("panicked"), "{msg}");
+    assert_eq!(latest(), "step-0000013", "{msg}");
+    assert!(!run.join("checkpoints/.tmp-step-0000015").exists(), "the failed write is cleaned up");
+
+    let model = run.join("checkpoints/step-0000013/model.bpk");
+    let mut bytes = std::fs::read(&model).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0x40;
+    std::fs::write(&model, bytes).unwrap();
+    let out = kiln().arg("eval").arg(&run).args(["--checkpoint", "latest"]).output().unwrap();
+    assert!(!out.status.success() && text(&out).contains("checksum"), "{}", text(&out));
+    let resumed = kiln().arg("train").arg("--resume").arg(&run).output().unwrap();
+    let msg = text(&resumed);
+    assert!(resumed.status.success(), "{msg}");
+    assert!(
+        msg.contains("does not load") && msg.contains("step-0000010, the newest checkpoint that verifies"),
+        "{msg}"
+    );
+    assert!(msg.contains("resuming") && msg.contains("from step 10"), "{msg}");
+    assert_eq!(metrics(&full_dir), metrics(&run), "resumed metrics differ");
+    assert_eq!(final_model(&full_dir), final_model(&run), "resumed model differs");
+}

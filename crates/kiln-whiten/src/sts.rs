@@ -128,7 +128,15 @@ fn read_sts_benchmark(path: &Path, split: &str) -> Result<Vec<StsPair>, WhitenEr
     if !["train", "dev", "test"].contains(&split) {
         return Err(WhitenError::Invalid(format!("STS-B has splits train, dev, test, not `{split}`")));
     }
-    let text = read_text(path)?;
+    parse_sts_benchmark(&read_text(path)?, path, split)
+}
+
+/// The pairs of `split` in the text of an STS Benchmark file (`path` names it in errors).
+///
+/// # Errors
+///
+/// A missing header or a malformed line (named by line).
+pub fn parse_sts_benchmark(text: &str, path: &Path, split: &str) -> Result<Vec<StsPair>, WhitenError> {
     let mut lines = text.lines().enumerate();
     match lines.next() {
         Some((_, header)) if header.starts_with("split\t") => {}
@@ -150,7 +158,16 @@ fn read_sts_benchmark(path: &Path, split: &str) -> Result<Vec<StsPair>, WhitenEr
 }
 
 fn read_chinese(path: &Path) -> Result<Vec<StsPair>, WhitenError> {
-    let text = read_text(path)?;
+    parse_chinese(&read_text(path)?, path)
+}
+
+/// The pairs in the text of a Chinese STS file, `s1<TAB>s2<TAB>label` per line (`path` names it in
+/// errors).
+///
+/// # Errors
+///
+/// A malformed line (named by line).
+pub fn parse_chinese(text: &str, path: &Path) -> Result<Vec<StsPair>, WhitenError> {
     let mut pairs = Vec::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let f: Vec<&str> = line.split('\t').collect();

@@ -71,8 +71,17 @@ pub fn expected_tensors(config: &BertConfig) -> Vec<(String, Vec<usize>)> {
 ///
 /// The file cannot be read or its header is not safetensors JSON.
 pub fn safetensors_shapes(path: &Path) -> Result<HashMap<String, Vec<usize>>, BertError> {
+    let file = std::fs::File::open(path).map_err(|source| BertError::Io { path: path.into(), error: source })?;
+    safetensors_shapes_from(file, path)
+}
+
+/// [`safetensors_shapes`] from any reader positioned at the start of the file; `path` names it in errors.
+///
+/// # Errors
+///
+/// As [`safetensors_shapes`].
+pub fn safetensors_shapes_from(mut file: impl Read, path: &Path) -> Result<HashMap<String, Vec<usize>>, BertError> {
     let bad = |message: String| BertError::Checkpoint { path: path.into(), message };
-    let mut file = std::fs::File::open(path).map_err(|source| BertError::Io { path: path.into(), error: source })?;
     let mut len = [0u8; 8];
     file.read_exact(&mut len).map_err(|e| bad(format!("no safetensors header: {e}")))?;
     let len = u64::from_le_bytes(len);

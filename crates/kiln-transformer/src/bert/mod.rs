@@ -154,7 +154,16 @@ impl BertConfig {
     pub fn from_file(path: &Path) -> Result<Self, BertError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| BertError::Io { path: path.into(), error: source })?;
-        let config: Self = serde_json::from_str(&text).map_err(|e| BertError::Config {
+        Self::parse(&text, path)
+    }
+
+    /// Parse and validate the text of a `config.json`; `path` names it in errors.
+    ///
+    /// # Errors
+    ///
+    /// As [`BertConfig::from_file`].
+    pub fn parse(text: &str, path: &Path) -> Result<Self, BertError> {
+        let config: Self = serde_json::from_str(text).map_err(|e| BertError::Config {
             path: path.into(),
             line: e.line(),
             message: e.to_string(),

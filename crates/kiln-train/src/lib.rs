@@ -1,0 +1,12 @@
+//! The `kiln` trainer as a library: the binary's modules, public so that tools (the fuzz targets in
+//! `fuzz/`, for one) can reach the config parser, checkpoints and metrics log without running `kiln`.
+
+pub mod backend;
+pub mod bench;
+pub mod checkpoint;
+pub mod config;
+pub mod metrics;
+pub mod optim;
+pub mod sentences;
+pub mod tasks;
+pub mod trainer;
