@@ -7,7 +7,8 @@
 //!   when uniform);
 //! - a Fréchet distance `‖μ_g − μ_r‖² + Tr(Σ_g + Σ_r − 2 (Σ_r^{1/2} Σ_g Σ_r^{1/2})^{1/2})` between the
 //!   judge's pooled features of generated and of real test digits (FID's formula in the judge's
-//!   feature space; not comparable with Inception-based FIDs).
+//!   feature space; not comparable with Inception-based FIDs), and `frechet_real`, the same distance
+//!   between as many real training digits and those test digits: the floor a perfect generator reaches.
 //!
 //! After every evaluation a grid of 64 digits from fixed noise goes to `pictures/step-NNNNNN.png`.
 
@@ -65,6 +66,8 @@ pub struct MnistWganTask {
     train: Mnist,
     test: Mnist,
     run_dir: OnceLock<PathBuf>,
+    /// The Fréchet distance between real training and real test digits (computed once).
+    frechet_floor: OnceLock<f64>,
 }
 
 const STREAM_TRAIN: u64 = 0x6D4E_0000;
@@ -99,7 +102,7 @@ impl MnistWganTask {
             all.cols
         );
         let (train, _) = data.split(&all)?;
-        Ok(Self { model, train, test, run_dir: OnceLock::new() })
+        Ok(Self { model, train, test, run_dir: OnceLock::new(), frechet_floor: OnceLock::new() })
     }
 
     fn noise_dim(&self) -> usize {
@@ -302,6 +305,20 @@ impl Task for MnistWganTask {
             let covered = classes.iter().filter(|&&c| c as f64 >= 0.01 * total).count();
             let entropy: f64 = classes.iter().filter(|&&c| c > 0).map(|&c| c as f64 / total).map(|p| -p * p.ln()).sum();
             metrics.insert(0, ("frechet".into(), frechet_distance(&fake_features, &real_features)));
+            // The floor: real training digits against the same real test digits, as many of each.
+            let floor = match self.frechet_floor.get() {
+                Some(f) => *f,
+                None => {
+                    let vit = judge.as_ref().expect("checked");
+                    let mut train_features = Vec::new();
+                    for chunk in real_idx.chunks(250) {
+                        let idx: Vec<usize> = chunk.iter().map(|&i| i % self.train.len()).collect();
+                        train_features.extend(rows(vit.features(self.images(&self.train, &idx, device)))?);
+                    }
+                    *self.frechet_floor.get_or_init(|| frechet_distance(&train_features, &real_features))
+                }
+            };
+            metrics.insert(1, ("frechet_real".into(), floor));
             metrics.push(("classes".into(), covered as f64));
             metrics.push(("class_entropy".into(), entropy));
         }

@@ -708,6 +708,7 @@ fn wgan_on_images_is_judged_by_a_kiln_classifier() {
         m.lines().rfind(|l| l.contains(&format!(",valid,{key},"))).unwrap().rsplit(',').next().unwrap().parse().unwrap()
     };
     assert!(last("frechet") >= 0.0 && last("frechet").is_finite());
+    assert!(last("frechet_real") >= 0.0 && last("frechet_real").is_finite(), "the real-vs-real floor");
     assert!((1.0..=10.0).contains(&last("classes")));
     assert!((0.0..=10f64.ln() + 1e-9).contains(&last("class_entropy")));
     for step in [3, 6] {
