@@ -93,6 +93,14 @@ config("lm_causal_nystrom", sub(LM, '{ kind = "softmax" }', '{ kind = "nystrom" 
 # `kiln check` accepts a config whose data is absent (every config is checked without the datasets), so
 # the missing-file cases run `kiln train`.
 case("config_train", "config/lm_text_missing.toml", ["/nonexistent/input.txt"], sub(LM, "tinyshakespeare/input.txt", "/nonexistent/input.txt"))
+TRAIN = """[train]
+batch_size = 8
+steps = 1
+eval_every = 1
+optimizer = { kind = "adam", lr = 1e-4 }
+[output]
+dir = "runs/x"
+"""
 config("vae_kappa_negative", """[model]
 kind = "vae"
 latent = { kind = "vmf", d = 5, kappa = -3.0 }
@@ -100,43 +108,16 @@ network = { kind = "mlp", hidden = [64] }
 [data]
 kind = "mnist"
 dir = "/nonexistent/mnist"
-[train]
-batch_size = 8
-steps = 1
-eval_every = 1
-optimizer = { kind = "adam", lr = 1e-3 }
-[output]
-dir = "runs/x"
-""", ["kappa"])
-config("wgan_no_critic_steps", """[model]
+""" + TRAIN, ["kappa"])
+GAN = """[model]
 kind = "wgan"
-lipschitz = { kind = "spectral_norm" }
-n_critic = 0
+MODEL
 [data]
 kind = "toy2d"
 distribution = "eight_gaussians"
-[train]
-batch_size = 8
-steps = 1
-eval_every = 1
-optimizer = { kind = "adam", lr = 1e-4 }
-[output]
-dir = "runs/x"
-""", ["n_critic"])
-config("wgan_penalty_negative", """[model]
-kind = "wgan"
-lipschitz = { kind = "gradient_penalty", lambda = -10.0 }
-[data]
-kind = "toy2d"
-distribution = "eight_gaussians"
-[train]
-batch_size = 8
-steps = 1
-eval_every = 1
-optimizer = { kind = "adam", lr = 1e-4 }
-[output]
-dir = "runs/x"
-""", ["lambda"])
+""" + TRAIN
+config("wgan_no_critic_steps", GAN.replace("MODEL", 'lipschitz = { kind = "spectral_norm" }\nn_critic = 0'), ["n_critic"])
+config("wgan_penalty_negative", GAN.replace("MODEL", 'lipschitz = { kind = "gradient_penalty", lambda = -10.0 }'), ["lambda"])
 NER = """[model]
 kind = "ner"
 head = { kind = "global_pointer", d_head = 16 }

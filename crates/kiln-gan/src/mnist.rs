@@ -6,9 +6,10 @@
 //!   of classes holding at least 1% of them, and the entropy of the class histogram (`ln 10 ≈ 2.303`
 //!   when uniform);
 //! - a Fréchet distance `‖μ_g − μ_r‖² + Tr(Σ_g + Σ_r − 2 (Σ_r^{1/2} Σ_g Σ_r^{1/2})^{1/2})` between the
-//!   judge's pooled features of generated and of real test digits (FID's formula in the judge's
+//!   judge's pooled features of generated and of real digits of the split (validation: the last
+//!   `n_valid` training images; test: the test file) (FID's formula in the judge's
 //!   feature space; not comparable with Inception-based FIDs), and `frechet_real`, the same distance
-//!   between as many real training digits and those test digits: the floor a perfect generator reaches.
+//!   between as many real training digits and those real digits: the floor a perfect generator reaches.
 //!
 //! After every evaluation a grid of 64 digits from fixed noise goes to `pictures/step-NNNNNN.png`.
 
@@ -64,10 +65,12 @@ pub enum ImageBatch {
 pub struct MnistWganTask {
     model: WganConfig,
     train: Mnist,
+    valid: Mnist,
     test: Mnist,
     run_dir: OnceLock<PathBuf>,
-    /// The Fréchet distance between real training and real test digits (computed once).
-    frechet_floor: OnceLock<f64>,
+    /// The Fréchet distance between real training digits and the real validation / test digits
+    /// (computed once per split).
+    frechet_floor: [OnceLock<f64>; 2],
 }
 
 const STREAM_TRAIN: u64 = 0x6D4E_0000;
@@ -101,8 +104,8 @@ impl MnistWganTask {
             all.rows,
             all.cols
         );
-        let (train, _) = data.split(&all)?;
-        Ok(Self { model, train, test, run_dir: OnceLock::new(), frechet_floor: OnceLock::new() })
+        let (train, valid) = data.split(&all)?;
+        Ok(Self { model, train, valid, test, run_dir: OnceLock::new(), frechet_floor: Default::default() })
     }
 
     fn noise_dim(&self) -> usize {
@@ -272,15 +275,19 @@ impl Task for MnistWganTask {
     }
 
     fn evaluate(&self, model: &ImageWgan, split: &str, device: &Device) -> anyhow::Result<Metrics> {
-        anyhow::ensure!(split == "valid" || split == "test", "unknown split `{split}`");
-        let n = self.model.eval_samples.min(self.test.len());
+        let (real_set, floor_cell) = match split {
+            "valid" => (&self.valid, &self.frechet_floor[0]),
+            "test" => (&self.test, &self.frechet_floor[1]),
+            _ => anyhow::bail!("unknown split `{split}`"),
+        };
+        let n = self.model.eval_samples.min(real_set.len());
         let mut rng = step_rng(EVAL_SEED, STREAM_EVAL, 0);
         let real_idx: Vec<usize> = (0..n).collect();
         let (mut d_real, mut d_fake) = (0.0f64, 0.0f64);
         let (mut real_features, mut fake_features, mut classes) = (Vec::new(), Vec::new(), vec![0usize; 10]);
         let judge = self.judge(device)?;
         for chunk in real_idx.chunks(250) {
-            let real = self.images(&self.test, chunk, device);
+            let real = self.images(real_set, chunk, device);
             let fake = model.generator.forward(self.noise(chunk.len(), &mut rng, device));
             d_real += f64::from(model.critic.forward(real.clone()).sum().into_scalar::<f32>());
             d_fake += f64::from(model.critic.forward(fake.clone()).sum().into_scalar::<f32>());
@@ -306,7 +313,7 @@ impl Task for MnistWganTask {
             let entropy: f64 = classes.iter().filter(|&&c| c > 0).map(|&c| c as f64 / total).map(|p| -p * p.ln()).sum();
             metrics.insert(0, ("frechet".into(), frechet_distance(&fake_features, &real_features)));
             // The floor: real training digits against the same real test digits, as many of each.
-            let floor = match self.frechet_floor.get() {
+            let floor = match floor_cell.get() {
                 Some(f) => *f,
                 None => {
                     let vit = judge.as_ref().expect("checked");
@@ -315,7 +322,7 @@ impl Task for MnistWganTask {
                         let idx: Vec<usize> = chunk.iter().map(|&i| i % self.train.len()).collect();
                         train_features.extend(rows(vit.features(self.images(&self.train, &idx, device)))?);
                     }
-                    *self.frechet_floor.get_or_init(|| frechet_distance(&train_features, &real_features))
+                    *floor_cell.get_or_init(|| frechet_distance(&train_features, &real_features))
                 }
             };
             metrics.insert(1, ("frechet_real".into(), floor));
