@@ -223,6 +223,18 @@ mod tests {
         v
     }
 
+    /// Dimensions whose product overflows `usize` are an error, not an overflow panic.
+    #[test]
+    fn absurd_dimensions_are_refused() {
+        let images = idx(0x0803, &[u32::MAX, u32::MAX, u32::MAX], &[0; 8]);
+        let labels = idx(0x0801, &[1], &[0]);
+        let err = Mnist::from_bytes(Path::new("img"), &images, Path::new("lab"), &labels).unwrap_err().to_string();
+        assert!(err.contains("img: byte 4: dimensions") && err.contains("too large"), "{err}");
+        let empty = idx(0x0803, &[0, 28, 28], &[]);
+        let err = Mnist::from_bytes(Path::new("img"), &empty, Path::new("lab"), &labels).unwrap_err().to_string();
+        assert_eq!(err, "img: header: no images");
+    }
+
     #[test]
     fn reads_plain_and_gzipped_files_and_names_errors() {
         let dir = std::env::temp_dir().join(format!("kiln-mnist-{}", std::process::id()));

@@ -286,3 +286,35 @@ pub fn weights_digest<M: Module>(model: &M) -> u32 {
     model.visit(&mut d);
     d.0.finalize()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `state.json` gives back exactly the floats it was given: the loss window of a resumed run must
+    /// sum on from the same bits (serde_json's default float parsing may be one ulp off; the
+    /// `float_roundtrip` feature makes it exact — the SIGKILL script caught a logged loss that differed
+    /// in its last digit).
+    #[test]
+    fn state_round_trips_floats_exactly() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut off = 0;
+        for _ in 0..20_000 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            let value = (x >> 11) as f64 / (1u64 << 53) as f64 * 40.0;
+            let state = TrainState {
+                step: 1,
+                seed: 0,
+                best: None,
+                evals_since_best: 0,
+                loss_window: (value, 7),
+                train_seconds: value,
+                model_crc32: 0,
+                optimizer_crc32: 0,
+            };
+            let back: TrainState = serde_json::from_str(&serde_json::to_string_pretty(&state).unwrap()).unwrap();
+            off += usize::from(back.loss_window.0.to_bits() != value.to_bits());
+        }
+        assert_eq!(off, 0, "{off} of 20000 floats changed through state.json");
+    }
+}
