@@ -307,16 +307,15 @@ impl Task for MnistWganTask {
             }
         }
         let mut metrics: Metrics = vec![("critic_w1".into(), (d_real - d_fake) / n as f64)];
-        if judge.is_some() {
+        if let Some(vit) = &judge {
             let total = classes.iter().sum::<usize>() as f64;
             let covered = classes.iter().filter(|&&c| c as f64 >= 0.01 * total).count();
             let entropy: f64 = classes.iter().filter(|&&c| c > 0).map(|&c| c as f64 / total).map(|p| -p * p.ln()).sum();
             metrics.insert(0, ("frechet".into(), frechet_distance(&fake_features, &real_features)));
-            // The floor: real training digits against the same real test digits, as many of each.
+            // The floor: real training digits against the same real digits of the split, as many of each.
             let floor = match floor_cell.get() {
                 Some(f) => *f,
                 None => {
-                    let vit = judge.as_ref().expect("checked");
                     let mut train_features = Vec::new();
                     for chunk in real_idx.chunks(250) {
                         let idx: Vec<usize> = chunk.iter().map(|&i| i % self.train.len()).collect();

@@ -42,84 +42,71 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
-const LM: &str = r#"[model]
-kind = "char_lm"
-context = 16
-[model.decoder]
-d_model = 16
+/// The layers of every template's transformer, and the one-step training every template ends with.
+const LAYERS: &str = r#"d_model = 16
 n_heads = 2
 n_layers = 1
 d_ff = 32
-attention = { kind = "softmax" }
-position = { kind = "rope" }
-causal = true
-[data]
-kind = "text"
-path = "PATH"
-[train]
-batch_size = 2
-steps = 1
-eval_every = 1
-optimizer = { kind = "adam", lr = 1e-3 }
-[output]
-dir = "OUT"
-"#;
+attention = { kind = "softmax" }"#;
 
-const NER: &str = r#"[model]
-kind = "ner"
-head = { kind = "global_pointer", d_head = 8 }
-BACKBONE
-[data]
-kind = "ner"
-format = "FORMAT"
-train = "PATH"
-valid = "PATH"
-[train]
+const TRAIN: &str = r#"[train]
 batch_size = 1
 steps = 1
 eval_every = 1
 optimizer = { kind = "adam", lr = 1e-3 }
 [output]
-dir = "OUT"
+dir = "@OUT@"
 "#;
 
+const LM: &str = r#"[model]
+kind = "char_lm"
+context = 16
+[model.decoder]
+@LAYERS@
+position = { kind = "rope" }
+causal = true
+[data]
+kind = "text"
+path = "@PATH@"
+@TRAIN@"#;
+
+const NER: &str = r#"[model]
+kind = "ner"
+head = { kind = "global_pointer", d_head = 8 }
+@BACKBONE@
+[data]
+kind = "ner"
+format = "@FORMAT@"
+train = "@PATH@"
+valid = "@PATH@"
+@TRAIN@"#;
+
 const ENCODER: &str = r#"[model.encoder]
-d_model = 16
-n_heads = 2
-n_layers = 1
-d_ff = 32
-attention = { kind = "softmax" }
+@LAYERS@
 position = { kind = "rope" }"#;
 
 const VIT: &str = r#"[model]
 kind = "vit"
 patch_size = 4
 [model.encoder]
-d_model = 16
-n_heads = 2
-n_layers = 1
-d_ff = 32
-attention = { kind = "softmax" }
+@LAYERS@
 position = { kind = "rope2d" }
 [data]
 kind = "mnist"
-dir = "PATH"
+dir = "@PATH@"
 n_valid = 2
-[train]
-batch_size = 2
-steps = 1
-eval_every = 1
-optimizer = { kind = "adam", lr = 1e-3 }
-[output]
-dir = "OUT"
-"#;
+@TRAIN@"#;
 
 /// Write `template` with its placeholders filled to `dir/config.toml`.
 fn write_config(dir: &Path, template: &str, fills: &[(&str, &str)]) -> PathBuf {
-    let mut body = template.replace("OUT", &dir.join("runs").display().to_string());
+    let mut body = template.to_string();
     for (k, v) in fills {
         body = body.replace(k, v);
     }
+    let body = body
+        .replace("@LAYERS@", LAYERS)
+        .replace("@TRAIN@", TRAIN)
+        .replace("@OUT@", &dir.join("runs").display().to_string());
     let path = dir.join("config.toml");
     std::fs::write(&path, body).unwrap();
     path
@@ -184,16 +171,16 @@ fn every_bad_input_is_refused_with_a_clear_message() {
             }
             "text" => {
                 // `kiln check` passes a config whose data is absent; `train` reads it.
-                let c = write_config(&dir, LM, &[("PATH", &shown)]);
+                let c = write_config(&dir, LM, &[("@PATH@", &shown)]);
                 cmd.arg("train").arg(c);
             }
             "cluener" | "columns" | "conll" | "cmeee" => {
                 let format = if case.reader == "conll" { "columns" } else { &case.reader };
-                let c = write_config(&dir, NER, &[("BACKBONE", ENCODER), ("FORMAT", format), ("PATH", &shown)]);
+                let c = write_config(&dir, NER, &[("@BACKBONE@", ENCODER), ("@FORMAT@", format), ("@PATH@", &shown)]);
                 cmd.arg("check").arg(c);
             }
             "mnist" => {
-                let c = write_config(&dir, VIT, &[("PATH", &shown)]);
+                let c = write_config(&dir, VIT, &[("@PATH@", &shown)]);
                 cmd.arg("train").arg(c);
             }
             "stsb" | "sts_zh" => {
@@ -216,7 +203,7 @@ fn every_bad_input_is_refused_with_a_clear_message() {
         let c = write_config(
             &dir,
             NER,
-            &[("BACKBONE", &backbone), ("FORMAT", "cluener"), ("PATH", &data.display().to_string())],
+            &[("@BACKBONE@", &backbone), ("@FORMAT@", "cluener"), ("@PATH@", &data.display().to_string())],
         );
         let mut cmd = kiln();
         cmd.arg("check").arg(c).env_remove("KILN_BERT_DIR");
