@@ -196,7 +196,8 @@ fn every_bad_input_is_refused_with_a_clear_message() {
     for (name, expect, corrupt) in bert_cases() {
         let dir = scratch.path().join(format!("bert-{name}"));
         copy_dir(&bert, &dir);
-        let names = corrupt(&dir);
+        corrupt(&dir);
+        let names = corrupted_file(name);
         let data = dir.join("train.json");
         std::fs::write(&data, "{\"text\": \"a man .\", \"label\": {\"who\": {\"man\": [[2, 4]]}}}\n").unwrap();
         let backbone = format!("[model.bert]\ndir = \"{}\"", dir.display());
@@ -209,7 +210,7 @@ fn every_bad_input_is_refused_with_a_clear_message() {
         cmd.arg("check").arg(c).env_remove("KILN_BERT_DIR");
         *counts.entry("bert".into()).or_default() += 1;
         let expect: Vec<String> = expect.iter().map(|s| s.to_string()).collect();
-        if let Err(e) = refuse(&format!("bert/{name}"), &mut cmd, &names, &expect) {
+        if let Err(e) = refuse(&format!("bert/{name}"), &mut cmd, names, &expect) {
             failures.push(e);
         }
     }
@@ -245,76 +246,68 @@ fn rewrite(dir: &Path, edit: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<u8>)>
     safetensors::serialize_to_file(views, None, &path).unwrap();
 }
 
-type Corrupt = Box<dyn Fn(&Path) -> String>;
+type Corrupt = Box<dyn Fn(&Path)>;
 
-/// (name, message fragments, corruption returning what the message must name).
+/// (name, message fragments, corruption); the message must name the file the name points at
+/// (see [`corrupted_file`]).
 fn bert_cases() -> Vec<(&'static str, Vec<&'static str>, Corrupt)> {
-    let st = "model.safetensors".to_string();
     let json = |edit: fn(&mut serde_json::Value)| -> Corrupt {
         Box::new(move |dir: &Path| {
             let p = dir.join("config.json");
             let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
             edit(&mut v);
             std::fs::write(&p, v.to_string()).unwrap();
-            "config.json".into()
         })
     };
-    let (st1, st2, st3, st4, st5, st6) = (st.clone(), st.clone(), st.clone(), st.clone(), st.clone(), st.clone());
     vec![
         (
             "missing_tensor",
             vec!["encoder.layer.0.attention.self.query.weight", "missing"],
-            Box::new(move |d: &Path| {
-                rewrite(d, |t| t.retain(|(n, _, _)| !n.ends_with("layer.0.attention.self.query.weight")));
-                st1.clone()
+            Box::new(|d: &Path| {
+                rewrite(d, |t| t.retain(|(n, _, _)| !n.ends_with("layer.0.attention.self.query.weight")))
             }),
         ),
         (
             "extra_tensor",
             vec!["encoder.layer.7.output.dense.weight", "unexpected"],
-            Box::new(move |d: &Path| {
-                rewrite(d, |t| t.push(("encoder.layer.7.output.dense.weight".into(), vec![2], vec![0; 8])));
-                st2.clone()
+            Box::new(|d: &Path| {
+                rewrite(d, |t| t.push(("encoder.layer.7.output.dense.weight".into(), vec![2], vec![0; 8])))
             }),
         ),
         (
             "misshaped_tensor",
             vec!["embeddings.word_embeddings.weight", "shape"],
-            Box::new(move |d: &Path| {
+            Box::new(|d: &Path| {
                 rewrite(d, |t| {
                     let e = t.iter_mut().find(|(n, _, _)| n.ends_with("word_embeddings.weight")).unwrap();
                     e.1 = vec![e.1[1], e.1[0]];
                 });
-                st3.clone()
             }),
         ),
         (
             "truncated",
             vec!["model.safetensors"],
-            Box::new(move |d: &Path| {
+            Box::new(|d: &Path| {
                 let p = d.join("model.safetensors");
                 let b = std::fs::read(&p).unwrap();
                 std::fs::write(&p, &b[..b.len() / 2]).unwrap();
-                st4.clone()
             }),
         ),
         (
             "header_length_too_big",
             vec!["model.safetensors"],
-            Box::new(move |d: &Path| {
+            Box::new(|d: &Path| {
                 let p = d.join("model.safetensors");
                 let mut b = std::fs::read(&p).unwrap();
                 b[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
                 std::fs::write(&p, b).unwrap();
-                st5.clone()
             }),
         ),
         (
             "not_safetensors",
             vec!["model.safetensors"],
-            Box::new(move |d: &Path| {
+            Box::new(|d: &Path| {
                 std::fs::write(d.join("model.safetensors"), b"PK\x03\x04 this is a zip, not safetensors").unwrap();
-                st6.clone()
             }),
         ),
         (
@@ -334,7 +327,6 @@ fn bert_cases() -> Vec<(&'static str, Vec<&'static str>, Corrupt)> {
             vec!["config.json"],
             Box::new(|d: &Path| {
                 std::fs::write(d.join("config.json"), "{ hidden_size: 8,").unwrap();
-                "config.json".into()
             }),
         ),
         (
@@ -342,7 +334,6 @@ fn bert_cases() -> Vec<(&'static str, Vec<&'static str>, Corrupt)> {
             vec!["vocab.txt"],
             Box::new(|d: &Path| {
                 std::fs::remove_file(d.join("vocab.txt")).unwrap();
-                "vocab.txt".into()
             }),
         ),
         (
@@ -352,7 +343,6 @@ fn bert_cases() -> Vec<(&'static str, Vec<&'static str>, Corrupt)> {
                 let words: Vec<String> = (0..16).map(|i| format!("w{i}")).collect();
                 std::fs::write(d.join("vocab.txt"), format!("[PAD]\n[UNK]\n[CLS]\n[SEP]\n{}\n", words.join("\n")))
                     .unwrap();
-                "vocab.txt".into()
             }),
         ),
         (
@@ -360,8 +350,17 @@ fn bert_cases() -> Vec<(&'static str, Vec<&'static str>, Corrupt)> {
             vec!["model.safetensors"],
             Box::new(|d: &Path| {
                 std::fs::remove_file(d.join("model.safetensors")).unwrap();
-                "model.safetensors".into()
             }),
         ),
     ]
+}
+
+/// The file a BERT case corrupts: `config_*` cases `config.json`, `vocab_*` cases `vocab.txt`, the
+/// rest `model.safetensors`.
+fn corrupted_file(case: &str) -> &'static str {
+    match case.split('_').next() {
+        Some("config") => "config.json",
+        Some("vocab") => "vocab.txt",
+        _ => "model.safetensors",
+    }
 }
