@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz the config parser and every data reader with cargo-fuzz (libFuzzer), SECONDS each (default 120).
 # Needs a nightly toolchain and `cargo install cargo-fuzz`. Seeds: the configs/ folder and the
-# malformed-input corpus (crates/kiln-train/tests/bad_input). Crashes land in fuzz/artifacts/<target>/;
+# malformed-input corpus (crates/kiln-train/tests/bad_input), and fuzz/seeds. Crashes land in fuzz/artifacts/<target>/;
 # reproduce one with `cargo +nightly fuzz run -s none -O <target> <file>`.
 # No sanitizer (-s none): the code under test is safe Rust, so what is sought is a panic (an index out
 # of range, an overflow: the build keeps debug assertions), an abort, a hang or runaway memory.
@@ -11,7 +11,7 @@ set -euo pipefail
 SECONDS_EACH=${1:-120}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(config text cluener columns cmeee mnist sts bert)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(config text cluener columns cmeee mnist sts bert tokenizer)
 cd "$(dirname "$0")/../../fuzz"
 BAD=../crates/kiln-train/tests/bad_input
 seeds() {
@@ -22,6 +22,7 @@ seeds() {
         columns) echo $BAD/columns $BAD/conll ;;
         cmeee) echo $BAD/cmeee ;;
         sts) echo $BAD/stsb $BAD/sts_zh ;;
+        tokenizer) echo seeds/tokenizer ;;
         *) echo ;;
     esac
 }

@@ -75,7 +75,7 @@ impl BertTokenizer {
         let json = dir.join("tokenizer.json");
         let vocab = dir.join("vocab.txt");
         let mut inner = if json.is_file() {
-            Tokenizer::from_file(&json).map_err(|e| DataError::format(&json, "tokenizer", e.to_string()))?
+            Self::from_json(&json)?
         } else if vocab.is_file() {
             Self::from_vocab(&vocab, lower_case(dir)?)?
         } else {
@@ -94,6 +94,29 @@ impl BertTokenizer {
             .token_to_id("[PAD]")
             .ok_or_else(|| DataError::Invalid(format!("{}: the vocabulary has no [PAD] token", dir.display())))?;
         Ok(Self { inner, max_seq_len, pad_id })
+    }
+
+    /// A fast tokenizer from `tokenizer.json`. The JSON is parsed here first, so that a syntax error is
+    /// reported with its line and column: the tokenizers crate (0.23) panics instead on some of them
+    /// (a control character inside the `decoder` object; found by the `tokenizer` fuzz target). Any
+    /// other panic inside the crate becomes an error naming the file.
+    fn from_json(path: &Path) -> Result<Tokenizer, DataError> {
+        let text = crate::lines::read_utf8(path)?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| DataError::format(path, format!("line {} column {}", e.line(), e.column()), e.to_string()))?;
+        let built = std::panic::catch_unwind(|| serde_json::from_value::<Tokenizer>(value));
+        match built {
+            Ok(Ok(tokenizer)) => Ok(tokenizer),
+            Ok(Err(e)) => Err(DataError::format(path, "tokenizer", e.to_string())),
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("a panic");
+                Err(DataError::format(path, "tokenizer", format!("the tokenizers crate failed on it: {why}")))
+            }
+        }
     }
 
     /// The classic `BertTokenizer` pipeline from a `vocab.txt`.
@@ -302,6 +325,24 @@ mod tests {
         assert_eq!(e.encoded.ids, vec![2, 4, 5, 6, 3]);
         assert_eq!(e.first_token.len(), 3);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn tokenizer_json_syntax_errors_name_the_line_and_do_not_panic() {
+        // The fuzz target's first finding: a raw control character in a string of the `decoder`
+        // object made tokenizers 0.23 panic ("Helper").
+        let dir = tempfile::tempdir().unwrap();
+        let json = "{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,\"added_tokens\":[],\n\
+                    \"normalizer\":null,\"pre_tokenizer\":null,\"post_processor\":null,\n\
+                    \"decoder\":{\"type\":\"WordPie\u{0}ce\",\"prefix\":\"##\",\"cleanup\":true},\n\
+                    \"model\":{\"type\":\"WordPiece\",\"unk_token\":\"[UNK]\",\"continuing_subword_prefix\":\"##\",\"max_input_chars_per_word\":100,\"vocab\":{\"[PAD]\":0,\"[UNK]\":1}}}";
+        std::fs::write(dir.path().join("tokenizer.json"), json).unwrap();
+        let err = BertTokenizer::from_dir(dir.path(), 8).unwrap_err().to_string();
+        assert!(err.contains("tokenizer.json") && err.contains("line 3") && err.contains("control character"), "{err}");
+        // The same file without the control character loads.
+        std::fs::write(dir.path().join("tokenizer.json"), json.replace('\u{0}', "")).unwrap();
+        let tok = BertTokenizer::from_dir(dir.path(), 8).unwrap();
+        assert_eq!(tok.pad_id(), 0);
     }
 
     #[test]

@@ -89,14 +89,14 @@ pub fn save<M: Module + Clone>(
     state: &TrainState,
 ) -> anyhow::Result<PathBuf> {
     let root = run_dir.join("checkpoints");
-    fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     let final_dir = root.join(name(state.step));
     let tmp = root.join(format!(".tmp-{}", name(state.step)));
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp).with_context(|| format!("removing stale {}", tmp.display()))?;
-    }
-    fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let result = (|| -> anyhow::Result<()> {
+        fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).with_context(|| format!("removing stale {}", tmp.display()))?;
+        }
+        fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         let model_path = tmp.join("model.bpk");
         model
             .clone()

@@ -766,3 +766,63 @@ fn failed_writes_and_corrupt_checkpoints_lose_nothing() {
     assert_eq!(metrics(&full_dir), metrics(&run), "resumed metrics differ");
     assert_eq!(final_model(&full_dir), final_model(&run), "resumed model differs");
 }
+
+/// A checkpoint directory that has become read-only: saving the next checkpoint is an error that keeps
+/// `latest` and every earlier checkpoint; once writable again, the run resumes and ends equal to an
+/// uninterrupted one. Root ignores permissions, so as root the resumed run is started as `nobody`
+/// (`setpriv`, util-linux) from a copy of the binary that `nobody` can reach.
+#[test]
+fn read_only_checkpoint_directory_keeps_the_previous_checkpoint() {
+    use std::os::unix::fs::PermissionsExt;
+    let set_mode = |p: &Path, mode: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path(), "");
+    let full = kiln().arg("train").arg(&config).output().unwrap();
+    assert!(full.status.success(), "{}", text(&full));
+    let full_dir = run_dir_of(&full);
+    let first = kiln().arg("train").arg(&config).args(["--stop-after-steps", "13"]).output().unwrap();
+    assert!(first.status.success(), "{}", text(&first));
+    let run = run_dir_of(&first);
+    let checkpoints = run.join("checkpoints");
+    let latest = || std::fs::read_to_string(checkpoints.join("latest")).unwrap();
+    let saved = || {
+        let mut names: Vec<String> =
+            std::fs::read_dir(&checkpoints).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        names.sort();
+        names
+    };
+    let before = saved();
+
+    let uid = Command::new("id").arg("-u").output().unwrap();
+    let root = String::from_utf8_lossy(&uid.stdout).trim() == "0";
+    let mut resume = if root {
+        // Everything the unprivileged run needs is readable and writable by all, except the
+        // checkpoint directory.
+        let bin = dir.path().join("kiln");
+        std::fs::copy(env!("CARGO_BIN_EXE_kiln"), &bin).unwrap();
+        let chmod = Command::new("chmod").arg("-R").arg("a+rwX").arg(dir.path()).status().unwrap();
+        assert!(chmod.success());
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(bin);
+        c
+    } else {
+        kiln()
+    };
+    set_mode(&checkpoints, 0o555);
+    let out = resume.arg("train").arg("--resume").arg(&run).output().unwrap();
+    set_mode(&checkpoints, 0o755);
+    let msg = text(&out);
+    assert!(!out.status.success(), "{msg}");
+    assert!(msg.contains("saving the checkpoint of step 15 (earlier checkpoints are intact)"), "{msg}");
+    assert!(msg.contains("ermission denied"), "{msg}");
+    assert_eq!(msg.matches("error:").count(), 1, "{msg}");
+    assert!(!msg.contains("panicked"), "{msg}");
+    assert_eq!(latest(), "step-0000013", "{msg}");
+    assert_eq!(saved(), before, "the checkpoint directory is unchanged");
+
+    let resumed = kiln().arg("train").arg("--resume").arg(&run).output().unwrap();
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    assert!(text(&resumed).contains("from step 13"), "{}", text(&resumed));
+    assert_eq!(metrics(&full_dir), metrics(&run), "resumed metrics differ");
+    assert_eq!(final_model(&full_dir), final_model(&run), "resumed model differs");
+}
