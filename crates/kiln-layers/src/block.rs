@@ -5,7 +5,7 @@
 //! `x = x + drop(ff(norm2(x)))`, with a final norm after the last block (see
 //! [`Transformer`](crate::Transformer)).
 
-use burn::nn::{Dropout, DropoutConfig};
+use crate::Dropout;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -50,7 +50,7 @@ impl TransformerBlock {
         dropout: f64,
         norm_position: NormPosition,
     ) -> Self {
-        Self { attention, norm1, feed_forward, norm2, dropout: DropoutConfig::new(dropout).init(), norm_position }
+        Self { attention, norm1, feed_forward, norm2, dropout: Dropout::new(dropout), norm_position }
     }
 
     /// # Shapes

@@ -2,7 +2,9 @@
 //! `W2 · dropout(GELU(W1 x + b1)) + b2`, GELU in its exact erf form (Hendrycks & Gimpel 2016,
 //! arXiv:1606.08415), as in BERT.
 
-use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::nn::{Linear, LinearConfig};
+
+use crate::Dropout;
 use burn::prelude::*;
 use burn::tensor::activation::gelu;
 
@@ -23,7 +25,7 @@ impl FeedForward {
         Self {
             hidden: LinearConfig::new(d_model, d_ff).init(device),
             output: LinearConfig::new(d_ff, d_model).init(device),
-            dropout: DropoutConfig::new(dropout).init(),
+            dropout: Dropout::new(dropout),
         }
     }
 
@@ -31,8 +33,24 @@ impl FeedForward {
     ///
     /// - `x`: `[b, n, d_model]` → `[b, n, d_model]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.output.forward(self.dropout.forward(gelu(self.hidden.forward(x))))
+        let [b, n, d] = x.dims();
+        let x = x.reshape([b * n, d]);
+        self.output.forward(self.dropout.forward(gelu(self.hidden.forward(x)))).reshape([b, n, d])
     }
+}
+
+/// `linear` applied to `[b, n, d_in]` as one `[b·n, d_in] × [d_in, d_out]` product: Burn's `Linear`
+/// on a rank-3 input runs `b` batched products of `n` rows when `n` fills its tiles, and the flat
+/// form is faster on flex (docs/benchmarks.md).
+///
+/// # Shapes
+///
+/// - `x`: `[b, n, d_in]` → `[b, n, d_out]`
+pub fn linear_rows(linear: &Linear, x: Tensor<3>) -> Tensor<3> {
+    let [b, n, d] = x.dims();
+    let y = linear.forward(x.reshape([b * n, d]));
+    let d_out = y.dims()[1];
+    y.reshape([b, n, d_out])
 }
 
 /// A stack of linear layers with ReLU between them and none after the last (the MLP of the VAE

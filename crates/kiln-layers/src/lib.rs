@@ -3,6 +3,7 @@
 
 pub mod attention;
 mod block;
+pub mod dropout;
 mod error;
 mod feed_forward;
 pub mod mask;
@@ -18,6 +19,7 @@ pub use attention::{
     Performer, SoftmaxAttention,
 };
 pub use block::{NormPosition, TransformerBlock};
+pub use dropout::Dropout;
 pub use error::LayerConfigError;
 pub use feed_forward::{FeedForward, relu_between};
 pub use norm::{Norm, NormKind};

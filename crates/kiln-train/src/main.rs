@@ -1,6 +1,27 @@
 //! `kiln`: train, evaluate and use Kiln models from TOML configs.
 
-use kiln_train::{backend, bench, checkpoint, config, sentences, trainer};
+/// mimalloc keeps freed buffers for reuse: flex allocates fresh buffers for every tensor op, and
+/// glibc's allocator returns large ones to the kernel, so each step paid page faults and zeroing.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `mi_option_purge_delay` in the pinned mimalloc's `mimalloc.h` (v2): the enum has no Rust name in
+/// libmimalloc-sys 0.1.49.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Never hand freed memory back to the kernel (`purge_delay = -1`; default 10 ms): a training loop
+/// frees and reallocates the same buffer sizes every step, and each purge costs page faults and
+/// zeroed pages on the next step (about 10% of a step, docs/benchmarks.md). Resident memory then
+/// stays at its high-water mark, which a training run reaches in its first steps anyway.
+/// `MIMALLOC_PURGE_DELAY` in the environment still wins.
+fn tune_allocator() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets one of mimalloc's global integer options; any value is valid for it.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    }
+}
+
+use kiln_train::{backend, bench, bench_attention, checkpoint, config, sentences, trainer};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -107,9 +128,13 @@ enum BenchCommand {
     Embed(sentences::BenchEmbedArgs),
     /// Training-step (and, with --eval, evaluation) speed of configs, alternating round by round.
     TrainStep(bench::BenchStepArgs),
+    /// Every attention kind as a multi-head layer: time and peak memory against sequence length,
+    /// and the relative error against exact softmax.
+    Attention(bench_attention::BenchAttentionArgs),
 }
 
 fn main() {
+    tune_allocator();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => std::process::exit(code),
@@ -195,6 +220,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Sts(args) => sentences::sts(args),
         Command::Bench { what: BenchCommand::Embed(args) } => sentences::bench_embed(args),
         Command::Bench { what: BenchCommand::TrainStep(args) } => bench::train_step(args),
+        Command::Bench { what: BenchCommand::Attention(args) } => bench_attention::attention(args),
         Command::Check { configs } => {
             let mut failed = 0;
             for path in &configs {

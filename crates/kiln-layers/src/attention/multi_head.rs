@@ -10,6 +10,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{Attention, AttentionConfig};
+use crate::feed_forward::linear_rows;
 use crate::{LayerConfigError, Rotary};
 
 /// Multi-head attention configuration (a sub-table of the model config).
@@ -104,10 +105,10 @@ impl MultiHeadAttention {
         let [b, n, d_model] = x.dims();
         let (h, d) = (self.n_heads, d_model / self.n_heads);
         let heads = |t: Tensor<3>| t.reshape([b, n, h, d]).swap_dims(1, 2); // [b, h, n, d]
-        let q = heads(self.query.forward(x.clone()));
-        let k = heads(self.key.forward(x.clone()));
-        let v = heads(self.value.forward(x));
+        let q = heads(linear_rows(&self.query, x.clone()));
+        let k = heads(linear_rows(&self.key, x.clone()));
+        let v = heads(linear_rows(&self.value, x));
         let out = self.attention.forward(q, k, v, padding, self.causal, rotary); // [b, h, n, d]
-        self.output.forward(out.swap_dims(1, 2).reshape([b, n, d_model]))
+        linear_rows(&self.output, out.swap_dims(1, 2).reshape([b, n, d_model]))
     }
 }

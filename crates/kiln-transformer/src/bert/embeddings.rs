@@ -3,8 +3,9 @@
 //! LayerNorm and dropout. Reference: Hugging Face `transformers`, `BertEmbeddings` (position ids
 //! `0..n`, no offset; RoBERTa's `padding_idx + 1` offset is not this module).
 
-use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
 use burn::prelude::*;
+use kiln_layers::Dropout;
 
 /// Word + position + token-type embeddings, then LayerNorm.
 #[derive(Module, Debug)]
@@ -37,7 +38,7 @@ impl BertEmbeddings {
             position: EmbeddingConfig::new(max_positions, d_model).init(device),
             token_type: EmbeddingConfig::new(type_vocab_size, d_model).init(device),
             norm: LayerNormConfig::new(d_model).with_epsilon(eps).init(device),
-            dropout: DropoutConfig::new(dropout).init(),
+            dropout: Dropout::new(dropout),
         }
     }
 

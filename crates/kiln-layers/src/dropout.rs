@@ -1,0 +1,150 @@
+//! Dropout (Srivastava et al. 2014): during training each element is zeroed with probability `p` and
+//! the survivors are scaled by `1 / (1 − p)`; in evaluation it is the identity.
+//!
+//! Behaves as `burn::nn::Dropout` (active only on an autodiff device, no checkpoint keys), but cheaper
+//! on the CPU backends: Burn's flex backend draws each mask element from ChaCha with a per-element
+//! Bernoulli sampler and then multiplies twice (mask, then scale), which was 12-15% of a transformer
+//! training step (docs/benchmarks.md). Here, on flex and ndarray, the already scaled mask
+//! `{0, 1/(1 − p)}` is drawn on the host by a wyrand generator, two elements per 64-bit draw, seeded by
+//! one draw from the device's own generator, and applied with one multiplication. The device seed
+//! (which the trainer sets per step) therefore still fixes every mask, so runs stay reproducible and a
+//! resumed run equals an uninterrupted one. Other backends (wgpu) draw the mask on the device.
+
+use burn::prelude::*;
+use burn::tensor::Distribution;
+
+/// Dropout with probability `prob`; no parameters, nothing in checkpoints.
+#[derive(Module, Debug)]
+pub struct Dropout {
+    /// Probability of zeroing an element, in `[0, 1)`.
+    pub prob: f64,
+}
+
+impl Dropout {
+    /// A dropout layer.
+    ///
+    /// # Panics
+    ///
+    /// If `prob` is not in `[0, 1)` (configs check this in `validate()`).
+    pub fn new(prob: f64) -> Self {
+        assert!(prob.is_finite() && (0.0..1.0).contains(&prob), "dropout probability {prob} is outside [0, 1)");
+        Self { prob }
+    }
+
+    /// Zero and rescale at random on an autodiff device; the identity otherwise.
+    ///
+    /// # Shapes
+    ///
+    /// - `x`: any → same
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let device = x.device();
+        if self.prob == 0.0 || !device.is_autodiff() {
+            return x;
+        }
+        let keep = 1.0 - self.prob;
+        let mask = if on_host(&device) {
+            let dims = x.dims();
+            let values = scaled_keep_mask(dims.iter().product(), keep, draw_seed(&device));
+            let n = values.len();
+            Tensor::<1>::from_data(TensorData::new(values, [n]), &device).reshape(dims)
+        } else {
+            x.random_like(Distribution::Bernoulli(keep)).mul_scalar(1.0 / keep)
+        };
+        x * mask
+    }
+}
+
+/// Whether `device` computes on the host (flex, ndarray), where a host-drawn mask costs no transfer.
+fn on_host(device: &Device) -> bool {
+    let name = format!("{:?}", device.clone().without_autodiff());
+    name.contains("Flex") || name.contains("NdArray")
+}
+
+/// One 64-bit seed from the device's generator (so that `Device::seed` fixes it).
+fn draw_seed(device: &Device) -> u64 {
+    let draws = Tensor::<1>::random([4], Distribution::Uniform(0.0, 1.0), device).into_data();
+    let values = draws.convert::<f32>().try_to_vec::<f32>().unwrap_or_default();
+    values.iter().fold(0x6A09_E667_F3BC_C908, |s, v| wyrand(&mut (s ^ u64::from(v.to_bits()))))
+}
+
+/// wyrand (Wang Yi): one 64-bit output per call, state advanced by a constant.
+fn wyrand(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0xA076_1D64_78BD_642F);
+    let t = u128::from(*state) * u128::from(*state ^ 0xE703_7ED1_A0B4_28DB);
+    ((t >> 64) as u64) ^ (t as u64)
+}
+
+/// `n` values, each `1 / keep` with probability `keep` and `0` otherwise, from `seed`: each 64-bit
+/// draw gives two elements, kept when its 32-bit half is below `keep · 2³²`.
+pub fn scaled_keep_mask(n: usize, keep: f64, seed: u64) -> Vec<f32> {
+    let threshold = (keep * 4_294_967_296.0).round().min(u32::MAX as f64) as u32;
+    let scale = (1.0 / keep) as f32;
+    let value = |half: u32| if half < threshold { scale } else { 0.0 };
+    let mut state = seed;
+    let mut out = Vec::with_capacity(n + 1);
+    while out.len() < n {
+        let r = wyrand(&mut state);
+        out.push(value(r as u32));
+        out.push(value((r >> 32) as u32));
+    }
+    out.truncate(n);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::*;
+
+    #[test]
+    fn the_mask_keeps_the_right_fraction_and_is_fixed_by_its_seed() {
+        for keep in [0.9, 0.5, 0.1] {
+            let n = 200_000;
+            let m = scaled_keep_mask(n, keep, 7);
+            let kept = m.iter().filter(|&&v| v != 0.0).count() as f64 / n as f64;
+            // Binomial standard deviation at n = 2e5 is at most 0.0011: 5 sigma.
+            assert!((kept - keep).abs() < 0.0056, "keep {keep}: kept {kept}");
+            assert!(m.iter().all(|&v| v == 0.0 || (v - (1.0 / keep) as f32).abs() < 1e-6));
+            // E[mask] = 1: the scale keeps expectations.
+            let mean = m.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64;
+            assert!((mean - 1.0).abs() < 0.0056 / keep, "keep {keep}: mean {mean}");
+            assert_eq!(m, scaled_keep_mask(n, keep, 7));
+            assert_ne!(m, scaled_keep_mask(n, keep, 8));
+        }
+        // Neighbouring elements (the two halves of one draw) are independent: no excess agreement.
+        let m = scaled_keep_mask(200_000, 0.5, 3);
+        let agree = m.chunks(2).filter(|p| (p[0] == 0.0) == (p[1] == 0.0)).count() as f64 / 100_000.0;
+        assert!((agree - 0.5).abs() < 0.008, "{agree}");
+    }
+
+    #[test]
+    fn training_zeroes_and_scales_with_a_seeded_mask_and_evaluation_is_the_identity() {
+        let device = dev().autodiff();
+        assert!(on_host(&device) && on_host(&dev()));
+        let d = Dropout::new(0.25);
+        let x = randn([4, 64, 32], 1.0, 1, &device).require_grad();
+        device.seed(5);
+        let y = d.forward(x.clone());
+        let (xs, ys) = (to_vec(x.clone()), to_vec(y.clone()));
+        let zeros = ys.iter().filter(|&&v| v == 0.0).count();
+        assert!((zeros as f64 / ys.len() as f64 - 0.25).abs() < 0.04, "{zeros}");
+        for (a, b) in xs.iter().zip(&ys) {
+            assert!(*b == 0.0 || (b - a / 0.75).abs() < 1e-5, "{a} -> {b}");
+        }
+        // The gradient is the mask: d(sum y)/dx = 1/0.75 where kept, 0 where dropped.
+        let grads = y.sum().backward();
+        let g = to_vec(x.grad(&grads).unwrap());
+        for (gy, y) in g.iter().zip(&ys) {
+            assert!((*gy - if *y == 0.0 { 0.0 } else { 1.0 / 0.75 }).abs() < 1e-6);
+        }
+        // Same device seed, same mask; another seed, another mask.
+        device.seed(5);
+        assert_eq!(to_vec(d.forward(x.clone())), ys);
+        device.seed(6);
+        assert_ne!(to_vec(d.forward(x.clone())), ys);
+        // Without autodiff, and with p = 0, the identity.
+        let plain = randn([3, 5], 1.0, 2, &dev());
+        assert_eq!(to_vec(d.forward(plain.clone())), to_vec(plain));
+        assert_eq!(to_vec(Dropout::new(0.0).forward(x.clone())), xs);
+    }
+}
