@@ -132,6 +132,11 @@ pub struct ListOpsConfig {
     /// Seed of the generator.
     #[serde(default)]
     pub seed: u64,
+    /// Pad every batch to this many tokens instead of to its longest sequence: static shapes, for
+    /// timing against a fixed-shape twin and for GPU backends, which compile kernels per shape.
+    /// At least `max_len − 1`, the longest tree kept.
+    #[serde(default)]
+    pub pad_to: Option<usize>,
 }
 
 fn default_depth() -> usize {
@@ -177,6 +182,14 @@ impl ListOpsConfig {
             return Err(DataError::Invalid(format!(
                 "listops keeps lengths with min_len < length < max_len, but min_len = {} and max_len = {} leave none",
                 self.min_len, self.max_len
+            )));
+        }
+        if let Some(pad_to) = self.pad_to
+            && pad_to + 1 < self.max_len
+        {
+            return Err(DataError::Invalid(format!(
+                "listops pad_to ({pad_to}) must be at least max_len - 1 = {}, the longest tree kept",
+                self.max_len - 1
             )));
         }
         if self.n_train == 0 || self.n_valid == 0 || self.n_test == 0 {
@@ -253,6 +266,7 @@ mod tests {
             max_depth: 4,
             max_args: 5,
             seed: 1,
+            pad_to: None,
         };
         let data = c.generate().unwrap();
         assert_eq!((data.train.len(), data.valid.len(), data.test.len()), (200, 20, 20));
@@ -287,8 +301,11 @@ mod tests {
             max_depth: 4,
             max_args: 5,
             seed: 1,
+            pad_to: None,
         };
         assert!(c.validate().unwrap_err().to_string().contains("leave none"));
+        let short = ListOpsConfig { max_len: 60, pad_to: Some(58), ..c.clone() };
+        assert!(short.validate().unwrap_err().to_string().contains("pad_to (58) must be at least max_len - 1 = 59"));
         let c = ListOpsConfig { max_len: 52, ..c };
         let err = c.generate().unwrap_err().to_string();
         assert!(err.contains("distinct trees"), "{err}");

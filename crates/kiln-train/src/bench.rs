@@ -45,6 +45,9 @@ pub struct BenchStepArgs {
     /// Backend (default: each config's).
     #[arg(long)]
     device: Option<String>,
+    /// Also write one JSON line per config to this file (for scripts/bench/run.py).
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 /// One round of one config.
@@ -141,14 +144,28 @@ pub fn train_step(args: BenchStepArgs) -> anyhow::Result<i32> {
     );
     println!("| config | items/step | step (ms) | items/s | eval pass (s) |");
     println!("|---|---|---|---|---|");
+    let mut json = Vec::new();
     for ((path, _, _), rs) in configs.iter().zip(&rounds) {
         let mut steps: Vec<f64> = rs.iter().flat_map(|r| r.step_seconds.iter().copied()).collect();
         let step = median(&mut steps);
         let items = rs[0].items_per_step;
         let mut evals: Vec<f64> = rs.iter().filter_map(|r| r.eval_seconds).collect();
-        let eval = if evals.is_empty() { "-".to_string() } else { format!("{:.3}", median(&mut evals)) };
+        let eval_seconds = (!evals.is_empty()).then(|| median(&mut evals));
+        let eval = eval_seconds.map_or("-".to_string(), |e| format!("{e:.3}"));
         println!("| {} | {items} | {:.2} | {:.1} | {eval} |", path.display(), step * 1e3, items as f64 / step);
         eprintln!("  {}: {}", path.display(), rs[0].describe);
+        let row = serde_json::json!({
+            "impl_name": "kiln",
+            "config": path.display().to_string(),
+            "items_per_step": items,
+            "step_ms": step * 1e3,
+            "items_per_s": items as f64 / step,
+            "eval_s": eval_seconds,
+        });
+        json.push(row.to_string());
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, json.join("\n") + "\n").with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(0)
 }

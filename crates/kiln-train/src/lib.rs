@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod bench_attention;
 pub mod checkpoint;
 pub mod config;
 pub mod metrics;

@@ -88,8 +88,11 @@ pub struct SequenceBatch {
     labels: Tensor<1, Int>,
 }
 
-fn batch_of(examples: &[&Example], device: &Device) -> SequenceBatch {
-    let n = examples.iter().map(|e| e.tokens.len()).max().unwrap_or(1);
+/// A batch padded to its longest sequence, or to `pad_to` when given (it holds every sequence: the
+/// config's validation sees to that).
+fn batch_of(examples: &[&Example], pad_to: Option<usize>, device: &Device) -> SequenceBatch {
+    let longest = examples.iter().map(|e| e.tokens.len()).max().unwrap_or(1);
+    let n = pad_to.map_or(longest, |p| p.max(longest));
     let mut ids = Vec::with_capacity(examples.len() * n);
     for e in examples {
         ids.extend(e.tokens.iter().map(|&t| t as i64));
@@ -111,6 +114,8 @@ pub struct ListOpsTask {
     data: ListOps,
     /// The most frequent training label.
     majority: u8,
+    /// Pad batches to this length (`[data] pad_to`).
+    pad_to: Option<usize>,
 }
 
 /// Examples per evaluation batch.
@@ -119,11 +124,11 @@ const EVAL_BATCH: usize = 64;
 impl ListOpsTask {
     /// Generate the data and keep the model config.
     pub fn new(model: ClassifierConfig, data: &ListOpsConfig) -> anyhow::Result<Self> {
-        let data = data.generate().context("generating ListOps")?;
+        let generated = data.generate().context("generating ListOps")?;
         let mut counts = [0usize; 10];
-        data.train.iter().for_each(|e| counts[e.label as usize] += 1);
+        generated.train.iter().for_each(|e| counts[e.label as usize] += 1);
         let majority = (0..10).max_by_key(|&c| counts[c]).unwrap_or(0) as u8;
-        Ok(Self { model, data, majority })
+        Ok(Self { model, data: generated, majority, pad_to: data.pad_to })
     }
 
     /// Accuracy of always answering the most frequent training label (the floor to beat).
@@ -157,7 +162,7 @@ impl Task for ListOpsTask {
     fn train_batch(&self, step: usize, batch_size: usize, seed: u64, device: &Device) -> SequenceBatch {
         let idx = EpochSampler::new(self.data.train.len(), batch_size, seed).batch(step);
         let examples: Vec<&Example> = idx.iter().map(|&i| &self.data.train[i]).collect();
-        batch_of(&examples, device)
+        batch_of(&examples, self.pad_to, device)
     }
 
     fn step(&self, model: &SequenceClassifier, batch: SequenceBatch) -> StepOutput {
@@ -179,7 +184,7 @@ impl Task for ListOpsTask {
         let (mut correct, mut total, mut loss_sum) = (0, 0, 0.0);
         for chunk in examples.chunks(EVAL_BATCH) {
             let refs: Vec<&Example> = chunk.iter().collect();
-            let batch = batch_of(&refs, device);
+            let batch = batch_of(&refs, self.pad_to, device);
             let logits = model.forward(batch.tokens, &batch.padding);
             let loss: f32 = cross_entropy(logits.clone(), batch.labels.clone()).into_scalar();
             let (c, t) = accuracy_counts(logits, batch.labels);
@@ -217,7 +222,7 @@ impl Task for ListOpsTask {
             .collect::<anyhow::Result<Vec<u32>>>()?;
         anyhow::ensure!(!tokens.is_empty(), "the expression is empty");
         let example = Example { tokens, label: 0 };
-        let batch = batch_of(&[&example], device);
+        let batch = batch_of(&[&example], self.pad_to, device);
         let pred: i64 = model.forward(batch.tokens, &batch.padding).argmax(1).into_scalar();
         Ok(format!("{pred}"))
     }

@@ -1,0 +1,75 @@
+//! Minimal reproductions of the Burn 0.22.1 `flex` costs that docs/benchmarks.md names, each timed
+//! beside what it could cost:
+//!
+//! ```text
+//! cargo run --release --example burn_limits
+//! ```
+//!
+//! 1. Every op's output buffer is zero-filled and then copied once more (`FlexTensor::empty` makes a
+//!    `Vec<u8>`, and `Bytes::from_bytes_vec` re-allocates it to 16-byte alignment because it checks
+//!    the vector's declared alignment, 1, not its address): `zeros` of 64 Mi floats against
+//!    `vec![0f32; n]`.
+//! 2. `gelu` calls scalar `libm::erff` per element: against `exp` on the same tensor, which flex
+//!    vectorises.
+//! 3. Dropout's `Bernoulli` mask draws each element from ChaCha through a per-element sampler:
+//!    against Kiln's host mask (`kiln_layers::dropout::scaled_keep_mask`).
+//! 4. `Linear` on `[b, n, d]` with `n` a multiple of the row tile runs `b` batched products:
+//!    forward and backward against the same layer on `[b·n, d]`.
+
+use std::time::Instant;
+
+use burn::nn::LinearConfig;
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use burn::tensor::activation::gelu;
+
+/// Median milliseconds of `runs` calls of `f` after one warm-up.
+fn time(runs: usize, device: &Device, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            device.sync().expect("sync");
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[runs / 2]
+}
+
+fn main() {
+    let device = Device::flex();
+    let n = 64 << 20;
+    let zeros = time(5, &device, || drop(Tensor::<1>::zeros([n], &device)));
+    let vec = time(5, &device, || drop(std::hint::black_box(vec![0f32; n])));
+    println!("1. zeros of {n} floats: flex {zeros:.1} ms, vec![0f32; n] {vec:.2} ms");
+
+    let x = Tensor::<1>::random([16 << 20], Distribution::Normal(0.0, 1.0), &device);
+    let g = time(5, &device, || drop(gelu(x.clone())));
+    let e = time(5, &device, || drop(x.clone().exp()));
+    println!("2. 16 Mi elements: gelu {g:.1} ms, exp {e:.1} ms");
+
+    let m = 16 << 20;
+    let bern = time(5, &device, || drop(Tensor::<1>::random([m], Distribution::Bernoulli(0.9), &device)));
+    let host = time(5, &device, || {
+        let v = kiln_layers::dropout::scaled_keep_mask(m, 0.9, 1);
+        drop(Tensor::<1>::from_data(TensorData::new(v, [m]), &device));
+    });
+    println!("3. dropout mask of {m} elements: Bernoulli random {bern:.1} ms, host mask + upload {host:.1} ms");
+
+    let ad = device.clone().autodiff();
+    let linear = LinearConfig::new(256, 1024).init(&ad);
+    let x3 = Tensor::<3>::random([16, 128, 256], Distribution::Normal(0.0, 1.0), &ad).require_grad();
+    let batched = time(9, &ad, || {
+        let y = linear.forward(x3.clone());
+        drop(y.sum().backward());
+    });
+    let flat = time(9, &ad, || {
+        let y = linear.forward(x3.clone().reshape([16 * 128, 256]));
+        drop(y.sum().backward());
+    });
+    println!(
+        "4. Linear 256→1024 forward+backward on [16, 128, 256]: as given {batched:.1} ms, as [2048, 256] {flat:.1} ms"
+    );
+}
