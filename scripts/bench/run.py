@@ -2,6 +2,7 @@
 """Kiln and PyTorch side by side on this machine; writes docs/benchmarks.md.
 
     scripts/bench/run.py [--python PY] [--kiln BIN] [--rounds 3] [--quick] [--out docs/benchmarks.md]
+    scripts/bench/run.py --redo softmax,16384,forward ...   # re-measure points of the saved run
 
 PY (default python3) needs torch, and for the attention references `nystrom-attention` and
 `performer-pytorch`, and for the embedding benchmark `transformers`:
@@ -78,11 +79,9 @@ def train_step(kiln, py, rounds, steps):
     return ours, theirs
 
 
-def attention_points(kiln, py, ns, repeats, max_gib):
+def attention_points(kiln, py, points, repeats, max_gib):
     rows = []
-    for mode in ["forward", "backward"]:
-        for n in ns:
-            for kind in KINDS:
+    for kind, n, mode in points:
                 point = f"{kind},{n},{mode}"
                 k = json_lines(sh([kiln, "bench", "attention", "--point", point, "--repeats", str(repeats)]))[0] \
                     if not (kind == "softmax" and softmax_gib(n, mode) > max_gib) else \
@@ -97,8 +96,14 @@ def attention_points(kiln, py, ns, repeats, max_gib):
     return rows
 
 
+def all_points(ns):
+    return [(kind, n, mode) for mode in ["forward", "backward"] for n in ns for kind in KINDS]
+
+
 def softmax_gib(n, mode, batch=1, heads=8):
-    return (4 if mode == "backward" else 2) * batch * heads * n * n * 4 / 2**30
+    """GiB of score matrices Kiln keeps for softmax: the backward pass (Burn's autodiff attention is the
+    decomposed fallback) keeps four [b, h, n, n] matrices; the forward pass runs flex's flash kernel."""
+    return 4 * batch * heads * n * n * 4 / 2**30 if mode == "backward" else 0.0
 
 
 def fmt(x, digits=1):
@@ -145,7 +150,10 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--max-gib", type=float, default=10.0)
     p.add_argument("--quick", action="store_true", help="lengths 256-4096 only, one round")
-    p.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
+    p.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"),
+                   help="the report; the raw figures go beside it as .json")
+    p.add_argument("--redo", action="append", default=[], metavar="KIND,N,MODE",
+                   help="re-measure this attention point of the saved run (repeatable) and render again")
     a = p.parse_args()
     kiln = a.kiln
     if kiln is None:
@@ -153,27 +161,52 @@ def main():
         kiln = os.path.join(ROOT, "target", "release", "kiln")
     ns = [256, 1024, 4096] if a.quick else [256, 512, 1024, 2048, 4096, 8192, 16384]
     rounds = 1 if a.quick else a.rounds
-    started = datetime.datetime.now(datetime.timezone.utc)
-    m = machine(a.python)
-    print(f"machine: {m}", file=sys.stderr)
-    ours, theirs = train_step(kiln, a.python, rounds, a.steps)
-    rows = attention_points(kiln, a.python, ns, a.repeats, a.max_gib)
-    errors = sh([kiln, "bench", "attention", "--errors-only"]).split("relative error", 1)[-1]
-    emb = embed(kiln, a.python)
-    minutes = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds() / 60
+    raw_path = os.path.splitext(a.out)[0] + ".json"
+    if a.redo:
+        # Re-measure some attention points of the saved run and render again.
+        data = json.load(open(raw_path))
+        redo = [(k, int(n), m) for k, n, m in (r.split(",") for r in a.redo)]
+        fresh = attention_points(kiln, a.python, redo, a.repeats, a.max_gib)
+        for f in fresh:
+            f["redone"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+            data["rows"] = [r for r in data["rows"] if (r["kind"], r["n"], r["mode"]) != (f["kind"], f["n"], f["mode"])]
+            data["rows"].append(f)
+        order = {p: i for i, p in enumerate(all_points(sorted({r["n"] for r in data["rows"]})))}
+        data["rows"].sort(key=lambda r: order.get((r["kind"], r["n"], r["mode"]), 1 << 30))
+    else:
+        started = datetime.datetime.now(datetime.timezone.utc)
+        data = {"started": started.strftime("%Y-%m-%d %H:%M"), "quick": a.quick, "steps": a.steps,
+                "repeats": a.repeats, "machine": machine(a.python)}
+        print(f"machine: {data['machine']}", file=sys.stderr)
+        data["train_step"] = dict(zip(["kiln", "pytorch"], train_step(kiln, a.python, rounds, a.steps)))
+        data["rows"] = attention_points(kiln, a.python, all_points(ns), a.repeats, a.max_gib)
+        data["errors"] = sh([kiln, "bench", "attention", "--errors-only"]).split("relative error", 1)[-1]
+        data["embed"] = embed(kiln, a.python)
+        data["minutes"] = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds() / 60
+        data["kiln"] = os.path.relpath(kiln, ROOT)
+    with open(raw_path, "w") as f:
+        json.dump(data, f, indent=1)
+    render(data, a.out)
 
+
+def render(data, out):
+    m, rows, errors, emb = data["machine"], data["rows"], data["errors"], data["embed"]
+    ours, theirs = data["train_step"]["kiln"], data["train_step"]["pytorch"]
+    rounds, quick = len(ours), data["quick"]
     L = []
     L.append("# Benchmarks: Kiln and PyTorch side by side")
     L.append("")
-    L.append(f"Generated by `scripts/bench/run.py{' --quick' if a.quick else ''}` on {started:%Y-%m-%d %H:%M} UTC "
-             f"({minutes:.0f} min). Kiln and PyTorch alternate (training step round by round, attention point by "
+    redone = sorted({r["redone"] for r in rows if r.get("redone")})
+    L.append(f"Generated by `scripts/bench/run.py{' --quick' if quick else ''}` on {data['started']} UTC "
+             f"({data['minutes']:.0f} min)" + (f"; points marked * re-measured with `--redo` on {', '.join(redone)}"
+                                                 if redone else "") + ". Kiln and PyTorch alternate (training step round by round, attention point by "
              "point, each point a fresh process), so the figures of one row were taken minutes apart on the same "
              "machine. **Ratio = PyTorch time / Kiln time: above 1.00 Kiln is faster.**")
     L.append("")
     L.append("## Machine")
     L.append("")
     L.append(f"- CPU: {m['cpu']}, {m['cores']} cores, AVX-512 {'yes' if m['avx512'] else 'no'}; memory {m['memory']}")
-    L.append(f"- {m['os']}; {m['rustc']}; Kiln binary `{os.path.relpath(kiln, ROOT)}`")
+    L.append(f"- {m['os']}; {m['rustc']}; Kiln binary `{data['kiln']}`")
     L.append(f"- PyTorch {m['torch']}, {m['torch_threads']} threads")
     L.append("")
     L.append("## Training step")
@@ -181,7 +214,7 @@ def main():
     L.append("`configs/bench/encoder_softmax.toml` (`kiln bench train-step`) against `scripts/bench/train_step_torch.py`: "
              "4-layer post-norm encoder, d_model 256, 4 heads, FFN 1024 (GELU), dropout 0.1, batch 16 × 128 tokens, "
              "AdamW, global-norm clipping; a step is batch, forward, backward, clipping, update. "
-             f"Median of {a.steps} steps after 3 warm-up steps, per round; {rounds} rounds alternating.")
+             f"Median of {data['steps']} steps after 3 warm-up steps, per round; {rounds} rounds alternating.")
     L.append("")
     L.append("| | Kiln step (ms) | PyTorch step (ms) | Kiln tokens/s | PyTorch tokens/s | ratio |")
     L.append("|---|---|---|---|---|---|")
@@ -197,7 +230,7 @@ def main():
              "`scripts/bench/attention_torch.py`: softmax = `scaled_dot_product_attention`; linear = plain PyTorch "
              "(no reference package); performer = `performer_pytorch.SelfAttention` (266 features); nystrom = "
              "`nystrom_attention.NystromAttention` (64 landmarks, 6 pseudo-inverse iterations, 33-tap residual "
-             f"convolution). Time: median of {a.repeats} runs after a warm-up. Memory: peak resident growth (MiB) over "
+             f"convolution). Time: median of {data['repeats']} runs after a warm-up. Memory: peak resident growth (MiB) over "
              "the resident set once layer and input exist. Forward runs without autograd on both sides.")
     for mode, title in [("forward", "Forward"), ("backward", "Forward + backward")]:
         L.append("")
@@ -210,10 +243,11 @@ def main():
                 continue
             k, t = r["kiln"], r["pytorch"]
             note = k.get("note") or t.get("note") or ""
-            L.append(f"| {r['kind']} | {r['n']:,} | {fmt(k.get('ms'))} | {fmt(t.get('ms'))} | "
+            star = "*" if r.get("redone") else ""
+            L.append(f"| {r['kind']}{star} | {r['n']:,} | {fmt(k.get('ms'))} | {fmt(t.get('ms'))} | "
                      f"{ratio(k.get('ms'), t.get('ms'))} | {fmt(k.get('peak_mib'), 0)} | {fmt(t.get('peak_mib'), 0)} |"
                      + (f" {note}" if note else ""))
-    if not a.quick:
+    if not quick:
         L.append("")
         L.append("### Growth in n and where each kind overtakes softmax")
         L.append("")
@@ -252,14 +286,14 @@ def main():
     # The hand-written analysis below the marker survives regeneration.
     marker = "<!-- notes: written by hand, kept by scripts/bench/run.py -->"
     kept = marker + "\n"
-    if os.path.exists(a.out):
-        old = open(a.out).read()
+    if os.path.exists(out):
+        old = open(out).read()
         if marker in old:
             kept = marker + old.split(marker, 1)[1]
     L.append(kept)
-    with open(a.out, "w") as f:
+    with open(out, "w") as f:
         f.write("\n".join(L))
-    print(f"wrote {a.out}", file=sys.stderr)
+    print(f"wrote {out}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -167,11 +167,14 @@ fn run_point(args: &BenchAttentionArgs, kind: &str, n: usize, mode: &str) -> any
     Ok(Point { impl_name: "kiln".into(), kind: kind.into(), n, mode: mode.into(), ms: Some(ms), peak_mib, note: None })
 }
 
-/// Bytes of the `[b, h, n, n]` score matrices that exact attention keeps (scores and probabilities,
-/// and for the backward pass their gradients).
+/// GiB of the `[b, h, n, n]` score matrices that exact attention keeps: four (scores, probabilities
+/// and their gradients) for the backward pass, where Burn's autodiff runs the decomposed attention;
+/// none for the forward pass, which flex runs as a flash kernel over key tiles.
 fn softmax_gib(args: &BenchAttentionArgs, n: usize, backward: bool) -> f64 {
-    let matrices = if backward { 4.0 } else { 2.0 };
-    matrices * (args.batch * args.heads) as f64 * (n as f64).powi(2) * 4.0 / (1u64 << 30) as f64
+    if !backward {
+        return 0.0;
+    }
+    4.0 * (args.batch * args.heads) as f64 * (n as f64).powi(2) * 4.0 / (1u64 << 30) as f64
 }
 
 /// Measure one point in a child process.
