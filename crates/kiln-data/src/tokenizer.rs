@@ -90,9 +90,9 @@ impl BertTokenizer {
         let truncation = TruncationParams { max_length: max_seq_len, ..TruncationParams::default() };
         inner.with_truncation(Some(truncation)).map_err(|e| DataError::Invalid(format!("truncation: {e}")))?;
         inner.with_padding(None);
-        let pad_id = inner
-            .token_to_id("[PAD]")
-            .ok_or_else(|| DataError::Invalid(format!("{}: the vocabulary has no [PAD] token", dir.display())))?;
+        let source = if json.is_file() { json } else { vocab };
+        let pad_id =
+            inner.token_to_id("[PAD]").ok_or_else(|| DataError::format(&source, "vocabulary", "no [PAD] token"))?;
         Ok(Self { inner, max_seq_len, pad_id })
     }
 

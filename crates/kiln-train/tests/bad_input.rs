@@ -346,6 +346,27 @@ fn bert_cases() -> Vec<(&'static str, Vec<&'static str>, Corrupt)> {
             }),
         ),
         (
+            // The tokenizer fuzz target's finding: tokenizers 0.23 panicked on it.
+            "tokenizer_control_character",
+            vec!["line 1", "control character"],
+            Box::new(|d: &Path| write_tokenizer_json(d, &VOCAB_WITH_PAD, "WordPie\u{0}ce")),
+        ),
+        (
+            "tokenizer_truncated",
+            vec!["line 1", "EOF"],
+            Box::new(|d: &Path| {
+                write_tokenizer_json(d, &VOCAB_WITH_PAD, "WordPiece");
+                let p = d.join("tokenizer.json");
+                let b = std::fs::read(&p).unwrap();
+                std::fs::write(&p, &b[..b.len() / 2]).unwrap();
+            }),
+        ),
+        (
+            "tokenizer_without_pad",
+            vec!["no [PAD] token"],
+            Box::new(|d: &Path| write_tokenizer_json(d, &VOCAB_WITH_PAD[1..], "WordPiece")),
+        ),
+        (
             "safetensors_missing",
             vec!["model.safetensors"],
             Box::new(|d: &Path| {
@@ -355,12 +376,31 @@ fn bert_cases() -> Vec<(&'static str, Vec<&'static str>, Corrupt)> {
     ]
 }
 
-/// The file a BERT case corrupts: `config_*` cases `config.json`, `vocab_*` cases `vocab.txt`, the
-/// rest `model.safetensors`.
+/// A small vocabulary for `tokenizer.json` cases, `[PAD]` first.
+const VOCAB_WITH_PAD: [&str; 6] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "man"];
+
+/// A `tokenizer.json` (the fast-tokenizer format) over `vocab`, with `decoder_type` as its decoder's
+/// `type` string; it takes precedence over the checkpoint's `vocab.txt`.
+fn write_tokenizer_json(dir: &Path, vocab: &[&str], decoder_type: &str) {
+    let ids: Vec<String> = vocab.iter().enumerate().map(|(i, t)| format!("\"{t}\":{i}")).collect();
+    let text = format!(
+        "{{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,\"added_tokens\":[],\"normalizer\":null,\
+         \"pre_tokenizer\":{{\"type\":\"BertPreTokenizer\"}},\"post_processor\":null,\
+         \"decoder\":{{\"type\":\"{decoder_type}\",\"prefix\":\"##\",\"cleanup\":true}},\
+         \"model\":{{\"type\":\"WordPiece\",\"unk_token\":\"[UNK]\",\"continuing_subword_prefix\":\"##\",\
+         \"max_input_chars_per_word\":100,\"vocab\":{{{}}}}}}}",
+        ids.join(",")
+    );
+    std::fs::write(dir.join("tokenizer.json"), text).unwrap();
+}
+
+/// The file a BERT case corrupts: `config_*` cases `config.json`, `vocab_*` cases `vocab.txt`,
+/// `tokenizer_*` cases `tokenizer.json`, the rest `model.safetensors`.
 fn corrupted_file(case: &str) -> &'static str {
     match case.split('_').next() {
         Some("config") => "config.json",
         Some("vocab") => "vocab.txt",
+        Some("tokenizer") => "tokenizer.json",
         _ => "model.safetensors",
     }
 }
