@@ -464,6 +464,45 @@ fn bench_train_step_reports_a_row_per_config() {
     assert!(!out.status.success() && text(&out).contains("/nonexistent.toml"), "{}", text(&out));
 }
 
+/// `kiln bench attention`: every point measured in its own process comes back as a table cell with
+/// a time and a peak memory, the JSON lines agree with the table, softmax is exact against itself,
+/// and a bad kind or point is named.
+#[test]
+fn bench_attention_measures_each_point_in_a_child_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("points.jsonl");
+    let out = kiln()
+        .args(["bench", "attention", "--kinds", "softmax,linear-elu,nystrom", "--n", "64,128", "--heads", "2"])
+        .args(["--head-dim", "8", "--repeats", "1", "--error-n", "32", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let points: Vec<serde_json::Value> =
+        std::fs::read_to_string(&json).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(points.len(), 3 * 2 * 2, "kinds × lengths × modes: {stdout}");
+    for p in &points {
+        let (ms, mib) = (p["ms"].as_f64().unwrap(), p["peak_mib"].as_f64().unwrap());
+        assert!(ms > 0.0 && mib >= 0.0, "{p}");
+        // The table shows the same figures, to 0.1 ms.
+        assert!(stdout.contains(&format!("{ms:.1} ({mib:.0})")), "{p} not in\n{stdout}");
+    }
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("| 64 |") || l.starts_with("| 128 |")).collect();
+    assert_eq!(rows.len(), 4, "one row per length and mode: {stdout}");
+    let errors = stdout.lines().find(|l| l.starts_with("| 32 |")).expect("the error row");
+    let cells: Vec<f64> = errors.split('|').map(str::trim).filter_map(|c| c.parse().ok()).collect();
+    assert_eq!(cells.len(), 4, "{errors}");
+    assert!(
+        cells[1] == 0.0 && cells[2] > 0.01 && cells[3] < 0.05,
+        "softmax 0, linear > 0, Nyström exact at 32 keys: {errors}"
+    );
+    let out = kiln().args(["bench", "attention", "--kinds", "flash"]).output().unwrap();
+    assert!(!out.status.success() && text(&out).contains("unknown attention kind `flash`"), "{}", text(&out));
+    let out = kiln().args(["bench", "attention", "--point", "softmax,lots,forward"]).output().unwrap();
+    assert!(!out.status.success() && text(&out).contains("N must be a length"), "{}", text(&out));
+}
+
 /// Write IDX files of `n` synthetic 28×28 digits per split: class `c` is a bright bar in row block
 /// `c` (so a VAE has something to learn), with pixel noise.
 fn write_synthetic_mnist(dir: &Path, n: usize) {
