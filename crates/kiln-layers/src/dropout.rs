@@ -55,7 +55,7 @@ impl Dropout {
 }
 
 /// Whether `device` computes on the host (flex, ndarray), where a host-drawn mask costs no transfer.
-fn on_host(device: &Device) -> bool {
+pub(crate) fn on_host(device: &Device) -> bool {
     let name = format!("{:?}", device.clone().without_autodiff());
     name.contains("Flex") || name.contains("NdArray")
 }
