@@ -91,6 +91,21 @@ pub struct Point {
     pub note: Option<String>,
 }
 
+impl Point {
+    /// A point of Kiln's without a figure, and why.
+    fn missing(kind: &str, n: usize, mode: &str, note: String) -> Self {
+        Self {
+            impl_name: "kiln".into(),
+            kind: kind.into(),
+            n,
+            mode: mode.into(),
+            ms: None,
+            peak_mib: None,
+            note: Some(note),
+        }
+    }
+}
+
 /// The config of a kind name.
 ///
 /// # Errors
@@ -182,15 +197,12 @@ fn spawn_point(args: &BenchAttentionArgs, kind: &str, n: usize, mode: &str) -> a
     if kind == "softmax" {
         let gib = softmax_gib(args, n, mode == "backward");
         if gib > args.max_gib {
-            return Ok(Point {
-                impl_name: "kiln".into(),
-                kind: kind.into(),
+            return Ok(Point::missing(
+                kind,
                 n,
-                mode: mode.into(),
-                ms: None,
-                peak_mib: None,
-                note: Some(format!("skipped: needs {gib:.0} GiB > --max-gib {}", args.max_gib)),
-            });
+                mode,
+                format!("skipped: needs {gib:.0} GiB > --max-gib {}", args.max_gib),
+            ));
         }
     }
     let exe = std::env::current_exe().context("locating the kiln binary")?;
@@ -203,15 +215,7 @@ fn spawn_point(args: &BenchAttentionArgs, kind: &str, n: usize, mode: &str) -> a
         .context("starting a measurement process")?;
     if !out.status.success() {
         let why = String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("").to_string();
-        return Ok(Point {
-            impl_name: "kiln".into(),
-            kind: kind.into(),
-            n,
-            mode: mode.into(),
-            ms: None,
-            peak_mib: None,
-            note: Some(format!("failed ({}): {why}", out.status)),
-        });
+        return Ok(Point::missing(kind, n, mode, format!("failed ({}): {why}", out.status)));
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(stdout.trim()).with_context(|| format!("reading the measurement `{}`", stdout.trim()))

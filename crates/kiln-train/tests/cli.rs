@@ -760,12 +760,9 @@ fn wgan_on_images_is_judged_by_a_kiln_classifier() {
     assert!(!out.status.success() && text(&out).contains("use method = \"difference\""), "{}", text(&out));
 }
 
-/// A checkpoint write that fails (here: files over 16 KiB cannot be written, as on a full disk) is an
-/// error that keeps the previous checkpoint; a `latest` that no longer verifies (a flipped byte) is
-/// skipped for the newest checkpoint that does; either way the run finishes equal to an uninterrupted one.
-#[cfg(unix)]
-#[test]
-fn failed_writes_and_corrupt_checkpoints_lose_nothing() {
+/// The tiny config run to the end, and again stopped after 13 steps (checkpoints every 5, so the
+/// stopped run holds step-0000010 and step-0000013): `(temporary dir, full run, stopped run)`.
+fn full_and_stopped_at_13() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let config = tiny_config(dir.path(), "");
     let full = kiln().arg("train").arg(&config).output().unwrap();
@@ -774,6 +771,16 @@ fn failed_writes_and_corrupt_checkpoints_lose_nothing() {
     let first = kiln().arg("train").arg(&config).args(["--stop-after-steps", "13"]).output().unwrap();
     assert!(first.status.success(), "{}", text(&first));
     let run = run_dir_of(&first);
+    (dir, full_dir, run)
+}
+
+/// A checkpoint write that fails (here: files over 16 KiB cannot be written, as on a full disk) is an
+/// error that keeps the previous checkpoint; a `latest` that no longer verifies (a flipped byte) is
+/// skipped for the newest checkpoint that does; either way the run finishes equal to an uninterrupted one.
+#[cfg(unix)]
+#[test]
+fn failed_writes_and_corrupt_checkpoints_lose_nothing() {
+    let (_dir, full_dir, run) = full_and_stopped_at_13();
     let latest = || std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
     assert_eq!(latest(), "step-0000013");
 
@@ -814,14 +821,7 @@ fn failed_writes_and_corrupt_checkpoints_lose_nothing() {
 fn read_only_checkpoint_directory_keeps_the_previous_checkpoint() {
     use std::os::unix::fs::PermissionsExt;
     let set_mode = |p: &Path, mode: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = tiny_config(dir.path(), "");
-    let full = kiln().arg("train").arg(&config).output().unwrap();
-    assert!(full.status.success(), "{}", text(&full));
-    let full_dir = run_dir_of(&full);
-    let first = kiln().arg("train").arg(&config).args(["--stop-after-steps", "13"]).output().unwrap();
-    assert!(first.status.success(), "{}", text(&first));
-    let run = run_dir_of(&first);
+    let (dir, full_dir, run) = full_and_stopped_at_13();
     let checkpoints = run.join("checkpoints");
     let latest = || std::fs::read_to_string(checkpoints.join("latest")).unwrap();
     let saved = || {
