@@ -6,6 +6,7 @@ use burn::nn::{Linear, LinearConfig};
 
 use crate::Dropout;
 use burn::prelude::*;
+use burn::tensor::DType;
 use burn::tensor::activation::gelu;
 
 /// Two linear layers with an erf-GELU between.
@@ -48,11 +49,12 @@ impl FeedForward {
 /// - `x`: any → same
 pub fn gelu_exact<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     let device = x.device();
-    if device.is_autodiff() || !crate::dropout::on_host(&device) {
+    if device.is_autodiff() || !crate::dropout::on_host(&device) || x.dtype() != DType::F32 {
         return gelu(x);
     }
     let dims = x.dims();
-    let Ok(mut values) = x.clone().into_data().convert::<f32>().try_into_vec::<f32>() else { return gelu(x) };
+    // The tensor is moved, not cloned, so that flex can hand over its buffer instead of copying it.
+    let mut values = x.into_data().try_into_vec::<f32>().expect("an f32 tensor (checked above)");
     gelu_in_place(&mut values);
     let n = values.len();
     Tensor::<1>::from_data(TensorData::new(values, [n]), &device).reshape(dims)
