@@ -183,7 +183,7 @@ mod gelu_tests {
             .iter()
             .map(|&x| {
                 let phi = (-x * x / 2.0).exp() / (2.0 * std::f64::consts::PI).sqrt();
-                let cdf = 0.5 * (1.0 + libm_erf(x / std::f64::consts::SQRT_2));
+                let cdf = 0.5 * (1.0 + erf_series(x / std::f64::consts::SQRT_2));
                 (cdf + x * phi) as f32
             })
             .collect();
@@ -191,7 +191,7 @@ mod gelu_tests {
     }
 
     /// erf by its Taylor series (fine for |x| ≤ 2 in f64).
-    fn libm_erf(x: f64) -> f64 {
+    fn erf_series(x: f64) -> f64 {
         let mut sum = 0.0;
         let mut term = x;
         for n in 0..60 {

@@ -51,7 +51,8 @@ pub struct BenchAttentionArgs {
     /// Timed runs per point (after one warm-up run).
     #[arg(long, default_value_t = 5)]
     repeats: usize,
-    /// Skip points whose score matrices alone would need more than this many GiB (softmax).
+    /// Skip softmax points whose score matrices alone would need more than this many GiB (also with
+    /// `--point`, which then prints the point as skipped).
     #[arg(long, default_value_t = 10.0)]
     max_gib: f64,
     /// Lengths at which the relative error against softmax is measured.
@@ -192,25 +193,21 @@ fn softmax_gib(args: &BenchAttentionArgs, n: usize, backward: bool) -> f64 {
     4.0 * (args.batch * args.heads) as f64 * (n as f64).powi(2) * 4.0 / (1u64 << 30) as f64
 }
 
-/// Measure one point in a child process.
+/// The point, skipped, when softmax's score matrices would exceed `--max-gib`.
+fn too_big(args: &BenchAttentionArgs, kind: &str, n: usize, mode: &str) -> Option<Point> {
+    let gib = softmax_gib(args, n, mode == "backward");
+    (kind == "softmax" && gib > args.max_gib)
+        .then(|| Point::missing(kind, n, mode, format!("skipped: needs {gib:.0} GiB > --max-gib {}", args.max_gib)))
+}
+
+/// Measure one point in a child process (which applies `--max-gib` itself).
 fn spawn_point(args: &BenchAttentionArgs, kind: &str, n: usize, mode: &str) -> anyhow::Result<Point> {
-    if kind == "softmax" {
-        let gib = softmax_gib(args, n, mode == "backward");
-        if gib > args.max_gib {
-            return Ok(Point::missing(
-                kind,
-                n,
-                mode,
-                format!("skipped: needs {gib:.0} GiB > --max-gib {}", args.max_gib),
-            ));
-        }
-    }
     let exe = std::env::current_exe().context("locating the kiln binary")?;
     let out = Command::new(exe)
         .args(["bench", "attention", "--point", &format!("{kind},{n},{mode}")])
         .args(["--batch", &args.batch.to_string(), "--heads", &args.heads.to_string()])
         .args(["--head-dim", &args.head_dim.to_string(), "--repeats", &args.repeats.to_string()])
-        .args(["--device", &args.device])
+        .args(["--device", &args.device, "--max-gib", &args.max_gib.to_string()])
         .output()
         .context("starting a measurement process")?;
     if !out.status.success() {
@@ -317,7 +314,10 @@ pub fn attention(args: BenchAttentionArgs) -> anyhow::Result<i32> {
         let parts: Vec<&str> = point.split(',').collect();
         let [kind, n, mode] = parts[..] else { bail!("--point `{point}`: expected KIND,N,MODE") };
         let n: usize = n.parse().with_context(|| format!("--point `{point}`: N must be a length"))?;
-        let p = run_point(&args, kind, n, mode)?;
+        let p = match too_big(&args, kind, n, mode) {
+            Some(skipped) => skipped,
+            None => run_point(&args, kind, n, mode)?,
+        };
         println!("{}", serde_json::to_string(&p)?);
         return Ok(0);
     }

@@ -497,6 +497,11 @@ fn bench_attention_measures_each_point_in_a_child_process() {
         cells[1] == 0.0 && cells[2] > 0.01 && cells[3] < 0.05,
         "softmax 0, linear > 0, Nyström exact at 32 keys: {errors}"
     );
+    // A softmax point over --max-gib is reported as skipped, with the reason, not run.
+    let out =
+        kiln().args(["bench", "attention", "--point", "softmax,4096,backward", "--max-gib", "0.1"]).output().unwrap();
+    let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(p["ms"].is_null() && p["note"].as_str().unwrap().contains("needs 2 GiB > --max-gib 0.1"), "{p}");
     let out = kiln().args(["bench", "attention", "--kinds", "flash"]).output().unwrap();
     assert!(!out.status.success() && text(&out).contains("unknown attention kind `flash`"), "{}", text(&out));
     let out = kiln().args(["bench", "attention", "--point", "softmax,lots,forward"]).output().unwrap();
