@@ -40,42 +40,76 @@ impl FeedForward {
     }
 }
 
-/// The exact (erf) GELU `x · Φ(x)`. Training (an autodiff device) and GPU backends use Burn's `gelu`;
-/// inference on flex and ndarray computes it on the host with [`gelu_in_place`], since flex's `gelu`
-/// calls scalar `libm::erff` per element (18% of BERT inference, docs/benchmarks.md).
+/// The exact (erf) GELU `x · Φ(x)`. On flex and ndarray it is computed on the host with
+/// [`gelu_in_place`], since flex's `gelu` (and its backward) call scalar `libm::erff` per element (18%
+/// of BERT inference, docs/benchmarks.md). In training (an autodiff device) the host computes the value
+/// and the slope together and returns `a·x + b` with the constants `a = GELU'(x)` and
+/// `b = GELU(x) − a·x`: the value is GELU's, and the gradient is `a` times the incoming one, one
+/// multiplication instead of Burn's scalar-erf backward. GPU backends use Burn's `gelu`.
 ///
 /// # Shapes
 ///
 /// - `x`: any → same
 pub fn gelu_exact<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     let device = x.device();
-    if device.is_autodiff() || !crate::dropout::on_host(&device) || x.dtype() != DType::F32 {
+    if !crate::dropout::on_host(&device) || x.dtype() != DType::F32 {
         return gelu(x);
     }
     let dims = x.dims();
+    let tensor = |values: Vec<f32>| {
+        let n = values.len();
+        Tensor::<1>::from_data(TensorData::new(values, [n]), &device).reshape(dims)
+    };
+    if device.is_autodiff() {
+        let mut values = x.clone().into_data().try_into_vec::<f32>().expect("an f32 tensor (checked above)");
+        let slope = gelu_linearised_in_place(&mut values);
+        return x * tensor(slope) + tensor(values);
+    }
     // The tensor is moved, not cloned, so that flex can hand over its buffer instead of copying it.
     let mut values = x.into_data().try_into_vec::<f32>().expect("an f32 tensor (checked above)");
     gelu_in_place(&mut values);
-    let n = values.len();
-    Tensor::<1>::from_data(TensorData::new(values, [n]), &device).reshape(dims)
+    tensor(values)
+}
+
+/// GELU linearised at each `x`: returns the slopes `a = GELU'(x) = Φ(x) + x·φ(x)` and leaves
+/// `b = GELU(x) − a·x` in `values`, so that `a·x + b = GELU(x)`; the same arithmetic as
+/// [`gelu_in_place`] (φ shares its exponential).
+pub fn gelu_linearised_in_place(values: &mut [f32]) -> Vec<f32> {
+    let mut slopes = vec![0.0f32; values.len()];
+    for (v, slope) in values.iter_mut().zip(slopes.iter_mut()) {
+        let x = *v;
+        let (cdf, pdf) = normal_cdf_pdf(x);
+        let a = cdf + x * pdf;
+        *slope = a;
+        *v = x * cdf - a * x;
+    }
+    slopes
+}
+
+/// `(Φ(x), φ(x))` of the standard normal, branch-free: erf by Abramowitz & Stegun 7.1.26 (absolute
+/// error below 1.5·10⁻⁷), `e^(−x²/2)` by [`exp_non_positive`].
+#[inline(always)]
+fn normal_cdf_pdf(x: f32) -> (f32, f32) {
+    const P: f32 = 0.327_591_1;
+    const A: [f32; 5] = [0.254_829_6, -0.284_496_74, 1.421_413_7, -1.453_152_1, 1.061_405_4];
+    const INV_SQRT_2PI: f32 = 0.398_942_3;
+    let z = (x * std::f32::consts::FRAC_1_SQRT_2).abs();
+    let t = 1.0 / (1.0 + P * z);
+    let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
+    // erfc(|x|/√2) = poly · e^(−z²); 1 + erf(x/√2) is that for x < 0 and 2 minus it otherwise
+    // (no cancellation in the left tail).
+    let e = exp_non_positive(-z * z);
+    let erfc = poly * e;
+    let two_cdf = if x < 0.0 { erfc } else { 2.0 - erfc };
+    (0.5 * two_cdf, INV_SQRT_2PI * e)
 }
 
 /// `x ← x · Φ(x) = x/2 · (1 + erf(x/√2))` over a slice, in branch-free arithmetic that the compiler
 /// vectorises: erf by Abramowitz & Stegun 7.1.26 (absolute error below 1.5·10⁻⁷) with `exp` by range
 /// reduction to `[−ln2/2, ln2/2]` and a degree-6 Taylor polynomial (relative error about 10⁻⁷).
 pub fn gelu_in_place(values: &mut [f32]) {
-    const P: f32 = 0.327_591_1;
-    const A: [f32; 5] = [0.254_829_6, -0.284_496_74, 1.421_413_7, -1.453_152_1, 1.061_405_4];
     for v in values.iter_mut() {
-        let x = *v;
-        let z = (x * std::f32::consts::FRAC_1_SQRT_2).abs();
-        let t = 1.0 / (1.0 + P * z);
-        let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
-        // erfc(|x|/√2) = poly · e^(−z²); 1 + erf(x/√2) is that for x < 0 and 2 minus it otherwise
-        // (no cancellation in the left tail).
-        let erfc = poly * exp_non_positive(-z * z);
-        let two_cdf = if x < 0.0 { erfc } else { 2.0 - erfc };
-        *v = 0.5 * x * two_cdf;
+        *v *= normal_cdf_pdf(*v).0;
     }
 }
 
@@ -171,15 +205,36 @@ mod gelu_tests {
         assert_eq!(tails, [-0.0, -0.0, 0.0, 30.0, 200.0]);
     }
 
-    /// On an autodiff device the host path is not taken: the gradient is Burn's.
+    /// In training, the linearised host GELU: the value is Burn's GELU and the gradient Burn's GELU
+    /// gradient (on a grid over [−12, 12] and Gaussian values), and both match `Φ(x) + x·φ(x)` from
+    /// an independent erf at a few points.
     #[test]
-    fn training_keeps_burns_gelu_and_its_gradient() {
+    fn training_gelu_has_burns_value_and_gradient() {
         let device = dev().autodiff();
-        let x = Tensor::<1>::from_floats([-1.0, 0.0, 0.5, 2.0].as_slice(), &device).require_grad();
+        let grid: Vec<f32> = (-12_000..=12_000).map(|i| i as f32 * 1e-3).collect();
+        let r = to_vec(randn([4, 33, 17], 3.0, 5, &device));
+        for xs in [grid, r] {
+            let value_and_grad = |f: &dyn Fn(Tensor<1>) -> Tensor<1>| {
+                let x = Tensor::<1>::from_floats(xs.as_slice(), &device).require_grad();
+                let y = f(x.clone());
+                let grads = y.clone().sum().backward();
+                (to_vec(y), to_vec(x.grad(&grads).unwrap()))
+            };
+            let (want_y, want_g) = value_and_grad(&|x| gelu(x));
+            let (got_y, got_g) = value_and_grad(&|x| gelu_exact(x));
+            for (i, x) in xs.iter().enumerate() {
+                let (w, g) = (want_y[i], got_y[i]);
+                assert!((w - g).abs() <= 5e-7 + 2e-6 * w.abs(), "gelu({x}): burn {w}, host {g}");
+                let (w, g) = (want_g[i], got_g[i]);
+                assert!((w - g).abs() <= 5e-7 + 2e-6 * w.abs(), "gelu'({x}): burn {w}, host {g}");
+            }
+        }
+        let points = [-1.0f64, 0.0, 0.5, 2.0];
+        let x = Tensor::<1>::from_floats(points.map(|p| p as f32).as_slice(), &device).require_grad();
         let grads = gelu_exact(x.clone()).sum().backward();
         let g = to_vec(x.grad(&grads).unwrap());
         // d/dx x·Φ(x) = Φ(x) + x·φ(x)
-        let want: Vec<f32> = [-1.0f64, 0.0, 0.5, 2.0]
+        let want: Vec<f32> = points
             .iter()
             .map(|&x| {
                 let phi = (-x * x / 2.0).exp() / (2.0 * std::f64::consts::PI).sqrt();
@@ -187,7 +242,7 @@ mod gelu_tests {
                 (cdf + x * phi) as f32
             })
             .collect();
-        assert_close(&g, &want, 1e-5);
+        assert_close(&g, &want, 1e-6);
     }
 
     /// erf by its Taylor series (fine for |x| ≤ 2 in f64).
