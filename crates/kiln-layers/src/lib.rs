@@ -21,7 +21,7 @@ pub use attention::{
 pub use block::{NormPosition, TransformerBlock};
 pub use dropout::Dropout;
 pub use error::LayerConfigError;
-pub use feed_forward::{FeedForward, relu_between};
+pub use feed_forward::{FeedForward, gelu_exact, gelu_in_place, linear_rows, relu_between};
 pub use norm::{Norm, NormKind};
 pub use position::{Position, PositionConfig, Rotary, TokenLayout};
 pub use transformer::{Transformer, TransformerConfig};

@@ -9,7 +9,7 @@ use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use kiln_data::text::CharCorpus;
-use kiln_layers::{TokenLayout, Transformer, TransformerConfig};
+use kiln_layers::{TokenLayout, Transformer, TransformerConfig, linear_rows};
 use kiln_task::{GenerateOptions, Metrics, StepOutput, Task, step_rng};
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
@@ -90,7 +90,7 @@ impl CharLm {
     ///
     /// - `tokens`: `[b, n]` → `[b, n, vocab]`
     pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
-        self.head.forward(self.decoder.forward(self.embedding.forward(tokens), None, TokenLayout::Sequence))
+        linear_rows(&self.head, self.decoder.forward(self.embedding.forward(tokens), None, TokenLayout::Sequence))
     }
 }
 

@@ -8,7 +8,7 @@ use anyhow::Context;
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use kiln_data::mnist::{Mnist, MnistDataConfig};
-use kiln_layers::{TokenLayout, Transformer, TransformerConfig};
+use kiln_layers::{TokenLayout, Transformer, TransformerConfig, linear_rows};
 use kiln_task::{EpochSampler, Metrics, StepOutput, Task};
 use serde::{Deserialize, Serialize};
 
@@ -77,7 +77,7 @@ impl Vit {
             .reshape([b, rows, p, cols, p])
             .swap_dims(2, 3) // [b, rows, cols, p, p]
             .reshape([b, rows * cols, p * p]);
-        let h = self.encoder.forward(self.patch.forward(patches), None, TokenLayout::Grid { rows, cols });
+        let h = self.encoder.forward(linear_rows(&self.patch, patches), None, TokenLayout::Grid { rows, cols });
         let d = h.dims()[2];
         h.mean_dim(1).reshape([b, d])
     }

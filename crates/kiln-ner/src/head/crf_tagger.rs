@@ -7,6 +7,7 @@
 
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
+use kiln_layers::linear_rows;
 
 use crate::{Crf, Span};
 
@@ -37,7 +38,7 @@ impl CrfTagger {
         let [b, n, _] = h.dims();
         let tags: Vec<i64> = spans.iter().flat_map(|s| spans_to_bio(s, n).into_iter().map(|t| t as i64)).collect();
         let tags = Tensor::<2, Int>::from_data(TensorData::new(tags, [b, n]), &h.device());
-        self.crf.loss(self.emissions.forward(h), tags, lengths)
+        self.crf.loss(linear_rows(&self.emissions, h), tags, lengths)
     }
 
     /// Viterbi spans per sequence.
@@ -46,7 +47,7 @@ impl CrfTagger {
     ///
     /// - `h`: `[b, n, d_model]` → `b` lists
     pub fn decode(&self, h: Tensor<3>, lengths: &[usize]) -> Vec<Vec<Span>> {
-        self.crf.viterbi(self.emissions.forward(h), lengths).iter().map(|p| bio_to_spans(p)).collect()
+        self.crf.viterbi(linear_rows(&self.emissions, h), lengths).iter().map(|p| bio_to_spans(p)).collect()
     }
 }
 

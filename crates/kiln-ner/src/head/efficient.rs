@@ -8,6 +8,7 @@
 
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
+use kiln_layers::linear_rows;
 
 use super::rope;
 
@@ -46,7 +47,7 @@ impl EfficientGlobalPointer {
     pub fn scores(&self, h: Tensor<3>) -> Tensor<4> {
         let [b, n, _] = h.dims();
         let (t, d) = (self.n_types, self.d_head);
-        let p = self.dense.forward(h); // [b, n, 2d]
+        let p = linear_rows(&self.dense, h); // [b, n, 2d]
         let pairs = p.clone().reshape([b, 1, n, d, 2]);
         let mut q = pairs.clone().slice(s![.., .., .., .., 0..1]).reshape([b, 1, n, d]);
         let mut k = pairs.slice(s![.., .., .., .., 1..2]).reshape([b, 1, n, d]);
@@ -54,7 +55,7 @@ impl EfficientGlobalPointer {
             (q, k) = (rope(q), rope(k));
         }
         let shared = q.matmul(k.swap_dims(2, 3)) / (d as f64).sqrt(); // [b, 1, n, n]
-        let beta = (self.bias.forward(p) / 2.0).reshape([b, n, t, 2]).swap_dims(1, 2); // [b, t, n, 2]
+        let beta = (linear_rows(&self.bias, p) / 2.0).reshape([b, n, t, 2]).swap_dims(1, 2); // [b, t, n, 2]
         let end = beta.clone().slice(s![.., .., .., 0..1]).reshape([b, t, 1, n]); // added at column j
         let start = beta.slice(s![.., .., .., 1..2]).reshape([b, t, n, 1]); // added at row i
         shared + start + end

@@ -5,6 +5,7 @@
 
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
+use kiln_layers::linear_rows;
 
 use super::rope;
 
@@ -35,7 +36,7 @@ impl GlobalPointer {
     pub fn scores(&self, h: Tensor<3>) -> Tensor<4> {
         let [b, n, _] = h.dims();
         let (t, d) = (self.n_types, self.d_head);
-        let p = self.dense.forward(h).reshape([b, n, t, 2 * d]).swap_dims(1, 2); // [b, t, n, 2d]
+        let p = linear_rows(&self.dense, h).reshape([b, n, t, 2 * d]).swap_dims(1, 2); // [b, t, n, 2d]
         let mut q = p.clone().slice(s![.., .., .., 0..d]);
         let mut k = p.slice(s![.., .., .., d..2 * d]);
         if self.rope {
