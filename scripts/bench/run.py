@@ -148,6 +148,8 @@ def main():
                    help="the report; the raw figures go beside it as .json")
     p.add_argument("--redo", action="append", default=[], metavar="KIND,N,MODE",
                    help="re-measure this attention point of the saved run (repeatable) and render again")
+    p.add_argument("--redo-step", action="store_true",
+                   help="re-measure the training step (Kiln and PyTorch alternating) of the saved run and render again")
     a = p.parse_args()
     kiln = a.kiln
     if kiln is None:
@@ -156,9 +158,12 @@ def main():
     ns = [256, 1024, 4096] if a.quick else [256, 512, 1024, 2048, 4096, 8192, 16384]
     rounds = 1 if a.quick else a.rounds
     raw_path = os.path.splitext(a.out)[0] + ".json"
-    if a.redo:
-        # Re-measure some attention points of the saved run and render again.
+    if a.redo or a.redo_step:
+        # Re-measure some attention points, or the training step, of the saved run and render again.
         data = json.load(open(raw_path))
+        if a.redo_step:
+            data["train_step"] = dict(zip(["kiln", "pytorch"], train_step(kiln, a.python, rounds, a.steps)))
+            data["train_step_redone"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
         redo = [(k, int(n), m) for k, n, m in (r.split(",") for r in a.redo)]
         fresh = attention_points(kiln, a.python, redo, a.repeats, a.max_gib)
         for f in fresh:
@@ -208,7 +213,8 @@ def render(data, out):
     L.append("`configs/bench/encoder_softmax.toml` (`kiln bench train-step`) against `scripts/bench/train_step_torch.py`: "
              "4-layer post-norm encoder, d_model 256, 4 heads, FFN 1024 (GELU), dropout 0.1, batch 16 × 128 tokens, "
              "AdamW, global-norm clipping; a step is batch, forward, backward, clipping, update. "
-             f"Median of {data['steps']} steps after 3 warm-up steps, per round; {rounds} rounds alternating.")
+             f"Median of {data['steps']} steps after 3 warm-up steps, per round; {rounds} rounds alternating."
+             + (f" Re-measured with `--redo-step` on {data['train_step_redone']} UTC." if data.get("train_step_redone") else ""))
     L.append("")
     L.append("| | Kiln step (ms) | PyTorch step (ms) | Kiln tokens/s | PyTorch tokens/s | ratio |")
     L.append("|---|---|---|---|---|---|")
