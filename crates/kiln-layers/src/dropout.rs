@@ -27,8 +27,14 @@ impl Dropout {
     ///
     /// If `prob` is not in `[0, 1)` (configs check this in `validate()`).
     pub fn new(prob: f64) -> Self {
-        assert!(prob.is_finite() && (0.0..1.0).contains(&prob), "dropout probability {prob} is outside [0, 1)");
+        assert!(Self::valid(prob), "dropout probability {prob} is outside [0, 1)");
         Self { prob }
+    }
+
+    /// Whether `prob` is a dropout probability, in `[0, 1)` (NaN is not): the one rule behind
+    /// [`Self::new`] and the configs' checks.
+    pub fn valid(prob: f64) -> bool {
+        (0.0..1.0).contains(&prob)
     }
 
     /// Zero and rescale at random on an autodiff device; the identity otherwise.

@@ -107,7 +107,7 @@ impl TransformerConfig {
         if self.d_ff == Some(0) {
             return Err(LayerConfigError::Zero { key: "d_ff" });
         }
-        if !(0.0..1.0).contains(&self.dropout) {
+        if !crate::Dropout::valid(self.dropout) {
             return Err(LayerConfigError::Dropout(self.dropout));
         }
         if !(self.norm_eps.is_finite() && self.norm_eps > 0.0) {

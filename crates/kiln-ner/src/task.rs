@@ -110,7 +110,7 @@ impl NerModelConfig {
         }
         self.head.validate().context("model.head")?;
         for (key, p) in [("embedding_dropout", self.embedding_dropout), ("token_dropout", self.token_dropout)] {
-            anyhow::ensure!(p.is_finite() && (0.0..1.0).contains(&p), "model.{key}: {p} is outside [0, 1)");
+            anyhow::ensure!(Dropout::valid(p), "model.{key}: {p} is outside [0, 1)");
             anyhow::ensure!(
                 p == 0.0 || self.encoder.is_some(),
                 "model.{key}: applies to a from-scratch [model.encoder] only (BERT has its own dropout)"
