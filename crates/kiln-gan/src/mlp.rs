@@ -161,10 +161,14 @@ pub(crate) fn clamp_param<const D: usize>(p: Param<Tensor<D>>, c: f64) -> Param<
 mod tests {
     use super::*;
 
-    /// The analytic input gradient equals central finite differences, plain and spectral.
+    /// The analytic input gradient equals central finite differences, plain and spectral. A ReLU
+    /// kink inside `x ± h` makes the difference quotient meaningless there (the one-sided quotients
+    /// disagree): such coordinates are skipped, and most must be checked. The initialisation is seeded.
     #[test]
     fn input_gradient_equals_finite_differences() {
         let device = Device::flex();
+        device.seed(11);
+        let mut checked = 0;
         for spectral in [false, true] {
             let critic = MlpCritic::new(3, &[16, 8], spectral, &device);
             let points: Vec<f32> = vec![0.3, -0.7, 1.1, -1.5, 0.2, 0.05, 0.9, 0.9, -0.4];
@@ -180,8 +184,14 @@ mod tests {
                         let x = Tensor::<2>::from_data(TensorData::new(p, [1, 3]), &device);
                         f64::from(critic.forward(x).into_scalar::<f32>())
                     };
-                    let numeric = (at(h) - at(-h)) / (2.0 * f64::from(h));
+                    let (up, mid, down) = (at(h), at(0.0), at(-h));
+                    let (forward, backward) = ((up - mid) / f64::from(h), (mid - down) / f64::from(h));
                     let analytic = f64::from(g[row * 3 + col]);
+                    if (forward - backward).abs() > 2e-3 * (1.0 + analytic.abs()) {
+                        continue; // a kink between x − h and x + h
+                    }
+                    checked += 1;
+                    let numeric = (up - down) / (2.0 * f64::from(h));
                     assert!(
                         (numeric - analytic).abs() < 2e-3 * (1.0 + analytic.abs()),
                         "spectral {spectral}, row {row}, col {col}: {analytic} vs {numeric}"
@@ -189,6 +199,7 @@ mod tests {
                 }
             }
         }
+        assert!(checked >= 14, "only {checked} of 18 coordinates away from a kink");
     }
 
     /// Clipping bounds every parameter.
