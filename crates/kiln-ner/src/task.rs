@@ -10,6 +10,9 @@
 //! head = { kind = "global_pointer", d_head = 64, rope = true }
 //! embedding_dropout = 0.1    # from scratch only; default 0
 //! token_dropout = 0.1        # from scratch only: characters -> [UNK] in training; default 0
+//! bigrams = true             # from scratch only: add character-bigram embeddings; default false
+//! bigram_min_count = 2       # rarer training bigrams map to [UNK]; default 2
+//! bigram_dim = 32            # width of the bigram table; default 32
 //! [model.encoder]            # from scratch: any kiln-layers TransformerConfig
 //! d_model = 256
 //! n_heads = 4
@@ -35,17 +38,17 @@
 //! piece of `s` to the last piece of `e`, and a predicted span of pieces maps back to the characters
 //! that own its first and last piece. The head sees the pieces only (`[CLS]` and `[SEP]` are cut off).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use burn::nn::{Embedding, EmbeddingConfig};
+use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use kiln_data::ner::{ColumnOptions, NerExample, NerFile, read_cluener, read_cmeee, read_columns};
 use kiln_data::tokenizer::BertTokenizer;
 use kiln_layers::mask::padding_from_lengths;
-use kiln_layers::{AttentionConfig, Dropout, TokenLayout, Transformer, TransformerConfig};
+use kiln_layers::{AttentionConfig, Dropout, TokenLayout, Transformer, TransformerConfig, linear_rows};
 use kiln_task::{EpochSampler, GenerateOptions, Metrics, StepOutput, Task};
 use kiln_transformer::{Bert, BertConfig};
 use serde::{Deserialize, Serialize};
@@ -74,6 +77,29 @@ pub struct NerModelConfig {
     /// and the model learns to tag from context. Default 0.
     #[serde(default)]
     pub token_dropout: f64,
+    /// From scratch: add to each character's embedding a projection of the embeddings of its two
+    /// bigrams, with the character before and with the one after (sentence ends are boundary
+    /// symbols), concatenated; one table built on the training file — the bigram features of Chinese
+    /// character taggers (Zhang and Yang 2018, Yan et al. 2019), whose concatenation `[char; left;
+    /// right]` feeds a linear layer, as here. With `token_dropout`, bigram ids are replaced by `[UNK]`
+    /// at the same rate, independently. Default false.
+    #[serde(default)]
+    pub bigrams: bool,
+    /// Bigrams seen fewer times than this in the training file map to `[UNK]`. Default 2.
+    #[serde(default = "default_bigram_min_count")]
+    pub bigram_min_count: usize,
+    /// Width of the bigram embeddings (the table has a row per bigram, often 10⁵ of them: its dense
+    /// gradient and optimizer update cost time in proportion). Default 32.
+    #[serde(default = "default_bigram_dim")]
+    pub bigram_dim: usize,
+}
+
+fn default_bigram_min_count() -> usize {
+    2
+}
+
+fn default_bigram_dim() -> usize {
+    32
 }
 
 /// `[model.bert]`: the pretrained backbone.
@@ -116,6 +142,12 @@ impl NerModelConfig {
                 "model.{key}: applies to a from-scratch [model.encoder] only (BERT has its own dropout)"
             );
         }
+        anyhow::ensure!(
+            !self.bigrams || self.encoder.is_some(),
+            "model.bigrams: applies to a from-scratch [model.encoder] only (BERT has its own vocabulary)"
+        );
+        anyhow::ensure!(self.bigram_min_count >= 1, "model.bigram_min_count: must be at least 1");
+        anyhow::ensure!(self.bigram_dim >= 1, "model.bigram_dim: must be at least 1");
         Ok(())
     }
 
@@ -212,6 +244,10 @@ impl NerDataConfig {
 pub struct NerModel {
     /// Character embeddings (`[PAD]` = 0, `[UNK]` = 1), from scratch.
     pub embedding: Option<Embedding>,
+    /// Character-bigram embeddings (`[PAD]` = 0, `[UNK]` = 1), from scratch with `bigrams = true`.
+    pub bigram_embedding: Option<Embedding>,
+    /// The projection of a character's two bigram embeddings, concatenated, to the model width.
+    pub bigram_projection: Option<Linear>,
     /// Dropout on the character embeddings (no parameters).
     pub embedding_dropout: Dropout,
     /// Probability of replacing a character by `[UNK]` in training (see [`drop_tokens`]).
@@ -229,10 +265,17 @@ impl NerModel {
     ///
     /// # Shapes
     ///
-    /// - `ids`, `padding`: `[b, n]`; `head_padding`: `[b, m]` → `[b, n_types, m, m]`, where `m = n`
-    ///   from scratch and `m = n - 2` with BERT (no `[CLS]`, `[SEP]`)
-    pub fn forward(&self, ids: Tensor<2, Int>, padding: &Tensor<2, Bool>, head_padding: &Tensor<2, Bool>) -> Tensor<4> {
-        self.head.forward(self.encode(ids, padding), Some(head_padding))
+    /// - `ids`, `padding`: `[b, n]`; `bigrams`: `[b, 2n]` (see [`NerModel::encode`]); `head_padding`:
+    ///   `[b, m]` → `[b, n_types, m, m]`, where `m = n` from scratch and `m = n - 2` with BERT (no
+    ///   `[CLS]`, `[SEP]`)
+    pub fn forward(
+        &self,
+        ids: Tensor<2, Int>,
+        bigrams: Option<Tensor<2, Int>>,
+        padding: &Tensor<2, Bool>,
+        head_padding: &Tensor<2, Bool>,
+    ) -> Tensor<4> {
+        self.head.forward(self.encode(ids, bigrams, padding), Some(head_padding))
     }
 
     /// The states the head reads: the encoder's output, or BERT's last layer without `[CLS]`
@@ -241,15 +284,27 @@ impl NerModel {
     /// # Shapes
     ///
     /// - `ids`: `[b, n]`, `padding`: `[b, n]` → `[b, m, d_model]`
+    /// - `bigrams` (a model with bigram embeddings): `[b, 2n]`, the ids of each character's bigram
+    ///   with the previous character in columns `0..n` and with the next one in `n..2n`
     ///
     /// # Panics
     ///
-    /// If the model has neither backbone (it is built with one).
-    pub fn encode(&self, ids: Tensor<2, Int>, padding: &Tensor<2, Bool>) -> Tensor<3> {
+    /// If the model has neither backbone (it is built with one), or bigram ids are missing for a
+    /// model with bigram embeddings.
+    pub fn encode(&self, ids: Tensor<2, Int>, bigrams: Option<Tensor<2, Int>>, padding: &Tensor<2, Bool>) -> Tensor<3> {
         match (&self.embedding, &self.encoder, &self.bert) {
             (Some(embedding), Some(encoder), _) => {
                 let ids = drop_tokens(ids, padding, self.token_dropout, UNK_ID);
-                let x = self.embedding_dropout.forward(embedding.forward(ids));
+                let mut x = embedding.forward(ids);
+                if let (Some(table), Some(projection)) = (&self.bigram_embedding, &self.bigram_projection) {
+                    let bigrams = bigrams.expect("a model with bigram embeddings is given bigram ids");
+                    let n = padding.dims()[1];
+                    let both = Tensor::cat(vec![padding.clone(), padding.clone()], 1);
+                    let e = table.forward(drop_tokens(bigrams, &both, self.token_dropout, UNK_ID));
+                    let pair = Tensor::cat(vec![e.clone().narrow(1, 0, n), e.narrow(1, n, n)], 2);
+                    x = x + linear_rows(projection, pair);
+                }
+                let x = self.embedding_dropout.forward(x);
                 encoder.forward(x, Some(padding), TokenLayout::Sequence)
             }
             (_, _, Some(bert)) => {
@@ -260,6 +315,28 @@ impl NerModel {
             _ => panic!("NerModel has no backbone"),
         }
     }
+}
+
+/// The key of the bigram of tokens `a` then `b` in [`NerTask`]'s bigram vocabulary; `None` is the
+/// sentence boundary (before the first token, after the last).
+fn bigram_key(a: Option<&String>, b: Option<&String>) -> String {
+    // Control characters that no reader yields inside a token mark the boundary and the join.
+    format!("{}\u{1f}{}", a.map_or("\u{2}", String::as_str), b.map_or("\u{3}", String::as_str))
+}
+
+/// The bigrams of the training sentences seen at least `min_count` times, numbered from 2 in key
+/// order (0 is padding, 1 `[UNK]`), so that the same file gives the same ids.
+fn bigram_vocabulary(examples: &[NerExample], min_count: usize) -> HashMap<String, usize> {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for x in examples {
+        for i in 0..=x.tokens.len() {
+            let before = i.checked_sub(1).and_then(|j| x.tokens.get(j));
+            *counts.entry(bigram_key(before, x.tokens.get(i))).or_default() += 1;
+        }
+    }
+    let mut kept: Vec<String> = counts.into_iter().filter(|&(_, c)| c >= min_count).map(|(k, _)| k).collect();
+    kept.sort_unstable();
+    kept.into_iter().enumerate().map(|(i, k)| (k, i + 2)).collect()
 }
 
 /// The id of `[UNK]` in a from-scratch vocabulary (`[PAD]` is 0).
@@ -285,6 +362,8 @@ pub fn drop_tokens(ids: Tensor<2, Int>, padding: &Tensor<2, Bool>, prob: f64, un
 /// A training or evaluation batch.
 pub struct NerBatch {
     ids: Tensor<2, Int>,
+    /// Bigram ids `[b, 2n]` (from scratch with `bigrams = true`; see [`NerModel::encode`]).
+    bigrams: Option<Tensor<2, Int>>,
     padding: Tensor<2, Bool>,
     /// Padding of the head's positions (= `padding` from scratch; BERT: pieces only).
     head_padding: Tensor<2, Bool>,
@@ -363,6 +442,8 @@ pub struct NerTask {
     valid: Vec<NerExample>,
     test: Option<Vec<NerExample>>,
     vocab: BTreeMap<String, usize>,
+    /// Bigram ids (from 2), keys from [`bigram_key`]; empty without `bigrams`.
+    bigram_vocab: HashMap<String, usize>,
     bert: Option<BertBackbone>,
     types: Vec<String>,
     inconsistent: usize,
@@ -389,6 +470,8 @@ impl NerTask {
         for (i, c) in chars.into_iter().enumerate() {
             vocab.insert(c.to_string(), i + 2);
         }
+        let bigram_vocab =
+            if model.bigrams { bigram_vocabulary(&train_file.examples, model.bigram_min_count) } else { HashMap::new() };
         let types: BTreeSet<String> =
             train_file.examples.iter().flat_map(|x| x.entities.iter().map(|e| e.label.clone())).collect();
         anyhow::ensure!(!types.is_empty(), "{}: no entities in the training file", data.train.display());
@@ -402,6 +485,7 @@ impl NerTask {
             valid: valid_file.examples,
             test: test_file.map(|f| f.examples),
             vocab,
+            bigram_vocab,
             bert,
             types: types.into_iter().collect(),
             inconsistent,
@@ -462,6 +546,7 @@ impl NerTask {
         }
         NerBatch {
             ids: Tensor::<2, Int>::from_data(TensorData::new(ids, [examples.len(), n]), device),
+            bigrams: None,
             padding: padding_from_lengths(&lengths, n, device),
             head_padding: padding_from_lengths(&head_lengths, n - 2, device),
             spans,
@@ -481,8 +566,24 @@ impl NerTask {
         }
         let spans = examples.iter().zip(&lengths).map(|(x, &len)| self.gold_spans(x, len).collect()).collect();
         let padding = padding_from_lengths(&lengths, n, device);
+        let bigrams = self.model.bigrams.then(|| {
+            let mut bigrams = vec![0i64; examples.len() * 2 * n];
+            for (r, (x, &len)) in examples.iter().zip(&lengths).enumerate() {
+                let row = &mut bigrams[r * 2 * n..(r + 1) * 2 * n];
+                for i in 0..len.min(x.tokens.len()) {
+                    let id = |a: Option<&String>, b: Option<&String>| {
+                        self.bigram_vocab.get(&bigram_key(a, b)).map_or(UNK_ID, |&id| id as i64)
+                    };
+                    let c = x.tokens.get(i);
+                    row[i] = id(i.checked_sub(1).and_then(|j| x.tokens.get(j)), c);
+                    row[n + i] = id(c, x.tokens.get(i + 1));
+                }
+            }
+            Tensor::<2, Int>::from_data(TensorData::new(bigrams, [examples.len(), 2 * n]), device)
+        });
         NerBatch {
             ids: Tensor::<2, Int>::from_data(TensorData::new(ids, [examples.len(), n]), device),
+            bigrams,
             head_padding: padding.clone(),
             padding,
             spans,
@@ -513,6 +614,12 @@ impl Task for NerTask {
             self.test.as_ref().map(|t| format!(" / {} test", t.len())).unwrap_or_default(),
             match &self.bert {
                 Some(b) => format!("BERT backbone {}", b.dir.display()),
+                None if self.model.bigrams => format!(
+                    "{} characters and {} bigrams (seen at least {} times) in the vocabulary",
+                    self.vocab.len(),
+                    self.bigram_vocab.len(),
+                    self.model.bigram_min_count
+                ),
                 None => format!("{} characters in the vocabulary", self.vocab.len()),
             },
             if self.inconsistent > 0 {
@@ -530,6 +637,8 @@ impl Task for NerTask {
                 let (bert, _) = kiln_transformer::bert::convert::load_pretrained(&b.dir, b.attention.clone(), device)?;
                 Ok(NerModel {
                     embedding: None,
+                    bigram_embedding: None,
+                    bigram_projection: None,
                     embedding_dropout: Dropout::new(0.0),
                     token_dropout: 0.0,
                     encoder: None,
@@ -539,6 +648,13 @@ impl Task for NerTask {
             }
             (Some(encoder), None) => Ok(NerModel {
                 embedding: Some(EmbeddingConfig::new(self.vocab.len() + 2, encoder.d_model).init(device)),
+                bigram_embedding: self
+                    .model
+                    .bigrams
+                    .then(|| EmbeddingConfig::new(self.bigram_vocab.len() + 2, self.model.bigram_dim).init(device)),
+                bigram_projection: self.model.bigrams.then(|| {
+                    LinearConfig::new(2 * self.model.bigram_dim, encoder.d_model).with_bias(false).init(device)
+                }),
                 embedding_dropout: Dropout::new(self.model.embedding_dropout),
                 token_dropout: self.model.token_dropout,
                 encoder: Some(encoder.init(device)),
@@ -566,7 +682,7 @@ impl Task for NerTask {
 
     fn step(&self, model: &NerModel, batch: NerBatch) -> StepOutput {
         let b = batch.ids.dims()[0];
-        let h = model.encode(batch.ids, &batch.padding);
+        let h = model.encode(batch.ids, batch.bigrams, &batch.padding);
         StepOutput { loss: model.head.loss(h, &batch.head_padding, &batch.spans, self.types.len()), items: b }
     }
 
@@ -595,7 +711,7 @@ impl Task for NerTask {
         by_length.sort_by_key(|x| x.tokens.len());
         for chunk in by_length.chunks(EVAL_BATCH) {
             let batch = self.batch(chunk, device);
-            let predicted = batch.to_words(model.forward(batch.ids.clone(), &batch.padding, &batch.head_padding));
+            let predicted = batch.to_words(model.forward(batch.ids.clone(), batch.bigrams.clone(), &batch.padding, &batch.head_padding));
             for (x, p) in chunk.iter().zip(&predicted) {
                 let gold = self.gold(x);
                 unknown += gold.iter().filter(|g| g.kind == usize::MAX).count();
@@ -637,7 +753,7 @@ impl Task for NerTask {
                 .collect();
             let refs: Vec<&NerExample> = examples.iter().collect();
             let batch = self.batch(&refs, device);
-            let predicted = batch.to_words(model.forward(batch.ids.clone(), &batch.padding, &batch.head_padding));
+            let predicted = batch.to_words(model.forward(batch.ids.clone(), batch.bigrams.clone(), &batch.padding, &batch.head_padding));
             for ((&i, x), spans) in chunk.iter().zip(&examples).zip(predicted) {
                 let entities = spans
                     .iter()
@@ -737,6 +853,97 @@ mod tests {
         assert_eq!(to_vec(drop_tokens(plain_ids, &plain_padding, 0.2, UNK_ID)), before, "evaluation");
     }
 
+    /// The bigram vocabulary keeps what is seen `min_count` times, boundaries included, numbered from
+    /// 2 in key order.
+    #[test]
+    fn bigram_vocabulary_counts_boundaries_and_filters() {
+        let ex = |t: &str| NerExample { tokens: t.chars().map(String::from).collect(), entities: vec![] };
+        let examples = [ex("ab"), ex("abc")];
+        let s = |c: &str| Some(c.to_string());
+        let all = bigram_vocabulary(&examples, 1);
+        // ^a ab b$ bc c$
+        assert_eq!(all.len(), 5);
+        let mut ids: Vec<usize> = all.values().copied().collect();
+        ids.sort_unstable();
+        assert_eq!(ids, vec![2, 3, 4, 5, 6]);
+        let two = bigram_vocabulary(&examples, 2);
+        assert_eq!(two.len(), 2);
+        assert!(two.contains_key(&bigram_key(None, s("a").as_ref())));
+        assert!(two.contains_key(&bigram_key(s("a").as_ref(), s("b").as_ref())));
+        assert!(!two.contains_key(&bigram_key(s("b").as_ref(), None)), "seen once");
+        let mut a = two.values().copied().collect::<Vec<_>>();
+        a.sort_unstable();
+        assert_eq!(a, vec![2, 3]);
+    }
+
+    /// A batch carries each character's bigram with the previous and with the next character (the
+    /// next one even past the cut), unseen bigrams as `[UNK]`, padding 0; a model with bigram
+    /// embeddings uses them, and with its bigram table zeroed equals the model without one.
+    #[test]
+    fn bigram_ids_in_batches_and_their_embeddings() {
+        let dir = std::env::temp_dir().join(format!("kiln-ner-bigram-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut task = setup(&dir);
+        task.model.bigrams = true;
+        task.model.bigram_min_count = 1;
+        task.bigram_vocab = bigram_vocabulary(&task.train, 1);
+        let device = Device::flex();
+        // valid[0] = 张三到上海 cut to 4; train[1] = 李四 (padded to 4).
+        let batch = task.batch(&[&task.valid[0], &task.train[1]], &device);
+        let got: Vec<i64> =
+            batch.bigrams.clone().unwrap().into_data().convert::<i64>().try_to_vec::<i64>().unwrap();
+        let id = |a: Option<&str>, b: Option<&str>| {
+            let key = bigram_key(a.map(String::from).as_ref(), b.map(String::from).as_ref());
+            task.bigram_vocab.get(&key).map_or(UNK_ID, |&i| i as i64)
+        };
+        let (z, s, d, u, h) = (Some("张"), Some("三"), Some("到"), Some("上"), Some("海"));
+        let (l, f) = (Some("李"), Some("四"));
+        assert!(id(None, z) > 1 && id(z, s) > 1 && id(l, f) > 1 && id(f, None) > 1);
+        assert_eq!(id(s, d), UNK_ID);
+        #[rustfmt::skip]
+        let expected = vec![
+            id(None, z), id(z, s), UNK_ID, UNK_ID, /* right: */ id(z, s), UNK_ID, UNK_ID, id(u, h),
+            id(None, l), id(l, f), 0, 0, /* right: */ id(l, f), id(f, None), 0, 0,
+        ];
+        assert_eq!(got, expected);
+        // The model: bigrams change the encoding; a zero table is the model without bigrams.
+        let model = task.build_model(&device).unwrap();
+        let table = model.bigram_embedding.clone().unwrap();
+        let encode = |m: &NerModel, bigrams| m.encode(batch.ids.clone(), bigrams, &batch.padding);
+        let with = encode(&model, batch.bigrams.clone());
+        let other = batch.bigrams.clone().unwrap().ones_like() * 2; // every bigram → id 2
+        let diff = (with.clone() - encode(&model, Some(other))).abs().max().into_scalar::<f32>();
+        assert!(diff > 1e-2, "bigram ids matter: {diff}");
+        let mut zeroed = model.clone();
+        zeroed.bigram_embedding = Some(burn::nn::Embedding {
+            weight: burn::module::Param::from_tensor(table.weight.val().zeros_like()),
+        });
+        let mut without = model.clone();
+        without.bigram_embedding = None;
+        without.bigram_projection = None;
+        let a = encode(&zeroed, batch.bigrams.clone());
+        let b = encode(&without, None);
+        let diff = (a - b).abs().max().into_scalar::<f32>();
+        assert!(diff < 1e-6, "zero bigram table = no bigrams: {diff}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bigram_options_are_checked() {
+        let parse = |extra: &str, backbone: &str| -> anyhow::Result<()> {
+            let model: NerModelConfig = toml::from_str(&format!("{extra}\n{backbone}"))?;
+            model.validate()
+        };
+        let scratch = "[encoder]\nd_model = 16\nn_heads = 2\nn_layers = 1";
+        parse("bigrams = true\nbigram_min_count = 3\nbigram_dim = 16", scratch).unwrap();
+        let err = parse("bigram_dim = 0", scratch).unwrap_err().to_string();
+        assert!(err.contains("model.bigram_dim: must be at least 1"), "{err}");
+        let err = parse("bigram_min_count = 0", scratch).unwrap_err().to_string();
+        assert!(err.contains("model.bigram_min_count: must be at least 1"), "{err}");
+        let err = parse("bigrams = true", "[bert]\ndir = \"/x\"").unwrap_err().to_string();
+        assert!(err.contains("model.bigrams: applies to a from-scratch"), "{err}");
+    }
+
     #[test]
     fn embedding_and_token_dropout_are_checked() {
         let parse = |extra: &str, backbone: &str| -> anyhow::Result<()> {
@@ -790,7 +997,7 @@ mod tests {
         assert_eq!(words, vec![vec![Span { kind: 1, start: 0, end: 1 }, Span { kind: 0, start: 1, end: 3 }]]);
         // The model runs on it: scores over the 6 pieces, padding masked.
         let model = task.build_model(&device).unwrap();
-        let scores = model.forward(batch.ids, &batch.padding, &batch.head_padding);
+        let scores = model.forward(batch.ids, None, &batch.padding, &batch.head_padding);
         assert_eq!(scores.dims(), [1, 2, 6, 6]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
