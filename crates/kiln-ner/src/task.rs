@@ -470,8 +470,11 @@ impl NerTask {
         for (i, c) in chars.into_iter().enumerate() {
             vocab.insert(c.to_string(), i + 2);
         }
-        let bigram_vocab =
-            if model.bigrams { bigram_vocabulary(&train_file.examples, model.bigram_min_count) } else { HashMap::new() };
+        let bigram_vocab = if model.bigrams {
+            bigram_vocabulary(&train_file.examples, model.bigram_min_count)
+        } else {
+            HashMap::new()
+        };
         let types: BTreeSet<String> =
             train_file.examples.iter().flat_map(|x| x.entities.iter().map(|e| e.label.clone())).collect();
         anyhow::ensure!(!types.is_empty(), "{}: no entities in the training file", data.train.display());
@@ -711,7 +714,12 @@ impl Task for NerTask {
         by_length.sort_by_key(|x| x.tokens.len());
         for chunk in by_length.chunks(EVAL_BATCH) {
             let batch = self.batch(chunk, device);
-            let predicted = batch.to_words(model.forward(batch.ids.clone(), batch.bigrams.clone(), &batch.padding, &batch.head_padding));
+            let predicted = batch.to_words(model.forward(
+                batch.ids.clone(),
+                batch.bigrams.clone(),
+                &batch.padding,
+                &batch.head_padding,
+            ));
             for (x, p) in chunk.iter().zip(&predicted) {
                 let gold = self.gold(x);
                 unknown += gold.iter().filter(|g| g.kind == usize::MAX).count();
@@ -753,7 +761,12 @@ impl Task for NerTask {
                 .collect();
             let refs: Vec<&NerExample> = examples.iter().collect();
             let batch = self.batch(&refs, device);
-            let predicted = batch.to_words(model.forward(batch.ids.clone(), batch.bigrams.clone(), &batch.padding, &batch.head_padding));
+            let predicted = batch.to_words(model.forward(
+                batch.ids.clone(),
+                batch.bigrams.clone(),
+                &batch.padding,
+                &batch.head_padding,
+            ));
             for ((&i, x), spans) in chunk.iter().zip(&examples).zip(predicted) {
                 let entities = spans
                     .iter()
@@ -890,8 +903,7 @@ mod tests {
         let device = Device::flex();
         // valid[0] = 张三到上海 cut to 4; train[1] = 李四 (padded to 4).
         let batch = task.batch(&[&task.valid[0], &task.train[1]], &device);
-        let got: Vec<i64> =
-            batch.bigrams.clone().unwrap().into_data().convert::<i64>().try_to_vec::<i64>().unwrap();
+        let got: Vec<i64> = batch.bigrams.clone().unwrap().into_data().convert::<i64>().try_to_vec::<i64>().unwrap();
         let id = |a: Option<&str>, b: Option<&str>| {
             let key = bigram_key(a.map(String::from).as_ref(), b.map(String::from).as_ref());
             task.bigram_vocab.get(&key).map_or(UNK_ID, |&i| i as i64)
@@ -915,9 +927,8 @@ mod tests {
         let diff = (with.clone() - encode(&model, Some(other))).abs().max().into_scalar::<f32>();
         assert!(diff > 1e-2, "bigram ids matter: {diff}");
         let mut zeroed = model.clone();
-        zeroed.bigram_embedding = Some(burn::nn::Embedding {
-            weight: burn::module::Param::from_tensor(table.weight.val().zeros_like()),
-        });
+        zeroed.bigram_embedding =
+            Some(burn::nn::Embedding { weight: burn::module::Param::from_tensor(table.weight.val().zeros_like()) });
         let mut without = model.clone();
         without.bigram_embedding = None;
         without.bigram_projection = None;
