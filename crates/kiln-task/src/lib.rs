@@ -52,9 +52,9 @@ pub struct GenerateOptions {
 /// `kiln train` calls [`Task::build_model`] (or loads a checkpoint into it), then for each step
 /// [`Task::train_batch`] and [`Task::step`], the optimiser, and [`Task::on_optimizer_step`];
 /// every evaluation interval [`Task::evaluate`] on a non-autodiff copy of the model.
-pub trait Task: Sized {
+pub trait Task: Sized + Send + Sync + 'static {
     /// The model trained.
-    type Model: Module + Clone + core::fmt::Debug + Send + 'static;
+    type Model: Module + burn::module::ModuleDisplay + Clone + core::fmt::Debug + Send + 'static;
     /// One training batch, on the device.
     type Batch;
 

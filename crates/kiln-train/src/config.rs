@@ -349,6 +349,11 @@ pub struct DeviceConfig {
     /// `"flex"` (default), `"ndarray"`, `"wgpu"` (default GPU), `"wgpu:N"` (N-th discrete GPU), `"cpu"` (wgpu's CPU adapter).
     #[serde(default = "default_backend")]
     pub backend: String,
+    /// Data parallelism: train on every device listed (backend names as above; the first also
+    /// evaluates and holds the optimizer), with burn-train's multi-device step. `batch_size` is
+    /// per device, as in PyTorch's DDP. Replaces `backend` for `kiln train`. Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
 }
 
 fn default_backend() -> String {
@@ -357,7 +362,7 @@ fn default_backend() -> String {
 
 impl Default for DeviceConfig {
     fn default() -> Self {
-        Self { backend: default_backend() }
+        Self { backend: default_backend(), devices: Vec::new() }
     }
 }
 
@@ -414,6 +419,9 @@ impl RunConfig {
             ),
         }
         crate::backend::known(&self.device.backend).context("device.backend")?;
+        for (i, name) in self.device.devices.iter().enumerate() {
+            crate::backend::known(name).with_context(|| format!("device.devices[{i}]"))?;
+        }
         let t = &self.train;
         match (t.steps, t.epochs) {
             (Some(0), _) | (_, Some(0)) => bail!("train.steps and train.epochs must be at least 1"),

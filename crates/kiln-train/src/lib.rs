@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod metrics;
 pub mod optim;
+pub mod parallel;
 pub mod sentences;
 pub mod tasks;
 pub mod trainer;

@@ -172,7 +172,18 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     bail!("give a config file, e.g. `kiln train configs/quickstart.toml`, or --resume RUN_DIR")
                 }
             };
-            let device = backend::device(device.as_deref().unwrap_or(&config.device.backend))?;
+            // `--device` trains on that one device; else `[device] devices` (data parallel) or `backend`.
+            let data_parallel = match &device {
+                None if config.device.devices.len() > 1 => {
+                    config.device.devices.iter().map(|d| backend::device(d)).collect::<anyhow::Result<Vec<_>>>()?
+                }
+                _ => Vec::new(),
+            };
+            let device = match (&device, config.device.devices.first()) {
+                (Some(d), _) => backend::device(d)?,
+                (None, Some(first)) => backend::device(first)?,
+                (None, None) => backend::device(&config.device.backend)?,
+            };
             ctrlc::set_handler(|| {
                 if trainer::INTERRUPTED.swap(true, Ordering::SeqCst) {
                     std::process::exit(130);
@@ -182,7 +193,13 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             .context("installing the Ctrl-C handler")?;
             let summary = with_task(
                 &config,
-                trainer::TrainJob { run_dir, resume: resume.is_some(), device, stop_after: stop_after_steps },
+                trainer::TrainJob {
+                    run_dir,
+                    resume: resume.is_some(),
+                    device,
+                    data_parallel,
+                    stop_after: stop_after_steps,
+                },
             )?;
             trainer::report(&summary);
             Ok(if summary.ending == trainer::Ending::Interrupted && trainer::INTERRUPTED.load(Ordering::SeqCst) {

@@ -25,6 +25,7 @@ use crate::checkpoint::{self, Best, TrainState};
 use crate::config::RunConfig;
 use crate::metrics::{self, MetricsLog};
 use crate::optim;
+use crate::parallel::{DataParallel, RoundSpec};
 use crate::tasks::TaskJob;
 
 /// Set by the Ctrl-C handler.
@@ -64,8 +65,10 @@ pub struct TrainJob {
     pub run_dir: PathBuf,
     /// Resume from the latest checkpoint in `run_dir`.
     pub resume: bool,
-    /// The device.
+    /// The device (with data parallelism, the first of `data_parallel`).
     pub device: Device,
+    /// Data parallelism (`[device] devices`): every device, the main one first; empty for one device.
+    pub data_parallel: Vec<Device>,
     /// Stop, as Ctrl-C would, once this many steps are done.
     pub stop_after: Option<usize>,
 }
@@ -74,6 +77,31 @@ fn step_seed(seed: u64, step: usize) -> u64 {
     let mut z = seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5DEE_CE66;
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z ^ (z >> 31)
+}
+
+/// Draw every lazily initialised parameter now, in module order, from the generator as seeded by
+/// `train.seed`: otherwise Burn draws each on its first use, inside the first forward pass, after
+/// the step's dropout seeding and in whatever order (or on whichever data-parallel worker) uses it
+/// first.
+fn initialize_parameters<M: Module>(model: &M) {
+    struct Touch;
+    impl burn::module::ModuleVisitor for Touch {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            let _ = param.val();
+        }
+        fn visit_int<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D, Int>>) {
+            let _ = param.val();
+        }
+        fn visit_bool<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D, Bool>>) {
+            let _ = param.val();
+        }
+    }
+    model.visit(&mut Touch);
+}
+
+/// The dropout seed of micro-batch `micro` of a data-parallel step (each device draws its own).
+fn micro_seed(seed: u64, step: usize, micro: usize) -> u64 {
+    step_seed(step_seed(seed, step), micro)
 }
 
 fn improved(goal: Goal, value: f64, best: f64, min_delta: f64) -> bool {
@@ -103,6 +131,8 @@ impl TaskJob for TrainJob {
     fn run<T: Task>(self, task: T, config: &RunConfig) -> anyhow::Result<Summary> {
         let t = &config.train;
         let run_dir = self.run_dir.as_path();
+        // Data parallelism: micro-batches per optimizer step across all devices.
+        let replicas = self.data_parallel.len().max(1);
         let total = match (t.steps, t.epochs) {
             (Some(s), _) => s,
             (None, Some(e)) => {
@@ -117,7 +147,7 @@ impl TaskJob for TrainJob {
                     "train.batch_size ({}) exceeds the {len} training examples",
                     t.batch_size
                 );
-                (e * (len / t.batch_size) / t.grad_accum).max(1)
+                (e * (len / t.batch_size) / (t.grad_accum * replicas)).max(1)
             }
             (None, None) => bail!("give train.steps or train.epochs"),
         };
@@ -130,8 +160,12 @@ impl TaskJob for TrainJob {
         }
         let device = self.device.clone();
         let ad = device.clone().autodiff();
+        let task = std::sync::Arc::new(task);
+        let parallel = (replicas > 1)
+            .then(|| DataParallel::<T>::new(self.data_parallel.iter().map(|d| d.clone().autodiff()).collect()));
         device.seed(t.seed);
         let mut model = task.build_model(&ad)?;
+        initialize_parameters(&model);
         let mut optimizer = optim::build(&t.optimizer);
         let mut state = TrainState {
             step: 0,
@@ -222,26 +256,57 @@ impl TaskJob for TrainJob {
                 break;
             }
             let step = state.step;
-            ad.seed(step_seed(t.seed, step));
+            let diverged = |value: f64| -> anyhow::Result<()> {
+                if value.is_finite() {
+                    return Ok(());
+                }
+                let last = checkpoint::pointed(run_dir, "latest")?
+                    .map_or("none was written yet".to_string(), |p| p.display().to_string());
+                bail!(
+                    "step {}: the training loss is {value} (diverged; try a lower train.optimizer.lr or set train.grad_clip). \
+                     Stopped without saving; the last good checkpoint is {last}",
+                    step + 1
+                )
+            };
             let mut accumulator = GradientsAccumulator::new();
             let mut step_loss = 0.0;
-            for micro in 0..t.grad_accum {
-                let batch = task.train_batch(step * t.grad_accum + micro, t.batch_size, t.seed, &ad);
-                let out = task.step(&model, batch);
-                let loss = out.loss.div_scalar(t.grad_accum as f64);
-                let value: f32 = loss.clone().into_scalar();
-                if !value.is_finite() {
-                    let last = checkpoint::pointed(run_dir, "latest")?
-                        .map_or("none was written yet".to_string(), |p| p.display().to_string());
-                    bail!(
-                        "step {}: the training loss is {value} (diverged; try a lower train.optimizer.lr or set train.grad_clip). \
-                         Stopped without saving; the last good checkpoint is {last}",
-                        step + 1
-                    );
+            match &parallel {
+                None => {
+                    ad.seed(step_seed(t.seed, step));
+                    for micro in 0..t.grad_accum {
+                        let batch = task.train_batch(step * t.grad_accum + micro, t.batch_size, t.seed, &ad);
+                        let out = task.step(&model, batch);
+                        let loss = out.loss.div_scalar(t.grad_accum as f64);
+                        let value: f32 = loss.clone().into_scalar();
+                        diverged(f64::from(value))?;
+                        step_loss += f64::from(value);
+                        let grads = GradientsParams::from_grads(loss.backward(), &model);
+                        accumulator.accumulate(&model, grads);
+                    }
                 }
-                step_loss += value as f64;
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
-                accumulator.accumulate(&model, grads);
+                Some(parallel) => {
+                    // Round r runs micro-batches (step·a + r)·k .. +k, one per device, as one device
+                    // with grad_accum = a·k would run them in sequence.
+                    let per_step = t.grad_accum * replicas;
+                    for round in 0..t.grad_accum {
+                        let first = step * per_step + round * replicas;
+                        let seeds: Vec<u64> =
+                            (0..replicas).map(|i| micro_seed(t.seed, step, round * replicas + i)).collect();
+                        let spec = RoundSpec {
+                            first,
+                            batch_size: t.batch_size,
+                            data_seed: t.seed,
+                            seeds: &seeds,
+                            divisor: per_step as f64,
+                        };
+                        let out = parallel.round(&task, &model, &spec)?;
+                        for value in out.losses {
+                            diverged(value)?;
+                            step_loss += value;
+                        }
+                        accumulator.accumulate(&model, out.grads);
+                    }
+                }
             }
             let mut grads = accumulator.grads();
             let grad_norm = optim::clip_global_norm(&model, &mut grads, t.grad_clip);

@@ -149,6 +149,11 @@ fn malformed_configs_name_the_problem() {
         ("both budgets", good.replacen("\nsteps = ", "\nepochs = 2\nsteps = ", 1), vec!["not both"]),
         ("missing section", good.replace("[output]\ndir = \"runs/quickstart\"", ""), vec!["missing field `output`"]),
         ("backend", format!("{good}\n[device]\nbackend = \"tpu\"\n"), vec!["unknown backend `tpu`"]),
+        (
+            "data-parallel device",
+            format!("{good}\n[device]\ndevices = [\"flex\", \"gpu2\"]\n"),
+            vec!["device.devices[1]", "unknown backend `gpu2`"],
+        ),
         ("listops window", good.replace("max_len = 40", "max_len = 5"), vec!["leave none"]),
         ("not toml", "[model\nkind = 3".to_string(), vec!["line 1"]),
     ];
@@ -247,6 +252,47 @@ fn resumed_run_equals_uninterrupted_run() {
     // A different seed gives a different run.
     let other = kiln().arg("train").arg(&config).args(["--set", "train.seed=5"]).output().unwrap();
     assert_ne!(metrics(&full_dir), metrics(&run_dir_of(&other)));
+}
+
+/// Data parallelism through burn-train's multi-device step: two replicas (here both on the CPU)
+/// with `grad_accum = 1` train exactly as one device with `grad_accum = 2` — the same micro-batches,
+/// losses averaged the same way, gradients summed in the same order — so metrics and weights are
+/// bit-identical (dropout off: each replica draws its own dropout masks). Epoch budgets count the
+/// micro-batches of every device.
+#[test]
+fn two_devices_train_as_one_device_with_gradient_accumulation() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path(), "");
+    let run = |extra: &[&str]| {
+        let out = kiln()
+            .arg("train")
+            .arg(&config)
+            .args(["--set", "model.encoder.dropout=0", "--set", "train.steps=12"])
+            .args(extra.iter().flat_map(|e| ["--set", e]))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        run_dir_of(&out)
+    };
+    let one = run(&["train.grad_accum=2"]);
+    let two = run(&["train.grad_accum=1", "device.devices=[\"flex\", \"flex\"]"]);
+    assert_eq!(metrics(&one), metrics(&two), "data parallel differs from gradient accumulation");
+    assert_eq!(final_model(&one), final_model(&two));
+    let resolved = std::fs::read_to_string(two.join("config.toml")).unwrap();
+    assert!(resolved.contains("devices = [\"flex\", \"flex\"]"), "{resolved}");
+    // A different split is a different run (the comparison can fail).
+    let other = run(&["train.grad_accum=1"]);
+    assert_ne!(metrics(&one), metrics(&other));
+    // Epochs: 600 examples / (16 per device x 2 devices) = 18 steps per epoch.
+    let out = kiln()
+        .arg("train")
+        .arg(&config)
+        .args(["--set", "train.steps=", "--set", "train.epochs=1", "--set", "train.grad_accum=1"])
+        .args(["--set", "device.devices=[\"flex\", \"flex\"]", "--stop-after-steps", "1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(", 18 steps,"), "{}", text(&out));
 }
 
 /// A diverging run stops with a message naming the step and keeps the last good checkpoint.
