@@ -280,6 +280,20 @@ fn two_devices_train_as_one_device_with_gradient_accumulation() {
     assert_eq!(final_model(&one), final_model(&two));
     let resolved = std::fs::read_to_string(two.join("config.toml")).unwrap();
     assert!(resolved.contains("devices = [\"flex\", \"flex\"]"), "{resolved}");
+    // Interrupted and resumed (the run's config keeps the devices), it ends the same.
+    let first = kiln()
+        .arg("train")
+        .arg(&config)
+        .args(["--set", "model.encoder.dropout=0", "--set", "train.steps=12", "--set", "train.grad_accum=1"])
+        .args(["--set", "device.devices=[\"flex\", \"flex\"]", "--stop-after-steps", "7"])
+        .output()
+        .unwrap();
+    assert!(first.status.success(), "{}", text(&first));
+    let part_dir = run_dir_of(&first);
+    let resumed = kiln().arg("train").arg("--resume").arg(&part_dir).output().unwrap();
+    assert!(resumed.status.success() && text(&resumed).contains("from step 7"), "{}", text(&resumed));
+    assert_eq!(metrics(&two), metrics(&part_dir), "resumed data-parallel run differs");
+    assert_eq!(final_model(&two), final_model(&part_dir));
     // A different split is a different run (the comparison can fail).
     let other = run(&["train.grad_accum=1"]);
     assert_ne!(metrics(&one), metrics(&other));
