@@ -411,7 +411,15 @@ impl RunConfig {
                 anyhow::ensure!(d.max_len > 0, "data.max_len must be positive");
             }
             (ModelConfig::Vae(m), DataConfig::Mnist(_)) => m.validate().context("model")?,
-            (ModelConfig::Wgan(m), DataConfig::Toy2d(_) | DataConfig::Mnist(_)) => m.validate().context("model")?,
+            (ModelConfig::Wgan(m), DataConfig::Toy2d(_) | DataConfig::Mnist(_)) => {
+                m.validate().context("model")?;
+                // Each optimizer step is a critic or a generator step, chosen by the batch index: the
+                // micro-batches of one step (accumulated, or one per device) would mix the two.
+                anyhow::ensure!(
+                    self.train.grad_accum == 1 && self.device.devices.len() <= 1,
+                    "train.grad_accum and device.devices: a WGAN step is one critic or generator batch; use grad_accum = 1 and one device (a larger batch_size instead)"
+                );
+            }
             (m, d) => bail!(
                 "model kind `{}` cannot train on data kind `{}` (char_lm needs text, classifier needs listops, vit and vae need mnist, ner needs ner, wgan needs toy2d or mnist)",
                 m.kind(),

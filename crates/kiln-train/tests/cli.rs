@@ -729,6 +729,16 @@ fn malformed_model_configs_name_the_key() {
         ),
         ("gan n_critic", gan.replace("n_critic = 5", "n_critic = 0"), "model.n_critic must be at least 1"),
         (
+            "gan accumulation",
+            gan.replace("[train]\n", "[train]\ngrad_accum = 2\n"),
+            "use grad_accum = 1 and one device",
+        ),
+        (
+            "gan devices",
+            format!("{gan}\n[device]\ndevices = [\"flex\", \"flex\"]\n"),
+            "use grad_accum = 1 and one device",
+        ),
+        (
             "gan kind",
             gan.replace("kind = \"gradient_penalty\"", "kind = \"gradient_clipping\""),
             "unknown variant `gradient_clipping`",
