@@ -7,7 +7,8 @@
 //! steps, at every new best evaluation and at the end; stop early on a plateau or on Ctrl-C, saving
 //! first. Written here rather than with burn-train's `Learner` because exact resume (batches and
 //! dropout as functions of the step), global-norm clipping and atomic checkpoints with checksums are
-//! all needed, and the Learner owns none of them.
+//! all needed, and the Learner owns none of them. With several devices (`[device] devices`), each
+//! round of micro-batches runs through burn-train's own multi-device step (see [`crate::parallel`]).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
