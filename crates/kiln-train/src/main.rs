@@ -50,7 +50,7 @@ enum Command {
         /// Override a config value, e.g. `--set train.steps=100` (repeatable; `--set train.epochs=` removes a key).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
-        /// Backend: flex, ndarray, wgpu, wgpu:N, cpu (overrides [device] backend).
+        /// Backend: flex, ndarray, wgpu, wgpu:N, cpu (overrides the config's device.backend and device.devices).
         #[arg(long)]
         device: Option<String>,
         /// Continue the run in this directory from its latest checkpoint.
