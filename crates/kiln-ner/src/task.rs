@@ -939,17 +939,20 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// A `[model]` of `extra` keys and a backbone section, parsed and validated.
+    fn parse(extra: &str, backbone: &str) -> anyhow::Result<()> {
+        let model: NerModelConfig = toml::from_str(&format!("{extra}\n{backbone}"))?;
+        model.validate()
+    }
+
+    const SCRATCH: &str = "[encoder]\nd_model = 16\nn_heads = 2\nn_layers = 1";
+
     #[test]
     fn bigram_options_are_checked() {
-        let parse = |extra: &str, backbone: &str| -> anyhow::Result<()> {
-            let model: NerModelConfig = toml::from_str(&format!("{extra}\n{backbone}"))?;
-            model.validate()
-        };
-        let scratch = "[encoder]\nd_model = 16\nn_heads = 2\nn_layers = 1";
-        parse("bigrams = true\nbigram_min_count = 3\nbigram_dim = 16", scratch).unwrap();
-        let err = parse("bigram_dim = 0", scratch).unwrap_err().to_string();
+        parse("bigrams = true\nbigram_min_count = 3\nbigram_dim = 16", SCRATCH).unwrap();
+        let err = parse("bigram_dim = 0", SCRATCH).unwrap_err().to_string();
         assert!(err.contains("model.bigram_dim: must be at least 1"), "{err}");
-        let err = parse("bigram_min_count = 0", scratch).unwrap_err().to_string();
+        let err = parse("bigram_min_count = 0", SCRATCH).unwrap_err().to_string();
         assert!(err.contains("model.bigram_min_count: must be at least 1"), "{err}");
         let err = parse("bigrams = true", "[bert]\ndir = \"/x\"").unwrap_err().to_string();
         assert!(err.contains("model.bigrams: applies to a from-scratch"), "{err}");
@@ -957,15 +960,10 @@ mod tests {
 
     #[test]
     fn embedding_and_token_dropout_are_checked() {
-        let parse = |extra: &str, backbone: &str| -> anyhow::Result<()> {
-            let model: NerModelConfig = toml::from_str(&format!("{extra}\n{backbone}"))?;
-            model.validate()
-        };
-        let scratch = "[encoder]\nd_model = 16\nn_heads = 2\nn_layers = 1";
-        parse("embedding_dropout = 0.1\ntoken_dropout = 0.05", scratch).unwrap();
-        let err = parse("token_dropout = 1.0", scratch).unwrap_err().to_string();
+        parse("embedding_dropout = 0.1\ntoken_dropout = 0.05", SCRATCH).unwrap();
+        let err = parse("token_dropout = 1.0", SCRATCH).unwrap_err().to_string();
         assert!(err.contains("model.token_dropout: 1 is outside [0, 1)"), "{err}");
-        let err = parse("embedding_dropout = -0.1", scratch).unwrap_err().to_string();
+        let err = parse("embedding_dropout = -0.1", SCRATCH).unwrap_err().to_string();
         assert!(err.contains("model.embedding_dropout"), "{err}");
         let err = parse("token_dropout = 0.1", "[bert]\ndir = \"/x\"").unwrap_err().to_string();
         assert!(err.contains("from-scratch [model.encoder] only"), "{err}");

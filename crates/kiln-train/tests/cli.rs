@@ -263,33 +263,27 @@ fn resumed_run_equals_uninterrupted_run() {
 fn two_devices_train_as_one_device_with_gradient_accumulation() {
     let dir = tempfile::tempdir().unwrap();
     let config = tiny_config(dir.path(), "");
-    let run = |extra: &[&str]| {
-        let out = kiln()
-            .arg("train")
-            .arg(&config)
-            .args(["--set", "model.encoder.dropout=0", "--set", "train.steps=12"])
-            .args(extra.iter().flat_map(|e| ["--set", e]))
-            .output()
-            .unwrap();
+    // `kiln train` of the config with `--set` overrides and other flags; must succeed.
+    let train = |sets: &[&str], flags: &[&str]| {
+        let out =
+            kiln().arg("train").arg(&config).args(sets.iter().flat_map(|e| ["--set", e])).args(flags).output().unwrap();
         assert!(out.status.success(), "{}", text(&out));
-        run_dir_of(&out)
+        out
     };
+    let run = |extra: &[&str]| {
+        let sets = [&["model.encoder.dropout=0", "train.steps=12"], extra].concat();
+        run_dir_of(&train(&sets, &[]))
+    };
+    let two_devices = "device.devices=[\"flex\", \"flex\"]";
     let one = run(&["train.grad_accum=2"]);
-    let two = run(&["train.grad_accum=1", "device.devices=[\"flex\", \"flex\"]"]);
+    let two = run(&["train.grad_accum=1", two_devices]);
     assert_eq!(metrics(&one), metrics(&two), "data parallel differs from gradient accumulation");
     assert_eq!(final_model(&one), final_model(&two));
     let resolved = std::fs::read_to_string(two.join("config.toml")).unwrap();
     assert!(resolved.contains("devices = [\"flex\", \"flex\"]"), "{resolved}");
     // Interrupted and resumed (the run's config keeps the devices), it ends the same.
-    let first = kiln()
-        .arg("train")
-        .arg(&config)
-        .args(["--set", "model.encoder.dropout=0", "--set", "train.steps=12", "--set", "train.grad_accum=1"])
-        .args(["--set", "device.devices=[\"flex\", \"flex\"]", "--stop-after-steps", "7"])
-        .output()
-        .unwrap();
-    assert!(first.status.success(), "{}", text(&first));
-    let part_dir = run_dir_of(&first);
+    let sets = ["model.encoder.dropout=0", "train.steps=12", "train.grad_accum=1", two_devices];
+    let part_dir = run_dir_of(&train(&sets, &["--stop-after-steps", "7"]));
     let resumed = kiln().arg("train").arg("--resume").arg(&part_dir).output().unwrap();
     assert!(resumed.status.success() && text(&resumed).contains("from step 7"), "{}", text(&resumed));
     assert_eq!(metrics(&two), metrics(&part_dir), "resumed data-parallel run differs");
@@ -298,14 +292,8 @@ fn two_devices_train_as_one_device_with_gradient_accumulation() {
     let other = run(&["train.grad_accum=1"]);
     assert_ne!(metrics(&one), metrics(&other));
     // Epochs: 600 examples / (16 per device x 2 devices) = 18 steps per epoch.
-    let out = kiln()
-        .arg("train")
-        .arg(&config)
-        .args(["--set", "train.steps=", "--set", "train.epochs=1", "--set", "train.grad_accum=1"])
-        .args(["--set", "device.devices=[\"flex\", \"flex\"]", "--stop-after-steps", "1"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    let out =
+        train(&["train.steps=", "train.epochs=1", "train.grad_accum=1", two_devices], &["--stop-after-steps", "1"]);
     assert!(text(&out).contains(", 18 steps,"), "{}", text(&out));
 }
 
