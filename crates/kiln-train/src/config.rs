@@ -360,6 +360,13 @@ fn default_backend() -> String {
     "flex".into()
 }
 
+impl DeviceConfig {
+    /// The device a run evaluates, predicts and samples on: the first of `devices`, else `backend`.
+    pub fn main(&self) -> &str {
+        self.devices.first().unwrap_or(&self.backend)
+    }
+}
+
 impl Default for DeviceConfig {
     fn default() -> Self {
         Self { backend: default_backend(), devices: Vec::new() }

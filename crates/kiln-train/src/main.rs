@@ -179,10 +179,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
                 _ => Vec::new(),
             };
-            let device = match (&device, config.device.devices.first()) {
-                (Some(d), _) => backend::device(d)?,
-                (None, Some(first)) => backend::device(first)?,
-                (None, None) => backend::device(&config.device.backend)?,
+            let device = match data_parallel.first() {
+                Some(first) => first.clone(),
+                None => backend::device(device.as_deref().unwrap_or(config.device.main()))?,
             };
             ctrlc::set_handler(|| {
                 if trainer::INTERRUPTED.swap(true, Ordering::SeqCst) {
@@ -210,7 +209,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Eval { run_dir, checkpoint, device } => {
             let config = RunConfig::load(&run_dir.join("config.toml"), &[])?;
-            let device = backend::device(device.as_deref().unwrap_or(&config.device.backend))?;
+            let device = backend::device(device.as_deref().unwrap_or(config.device.main()))?;
             let out = with_task(&config, EvalJob { run_dir, pointer: checkpoint, device })?;
             print!("{out}");
             Ok(0)
@@ -227,7 +226,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 (None, None) => bail!("give --text or --file"),
             };
             let config = RunConfig::load(&run_dir.join("config.toml"), &[])?;
-            let device = backend::device(device.as_deref().unwrap_or(&config.device.backend))?;
+            let device = backend::device(device.as_deref().unwrap_or(config.device.main()))?;
             for line in with_task(&config, PredictJob { run_dir, texts, device })? {
                 println!("{line}");
             }
@@ -376,7 +375,7 @@ fn read_inputs(path: &Path) -> anyhow::Result<Vec<String>> {
 
 fn generate(run_dir: &Path, options: GenerateOptions, device: Option<String>) -> anyhow::Result<i32> {
     let config = RunConfig::load(&run_dir.join("config.toml"), &[])?;
-    let device = backend::device(device.as_deref().unwrap_or(&config.device.backend))?;
+    let device = backend::device(device.as_deref().unwrap_or(config.device.main()))?;
     let out = with_task(&config, GenerateJob { run_dir: run_dir.to_path_buf(), options, device })?;
     println!("{out}");
     Ok(0)
