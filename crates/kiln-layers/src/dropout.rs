@@ -5,13 +5,15 @@
 //! on the CPU backends: Burn's flex backend draws each mask element from ChaCha with a per-element
 //! Bernoulli sampler and then multiplies twice (mask, then scale), which was 12-15% of a transformer
 //! training step (docs/benchmarks.md). Here, on flex and ndarray, the already scaled mask
-//! `{0, 1/(1 − p)}` is drawn on the host by a wyrand generator, two elements per 64-bit draw, seeded by
-//! one draw from the device's own generator, and applied with one multiplication. The device seed
+//! `{0, 1/(1 − p)}` is drawn on the host by a wyrand generator, two elements per 64-bit draw, in blocks
+//! split over threads, seeded by one draw from the device's own generator, and applied with one
+//! multiplication. The device seed
 //! (which the trainer sets per step) therefore still fixes every mask, so runs stay reproducible and a
 //! resumed run equals an uninterrupted one. Other backends (wgpu) draw the mask on the device.
 
 use burn::prelude::*;
 use burn::tensor::Distribution;
+use rayon::prelude::*;
 
 /// Dropout with probability `prob`; no parameters, nothing in checkpoints.
 #[derive(Module, Debug)]
@@ -81,21 +83,30 @@ fn wyrand(state: &mut u64) -> u64 {
 }
 
 /// `n` values, each `1 / keep` with probability `keep` and `0` otherwise, from `seed`: each 64-bit
-/// draw gives two elements, kept when its 32-bit half is below `keep · 2³²`.
+/// draw gives two elements, kept when its 32-bit half is below `keep · 2³²`. The values are drawn in
+/// blocks of [`MASK_CHUNK`] over Rayon's threads, block `i` from its own wyrand stream started at a
+/// hash of `(seed, i)`, so the mask depends on the seed only, not on the number of threads.
 pub fn scaled_keep_mask(n: usize, keep: f64, seed: u64) -> Vec<f32> {
     let threshold = (keep * 4_294_967_296.0).round().min(u32::MAX as f64) as u32;
     let scale = (1.0 / keep) as f32;
     let value = |half: u32| if half < threshold { scale } else { 0.0 };
-    let mut state = seed;
-    let mut out = Vec::with_capacity(n + 1);
-    while out.len() < n {
-        let r = wyrand(&mut state);
-        out.push(value(r as u32));
-        out.push(value((r >> 32) as u32));
-    }
-    out.truncate(n);
+    let mut out = vec![0.0f32; n];
+    out.par_chunks_mut(MASK_CHUNK).enumerate().for_each(|(i, block)| {
+        let mut state = wyrand(&mut (seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+        for pair in block.chunks_mut(2) {
+            let r = wyrand(&mut state);
+            pair[0] = value(r as u32);
+            if let Some(second) = pair.get_mut(1) {
+                *second = value((r >> 32) as u32);
+            }
+        }
+    });
     out
 }
+
+/// Mask elements per block of [`scaled_keep_mask`] (even, so that a draw's two halves stay in one
+/// block). Part of the mask's definition: changing it changes every seeded run.
+pub const MASK_CHUNK: usize = 1 << 16;
 
 #[cfg(test)]
 mod tests {
@@ -117,6 +128,19 @@ mod tests {
             assert_eq!(m, scaled_keep_mask(n, keep, 7));
             assert_ne!(m, scaled_keep_mask(n, keep, 8));
         }
+        // The same mask on one thread and on three (blocks drawn in any order), and the blocks are
+        // different streams: block 1 does not repeat block 0.
+        let n = 3 * MASK_CHUNK + 11;
+        let on = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| scaled_keep_mask(n, 0.5, 9))
+        };
+        let one = on(1);
+        assert_eq!(one, on(3));
+        assert_eq!(one.len(), n);
+        assert_ne!(one[..MASK_CHUNK], one[MASK_CHUNK..2 * MASK_CHUNK]);
+        let tail_kept = one[3 * MASK_CHUNK..].iter().filter(|&&v| v != 0.0).count();
+        assert!(tail_kept > 0 && tail_kept < 11, "{tail_kept}");
         // Neighbouring elements (the two halves of one draw) are independent: no excess agreement.
         let m = scaled_keep_mask(200_000, 0.5, 3);
         let agree = m.chunks(2).filter(|p| (p[0] == 0.0) == (p[1] == 0.0)).count() as f64 / 100_000.0;

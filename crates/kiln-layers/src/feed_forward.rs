@@ -8,6 +8,7 @@ use crate::Dropout;
 use burn::prelude::*;
 use burn::tensor::DType;
 use burn::tensor::activation::gelu;
+use rayon::prelude::*;
 
 /// Two linear layers with an erf-GELU between.
 #[derive(Module, Debug)]
@@ -74,17 +75,25 @@ pub fn gelu_exact<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 /// GELU linearised at each `x`: returns the slopes `a = GELU'(x) = Φ(x) + x·φ(x)` and leaves
 /// `b = GELU(x) − a·x` in `values`, so that `a·x + b = GELU(x)`; the same arithmetic as
 /// [`gelu_in_place`] (φ shares its exponential).
+/// Split over Rayon's threads in blocks of [`HOST_CHUNK`] elements (elementwise, so the result does
+/// not depend on the split).
 pub fn gelu_linearised_in_place(values: &mut [f32]) -> Vec<f32> {
     let mut slopes = vec![0.0f32; values.len()];
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F, checked just above.
-        unsafe { linearise_avx512(values, &mut slopes) };
-        return slopes;
-    }
-    linearise(values, &mut slopes);
+    values.par_chunks_mut(HOST_CHUNK).zip(slopes.par_chunks_mut(HOST_CHUNK)).for_each(|(values, slopes)| {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, checked just above.
+            unsafe { linearise_avx512(values, slopes) };
+            return;
+        }
+        linearise(values, slopes);
+    });
     slopes
 }
+
+/// Elements per task when a host loop is split across threads: a task is tens of microseconds, far
+/// above Rayon's scheduling cost, and a `[16·128, 1024]` activation still gives 64 of them.
+pub const HOST_CHUNK: usize = 1 << 15;
 
 #[inline(always)]
 fn linearise(values: &mut [f32], slopes: &mut [f32]) {
@@ -148,14 +157,17 @@ fn normal_cdf_pdf(x: f32) -> (f32, f32) {
 /// `x ← x · Φ(x) = x/2 · (1 + erf(x/√2))` over a slice, in branch-free arithmetic that the compiler
 /// vectorises: erf by Abramowitz & Stegun 7.1.26 (absolute error below 1.5·10⁻⁷) with `exp` by range
 /// reduction to `[−ln2/2, ln2/2]` and a degree-6 Taylor polynomial (relative error about 10⁻⁷).
+/// Split over Rayon's threads as [`gelu_linearised_in_place`].
 pub fn gelu_in_place(values: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F, checked just above.
-        unsafe { gelu_avx512(values) };
-        return;
-    }
-    gelu_loop(values);
+    values.par_chunks_mut(HOST_CHUNK).for_each(|values| {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, checked just above.
+            unsafe { gelu_avx512(values) };
+            return;
+        }
+        gelu_loop(values);
+    });
 }
 
 /// `eʸ` for `y ≤ 0` (0 below −87, where it is under 2⁻¹²⁵), without calls: `y = k ln2 + r`,
@@ -248,7 +260,8 @@ mod gelu_tests {
         let mut tails = [-200.0f32, -30.0, 0.0, 30.0, 200.0];
         gelu_in_place(&mut tails);
         assert_eq!(tails, [-0.0, -0.0, 0.0, 30.0, 200.0]);
-        // The run-time dispatched loops (AVX-512 where the CPU has it) equal the portable ones bit for bit.
+        // The run-time dispatched loops (AVX-512 where the CPU has it), split over threads in chunks (the grid
+        // is 7 of them), equal the portable ones over the whole slice bit for bit.
         let mut dispatched = grid.clone();
         gelu_in_place(&mut dispatched);
         let mut portable = grid.clone();
