@@ -50,15 +50,24 @@ impl Dropout {
             return x;
         }
         let keep = 1.0 - self.prob;
-        let mask = if on_host(&device) {
-            let dims = x.dims();
-            let values = scaled_keep_mask(dims.iter().product(), keep, draw_seed(&device));
-            let n = values.len();
-            Tensor::<1>::from_data(TensorData::new(values, [n]), &device).reshape(dims)
-        } else {
-            x.random_like(Distribution::Bernoulli(keep)).mul_scalar(1.0 / keep)
+        let dims = x.dims();
+        let mask = match self.host_mask(dims.iter().product(), &device) {
+            Some(values) => {
+                let n = values.len();
+                Tensor::<1>::from_data(TensorData::new(values, [n]), &device).reshape(dims)
+            }
+            None => x.random_like(Distribution::Bernoulli(keep)).mul_scalar(1.0 / keep),
         };
         x * mask
+    }
+
+    /// The scaled mask `{0, 1/(1 − p)}` of `n` elements that [`Self::forward`] applies on a host
+    /// device (flex, ndarray) in training, drawn from the device's generator; `None` where
+    /// `forward` draws no host mask (evaluation, `p = 0`, other backends). For fused kernels that
+    /// apply dropout themselves.
+    pub fn host_mask(&self, n: usize, device: &Device) -> Option<Vec<f32>> {
+        (self.prob > 0.0 && device.is_autodiff() && on_host(device))
+            .then(|| scaled_keep_mask(n, 1.0 - self.prob, draw_seed(device)))
     }
 }
 

@@ -37,8 +37,43 @@ impl FeedForward {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [b, n, d] = x.dims();
         let x = x.reshape([b * n, d]);
-        self.output.forward(self.dropout.forward(gelu_exact(self.hidden.forward(x)))).reshape([b, n, d])
+        self.output.forward(gelu_dropout(self.hidden.forward(x), &self.dropout)).reshape([b, n, d])
     }
+}
+
+/// `dropout(gelu_exact(x))`. On an autodiff host device the dropout mask `m` (the one
+/// [`Dropout::forward`] would draw, from the same device generator) is folded into [`gelu_exact`]'s
+/// linearisation: `y = (a·m)·x + b·m`, one multiplication and one addition for activation and
+/// dropout together, forward and backward, instead of a second pass and a mask upload.
+///
+/// # Shapes
+///
+/// - `x`: any → same
+pub fn gelu_dropout<const D: usize>(x: Tensor<D>, dropout: &Dropout) -> Tensor<D> {
+    let device = x.device();
+    if x.dtype() != DType::F32 {
+        return dropout.forward(gelu_exact(x));
+    }
+    let dims = x.dims();
+    let Some(mask) = dropout.host_mask(dims.iter().product(), &device) else {
+        return dropout.forward(gelu_exact(x));
+    };
+    let mut values = x.clone().into_data().try_into_vec::<f32>().expect("an f32 tensor (checked above)");
+    let mut slopes = vec![0.0f32; values.len()];
+    values.par_chunks_mut(HOST_CHUNK).zip(slopes.par_chunks_mut(HOST_CHUNK)).zip(mask.par_chunks(HOST_CHUNK)).for_each(
+        |((values, slopes), mask)| {
+            linearise_dispatched(values, slopes);
+            for ((v, s), m) in values.iter_mut().zip(slopes.iter_mut()).zip(mask) {
+                *v *= m;
+                *s *= m;
+            }
+        },
+    );
+    let tensor = |values: Vec<f32>| {
+        let n = values.len();
+        Tensor::<1>::from_data(TensorData::new(values, [n]), &device).reshape(dims)
+    };
+    x * tensor(slopes) + tensor(values)
 }
 
 /// The exact (erf) GELU `x · Φ(x)`. On flex and ndarray it is computed on the host with
@@ -79,16 +114,22 @@ pub fn gelu_exact<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 /// not depend on the split).
 pub fn gelu_linearised_in_place(values: &mut [f32]) -> Vec<f32> {
     let mut slopes = vec![0.0f32; values.len()];
-    values.par_chunks_mut(HOST_CHUNK).zip(slopes.par_chunks_mut(HOST_CHUNK)).for_each(|(values, slopes)| {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F, checked just above.
-            unsafe { linearise_avx512(values, slopes) };
-            return;
-        }
-        linearise(values, slopes);
-    });
+    values
+        .par_chunks_mut(HOST_CHUNK)
+        .zip(slopes.par_chunks_mut(HOST_CHUNK))
+        .for_each(|(values, slopes)| linearise_dispatched(values, slopes));
     slopes
+}
+
+/// [`linearise`] on AVX-512 where the CPU has it.
+fn linearise_dispatched(values: &mut [f32], slopes: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F, checked just above.
+        unsafe { linearise_avx512(values, slopes) };
+        return;
+    }
+    linearise(values, slopes);
 }
 
 /// Elements per task when a host loop is split across threads: a task is tens of microseconds, far
@@ -312,6 +353,33 @@ mod gelu_tests {
             })
             .collect();
         assert_close(&g, &want, 1e-6);
+    }
+
+    /// The fused `gelu_dropout` is `dropout(gelu_exact(x))` with the same device seed: the same
+    /// elements dropped, values and gradients (under a non-uniform upstream gradient) within float
+    /// rounding, over several host chunks; in evaluation it is the GELU alone.
+    #[test]
+    fn fused_gelu_dropout_equals_gelu_then_dropout() {
+        let device = dev().autodiff();
+        let dropout = Dropout::new(0.3);
+        let xs = to_vec(randn([3, 50, 700], 2.0, 4, &dev()));
+        let upstream = randn([3, 50, 700], 1.0, 5, &device);
+        let run = |fused: bool| {
+            let x = Tensor::<3>::from_data(TensorData::new(xs.clone(), [3, 50, 700]), &device).require_grad();
+            device.seed(11);
+            let y = if fused { gelu_dropout(x.clone(), &dropout) } else { dropout.forward(gelu_exact(x.clone())) };
+            let grads = (y.clone() * upstream.clone()).sum().backward();
+            (to_vec(y), to_vec(x.grad(&grads).unwrap()))
+        };
+        let ((fused_y, fused_g), (plain_y, plain_g)) = (run(true), run(false));
+        let dropped = |y: &[f32]| y.iter().map(|&v| v == 0.0).collect::<Vec<_>>();
+        assert_eq!(dropped(&fused_y), dropped(&plain_y));
+        let share = dropped(&fused_y).iter().filter(|&&d| d).count() as f64 / fused_y.len() as f64;
+        assert!((share - 0.3).abs() < 0.01, "{share}");
+        assert_close(&fused_y, &plain_y, 1e-6);
+        assert_close(&fused_g, &plain_g, 1e-6);
+        let x = Tensor::<1>::from_floats(&xs[..1000], &dev());
+        assert_eq!(to_vec(gelu_dropout(x.clone(), &dropout)), to_vec(gelu_exact(x)));
     }
 
     /// erf by its Taylor series (fine for |x| ≤ 2 in f64).
