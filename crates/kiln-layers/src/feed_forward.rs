@@ -214,7 +214,7 @@ pub fn gelu_in_place(values: &mut [f32]) {
 /// `eʸ` for `y ≤ 0` (0 below −87, where it is under 2⁻¹²⁵), without calls: `y = k ln2 + r`,
 /// `eʸ = 2ᵏ eʳ`, `k` rounded by the 1.5·2²³ trick, `2ᵏ` built from its exponent bits.
 #[inline(always)]
-fn exp_non_positive(y: f32) -> f32 {
+pub(crate) fn exp_non_positive(y: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0; // 1.5 · 2²³
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;

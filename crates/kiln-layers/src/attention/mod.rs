@@ -4,6 +4,8 @@
 //! an optional [`Rotary`], and is wrapped by [`MultiHeadAttention`](crate::MultiHeadAttention).
 //! See `shared/METHODS.md` §2.
 
+#[cfg(feature = "flex")]
+pub mod fused;
 mod linear;
 mod multi_head;
 mod nystrom;

@@ -2,7 +2,9 @@
 //! `softmax(Q Kᵀ / √d + mask) V`.
 //!
 //! Runs on Burn's fused `burn::tensor::module::attention` (flash-style tiling on `flex` for long
-//! sequences, kernels on GPU backends; autodiff falls back to the unfused graph). Padded keys and,
+//! sequences, kernels on GPU backends). In training on flex it runs Kiln's extension
+//! ([`super::fused`]: flex's forward kernel, a blockwise backward pass); other autodiff backends fall
+//! back to Burn's unfused graph. Padded keys and,
 //! when causal, future keys get `-inf` before the softmax; a query row whose keys are all masked
 //! returns zeros rather than NaN.
 
@@ -36,6 +38,10 @@ impl SoftmaxAttention {
             Some(r) => (r.apply(q), r.apply(k)),
             None => (q, k),
         };
+        #[cfg(feature = "flex")]
+        if super::fused::fused_on(&q.device()) && q.dtype() == burn::tensor::DType::F32 {
+            return super::fused::fused_attention(q, k, v, padding, causal);
+        }
         let [b, h, n, _] = q.dims();
         let mask = padding.map(|p| {
             let m = p.dims()[1];

@@ -1,0 +1,535 @@
+//! Exact softmax attention with its own backward pass, for training on flex (a Burn backend
+//! extension, `#[backend_extension]`).
+//!
+//! Burn's autodiff runs attention as its unfused fallback graph (matmul, mask, max, subtract, exp,
+//! sum, divide, matmul), keeps the `[b, h, n, m]` score and probability matrices of every layer
+//! until the backward pass, and differentiates each of those ops on its own: softmax
+//! forward+backward at n = 4,096 needed 2.7 GB and 0.27× PyTorch's time (docs/benchmarks.md). Here the
+//! forward pass is flex's fused attention kernel and the backward pass is the FlashAttention
+//! recurrence (Dao et al. 2022, arXiv:2205.14135, Alg. 4) over blocks of query rows: for each block,
+//! recompute `P = softmax(s·Q Kᵀ + mask)`, then
+//!
+//! ```text
+//! dV += Pᵀ dO,   dP = dO Vᵀ,   dS = P ⊙ (dP − rowsum(dO ⊙ O)),   dQ = s·dS K,   dK += s·dSᵀ Q
+//! ```
+//!
+//! so that the backward pass holds one block of `P` at a time (memory linear in `n` beyond the
+//! block) and the saved state is `Q, K, V, O` and the padding mask. The block operations are Burn
+//! backend ops on the inner backend (no autodiff graph inside).
+
+use burn::backend::TensorMetadata;
+use burn::backend::autodiff::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::AttentionModuleOptions;
+use burn::backend::tensor::{BoolTensor, FloatTensor};
+use burn::backend::{Backend, Dispatch, Flex, backend_extension};
+use burn::prelude::*;
+use burn::tensor::{Shape, Slice};
+use rayon::prelude::*;
+
+/// Bytes of one block of scores in the backward pass (the block's query rows follow from it): small
+/// enough that a block's probabilities stay in the last-level cache between the steps that use them.
+const BLOCK_BYTES: usize = 8 << 20;
+
+/// The backend operation: attention over `[b, h, n, d]` queries and `[b, h, m, d]` keys and values,
+/// with padded keys (`padding` `[b, m]`, `true` = pad) and, when `causal`, future keys masked.
+#[backend_extension(Flex, Autodiff)]
+pub trait FusedAttentionBackend: Backend {
+    /// `softmax(Q Kᵀ/√d + mask) V`; the default is the backend's own `attention`.
+    fn kiln_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        padding: BoolTensor<Self>,
+        causal: bool,
+    ) -> FloatTensor<Self> {
+        let [b, h, n, _] = dims4(&q);
+        let m = dims4(&k)[2];
+        let mask = Self::bool_expand(Self::bool_reshape(padding, Shape::new([b, 1, 1, m])), Shape::new([b, h, n, m]));
+        let options = AttentionModuleOptions { is_causal: causal, ..Default::default() };
+        Self::attention(q, k, v, Some(mask), None, options)
+    }
+
+    /// A block of the backward pass: `P = softmax(scale·S + mask)` of raw scores `S = Q Kᵀ`
+    /// `[b, h, r, m]` for the query rows `row0..row0 + r` of `n`; a row with every key masked gives
+    /// zeros (Burn's rule).
+    fn kiln_attention_probs(
+        scores: FloatTensor<Self>,
+        padding: BoolTensor<Self>,
+        causal: bool,
+        row0: usize,
+        n: usize,
+        scale: f32,
+    ) -> FloatTensor<Self> {
+        probs_by_backend_ops::<Self>(scores, padding, causal, row0, n, scale)
+    }
+
+    /// A block of the backward pass: `dS = scale · P ⊙ (dP − δ)` with `δ` `[b, h, r, 1]` broadcast
+    /// along each row.
+    fn kiln_attention_score_grad(
+        probs: FloatTensor<Self>,
+        grad_probs: FloatTensor<Self>,
+        delta: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self> {
+        score_grad_by_backend_ops::<Self>(probs, grad_probs, delta, scale)
+    }
+}
+
+/// [`FusedAttentionBackend::kiln_attention_probs`] from backend ops (the default, and the reference
+/// for flex's host loop).
+fn probs_by_backend_ops<B: Backend>(
+    scores: FloatTensor<B>,
+    padding: BoolTensor<B>,
+    causal: bool,
+    row0: usize,
+    n: usize,
+    scale: f32,
+) -> FloatTensor<B> {
+    let [b, h, r, m] = dims4(&scores);
+    let device = scores.device();
+    let mut mask = B::bool_expand(B::bool_reshape(padding, Shape::new([b, 1, 1, m])), Shape::new([b, h, r, m]));
+    if causal {
+        let future: Vec<bool> = (row0..row0 + r).flat_map(|i| (0..m).map(move |j| in_future(i, j, n, m))).collect();
+        let future = B::bool_from_data(TensorData::new(future, [1, 1, r, m]), &device);
+        mask = B::bool_or(mask, B::bool_expand(future, Shape::new([b, h, r, m])));
+    }
+    let x = B::float_mask_fill(B::float_mul_scalar(scores, scale.into()), mask, f32::NEG_INFINITY.into());
+    let max = B::float_clamp_min(B::float_max_dim(x.clone(), 3), f32::MIN.into());
+    let e = B::float_exp(B::float_sub(x, max));
+    let sum = B::float_clamp_min(B::float_sum_dim(e.clone(), 3), f32::MIN_POSITIVE.into());
+    B::float_div(e, sum)
+}
+
+/// [`FusedAttentionBackend::kiln_attention_score_grad`] from backend ops (the default, and the
+/// reference for flex's host loop).
+fn score_grad_by_backend_ops<B: Backend>(
+    probs: FloatTensor<B>,
+    grad_probs: FloatTensor<B>,
+    delta: FloatTensor<B>,
+    scale: f32,
+) -> FloatTensor<B> {
+    B::float_mul_scalar(B::float_mul(probs, B::float_sub(grad_probs, delta)), scale.into())
+}
+
+/// `(first row, rows)` of each block of query rows (of `n`) whose `[bh, rows, m]` f32 scores fit in
+/// `block_bytes` (at least one row per block).
+fn row_blocks(bh: usize, m: usize, n: usize, block_bytes: usize) -> impl Iterator<Item = (usize, usize)> {
+    let rows = (block_bytes / (4 * bh * m).max(1)).clamp(1, n.max(1));
+    (0..n).step_by(rows).map(move |r0| (r0, rows.min(n - r0)))
+}
+
+/// The slice of query rows `r0..r0 + r` of a `[b, h, n, width]` tensor.
+fn rows(b: usize, h: usize, r0: usize, r: usize, width: usize) -> [Slice; 4] {
+    [Slice::from(0..b), Slice::from(0..h), Slice::from(r0..r0 + r), Slice::from(0..width)]
+}
+
+/// Whether key `j` is in the future of query `i` (of `n` queries, `m` keys): `j > i + (m − n)`,
+/// aligned at the bottom-right corner as Burn's causal mask.
+fn in_future(i: usize, j: usize, n: usize, m: usize) -> bool {
+    j as i64 > i as i64 + m as i64 - n as i64
+}
+
+/// flex: the forward pass is flex's own attention kernel (the default); the two block steps of the
+/// backward pass are one pass over each row on the host, split over Rayon's threads, instead of
+/// eight and three separate backend ops.
+impl FusedAttentionBackend for Flex {
+    fn kiln_attention_probs(
+        scores: FloatTensor<Self>,
+        padding: BoolTensor<Self>,
+        causal: bool,
+        row0: usize,
+        n: usize,
+        scale: f32,
+    ) -> FloatTensor<Self> {
+        let [b, h, r, m] = dims4(&scores);
+        let padding: Vec<bool> = padding.into_data().iter::<bool>().collect();
+        let mut values = host_vec(scores);
+        values.par_chunks_mut(m.max(1)).enumerate().for_each(|(row, x)| {
+            let (batch, i) = (row / (h * r), row0 + row % r);
+            // Causal: keys j ≤ i + (m − n) are visible, a prefix of the row.
+            let visible = if causal { (i + m + 1).saturating_sub(n).min(m) } else { m };
+            softmax_row(x, &padding[batch * m..(batch + 1) * m], visible, scale);
+        });
+        FlexTensor::from_data(TensorData::new(values, [b, h, r, m]))
+    }
+
+    fn kiln_attention_score_grad(
+        probs: FloatTensor<Self>,
+        grad_probs: FloatTensor<Self>,
+        delta: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self> {
+        let shape = dims4(&probs);
+        let m = shape[3].max(1);
+        let probs = probs.to_contiguous();
+        let delta = delta.to_contiguous();
+        let (p, delta) =
+            (probs.as_slice::<f32>().expect("f32 probabilities"), delta.as_slice::<f32>().expect("f32 row sums"));
+        let mut values = host_vec(grad_probs);
+        values.par_chunks_mut(m).zip(p.par_chunks(m)).zip(delta.par_iter()).for_each(|((g, p), &d)| {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F, checked just above.
+                unsafe { score_grad_row_avx512(g, p, d, scale) };
+                return;
+            }
+            score_grad_row(g, p, d, scale);
+        });
+        FlexTensor::from_data(TensorData::new(values, shape))
+    }
+}
+
+/// One row of [`FusedAttentionBackend::kiln_attention_probs`] in place: keys with `padding` set or at
+/// or after `visible` are masked. Lane-wise maximum and sum (16 partial results) so that the loops
+/// vectorise; AVX-512 where the CPU has it.
+fn softmax_row(x: &mut [f32], padding: &[bool], visible: usize, scale: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F, checked just above.
+        unsafe { softmax_row_avx512(x, padding, visible, scale) };
+        return;
+    }
+    softmax_row_portable(x, padding, visible, scale);
+}
+
+/// [`softmax_row`] compiled for AVX-512.
+///
+/// # Safety
+///
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn softmax_row_avx512(x: &mut [f32], padding: &[bool], visible: usize, scale: f32) {
+    softmax_row_portable(x, padding, visible, scale);
+}
+
+const LANES: usize = 16;
+
+#[inline(always)]
+fn softmax_row_portable(x: &mut [f32], padding: &[bool], visible: usize, scale: f32) {
+    for (v, &p) in x.iter_mut().zip(padding) {
+        *v = if p { f32::NEG_INFINITY } else { *v * scale };
+    }
+    x[visible..].fill(f32::NEG_INFINITY);
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l = if v > *l { v } else { *l };
+        }
+    }
+    let max = chunks.remainder().iter().chain(&lanes).fold(f32::NEG_INFINITY, |a, &v| if v > a { v } else { a });
+    if max == f32::NEG_INFINITY {
+        x.fill(0.0);
+        return;
+    }
+    let mut sums = [0.0f32; LANES];
+    let mut chunks = x.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        for (s, v) in sums.iter_mut().zip(c.iter_mut()) {
+            *v = crate::feed_forward::exp_non_positive(*v - max);
+            *s += *v;
+        }
+    }
+    let mut sum: f32 = sums.iter().sum();
+    for v in chunks.into_remainder() {
+        *v = crate::feed_forward::exp_non_positive(*v - max);
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    x.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// One row of [`FusedAttentionBackend::kiln_attention_score_grad`]: `g ← scale · p ⊙ (g − d)`.
+#[inline(always)]
+fn score_grad_row(g: &mut [f32], p: &[f32], d: f32, scale: f32) {
+    for (g, &p) in g.iter_mut().zip(p) {
+        *g = scale * p * (*g - d);
+    }
+}
+
+/// [`score_grad_row`] compiled for AVX-512.
+///
+/// # Safety
+///
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn score_grad_row_avx512(g: &mut [f32], p: &[f32], d: f32, scale: f32) {
+    score_grad_row(g, p, d, scale);
+}
+
+/// The f32 values of a flex tensor, in row-major order (the buffer itself when the tensor owns it).
+fn host_vec(t: FlexTensor) -> Vec<f32> {
+    t.into_data().try_into_vec::<f32>().expect("an f32 tensor")
+}
+
+impl<B: FusedAttentionBackend, C: CheckpointStrategy> FusedAttentionBackend for Autodiff<B, C> {
+    fn kiln_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        padding: BoolTensor<Self>,
+        causal: bool,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct AttentionBackward;
+
+        impl<B: FusedAttentionBackend> Backward<B, 3> for AttentionBackward {
+            type State = Saved<B>;
+
+            fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+                let [node_q, node_k, node_v] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let [dq, dk, dv] = attention_backward::<B>(ops.state, grad, BLOCK_BYTES);
+                for (node, g) in [(node_q, dq), (node_k, dk), (node_v, dv)] {
+                    if let Some(node) = node {
+                        grads.register::<B>(node.id, g);
+                    }
+                }
+            }
+        }
+
+        match AttentionBackward.prepare::<C>([q.node(), k.node(), v.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (q, k, v) = (q.into_primitive(), k.into_primitive(), v.into_primitive());
+                let out = B::kiln_attention(q.clone(), k.clone(), v.clone(), padding.clone(), causal);
+                prep.finish(Saved { q, k, v, out: out.clone(), padding, causal }, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::kiln_attention(
+                q.into_primitive(),
+                k.into_primitive(),
+                v.into_primitive(),
+                padding,
+                causal,
+            )),
+        }
+    }
+}
+
+/// What the backward pass keeps from the forward pass.
+#[derive(Debug, Clone)]
+struct Saved<B: Backend> {
+    q: FloatTensor<B>,
+    k: FloatTensor<B>,
+    v: FloatTensor<B>,
+    out: FloatTensor<B>,
+    padding: BoolTensor<B>,
+    causal: bool,
+}
+
+fn dims4<T: TensorMetadata>(t: &T) -> [usize; 4] {
+    t.shape().dims::<4>()
+}
+
+/// `[dQ, dK, dV]` from the saved forward pass and `dO`, one block of query rows at a time, each
+/// block's scores at most `block_bytes` (at least one row).
+fn attention_backward<B: FusedAttentionBackend>(
+    saved: Saved<B>,
+    grad: FloatTensor<B>,
+    block_bytes: usize,
+) -> [FloatTensor<B>; 3] {
+    let Saved { q, k, v, out, padding, causal } = saved;
+    let [b, h, n, d] = dims4(&q);
+    let m = dims4(&k)[2];
+    let device = q.device();
+    let scale = (1.0 / (d as f64).sqrt()) as f32;
+    let k_t = B::float_swap_dims(k.clone(), 2, 3);
+    let v_t = B::float_swap_dims(v.clone(), 2, 3);
+    // rowsum(dO ⊙ O) = rowsum(dP ⊙ P), [b, h, n, 1].
+    let delta = B::float_sum_dim(B::float_mul(grad.clone(), out), 3);
+    let (mut dq, mut dk, mut dv) = (Vec::new(), None, None);
+    let add = |acc: Option<FloatTensor<B>>, x: FloatTensor<B>| Some(acc.map_or(x.clone(), |a| B::float_add(a, x)));
+    for (r0, r) in row_blocks(b * h, m, n, block_bytes) {
+        let block = |t: &FloatTensor<B>, width: usize| B::float_slice(t.clone(), &rows(b, h, r0, r, width));
+        let (q_b, grad_b, delta_b) = (block(&q, d), block(&grad, d), block(&delta, 1));
+        let p =
+            B::kiln_attention_probs(B::float_matmul(q_b.clone(), k_t.clone()), padding.clone(), causal, r0, n, scale);
+        dv = add(dv, B::float_matmul(B::float_swap_dims(p.clone(), 2, 3), grad_b.clone()));
+        let dp = B::float_matmul(grad_b, v_t.clone());
+        let ds = B::kiln_attention_score_grad(p, dp, delta_b, scale);
+        dq.push(B::float_matmul(ds.clone(), k.clone()));
+        dk = add(dk, B::float_matmul(B::float_swap_dims(ds, 2, 3), q_b));
+    }
+    let dq = if dq.len() == 1 { dq.pop().expect("one block") } else { B::float_cat(dq, 2) };
+    let zeros = || B::float_zeros(Shape::new([b, h, m, d]), &device, q.dtype().into());
+    [dq, dk.unwrap_or_else(zeros), dv.unwrap_or_else(zeros)]
+}
+
+/// Whether [`fused_attention`] runs on `device`: flex with autodiff (training). In inference flex's
+/// own attention kernel runs directly (a blockwise forward from GEMMs and the host softmax was
+/// slower: 513 against 398 ms at n = 4,096).
+pub(crate) fn fused_on(device: &Device) -> bool {
+    device.is_autodiff() && format!("{:?}", device.clone().without_autodiff()).contains("Flex")
+}
+
+/// Softmax attention through [`FusedAttentionBackend`]; call only where [`fused_on`] holds.
+///
+/// # Shapes
+///
+/// - `q`: `[b, h, n, d]`, `k`, `v`: `[b, h, m, d]`, `padding`: `[b, m]` (`true` = pad)
+/// - output: `[b, h, n, d]`
+pub(crate) fn fused_attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    padding: Option<&Tensor<2, Bool>>,
+    causal: bool,
+) -> Tensor<4> {
+    let [b, _, _, _] = q.dims();
+    let m = k.dims()[2];
+    let padding = match padding {
+        Some(p) => p.clone(),
+        None => Tensor::<2, Bool>::from_data(TensorData::new(vec![false; b * m], [b, m]), &q.device()),
+    };
+    let out = <Dispatch as FusedAttentionBackend>::kiln_attention(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+        padding.into_dispatch(),
+        causal,
+    );
+    Tensor::from_dispatch(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mask::padding_from_lengths;
+    use crate::test_util::*;
+    use burn::tensor::module::attention;
+
+    /// Burn's own differentiable attention graph (the reference the extension replaces).
+    fn reference(
+        q: Tensor<4>,
+        k: Tensor<4>,
+        v: Tensor<4>,
+        padding: Option<&Tensor<2, Bool>>,
+        causal: bool,
+    ) -> Tensor<4> {
+        let [b, h, n, _] = q.dims();
+        let m = k.dims()[2];
+        let mask = padding.map(|p| p.clone().reshape([b, 1, 1, m]).expand([b, h, n, m]));
+        attention(q, k, v, mask, None, AttentionModuleOptions { is_causal: causal, ..Default::default() })
+    }
+
+    /// Output and the gradients of q, k and v (under a random upstream gradient) of `f`.
+    fn run(
+        f: &dyn Fn(Tensor<4>, Tensor<4>, Tensor<4>) -> Tensor<4>,
+        [b, h, n, m, d]: [usize; 5],
+        seed: u64,
+    ) -> [Vec<f32>; 4] {
+        let device = dev().autodiff();
+        let q = randn([b, h, n, d], 1.0, seed, &device).require_grad();
+        let k = randn([b, h, m, d], 1.0, seed + 1, &device).require_grad();
+        let v = randn([b, h, m, d], 1.0, seed + 2, &device).require_grad();
+        let upstream = randn([b, h, n, d], 1.0, seed + 3, &device);
+        let out = f(q.clone(), k.clone(), v.clone());
+        let grads = (out.clone() * upstream).sum().backward();
+        [to_vec(out), to_vec(q.grad(&grads).unwrap()), to_vec(k.grad(&grads).unwrap()), to_vec(v.grad(&grads).unwrap())]
+    }
+
+    /// The extension equals Burn's autodiff attention in output and in all three gradients: with
+    /// padded keys (one sequence fully unpadded, one padded), causal (including keys longer than
+    /// queries), and both; and it is what `SoftmaxAttention` runs in training on flex.
+    #[test]
+    fn fused_attention_equals_burns_attention_graph_with_gradients() {
+        let device = dev().autodiff();
+        assert!(fused_on(&device) && !fused_on(&dev()));
+        for (shape, lengths, causal) in [
+            ([2, 3, 7, 7, 8], Some(vec![7, 4]), false),
+            ([2, 3, 7, 7, 8], None, true),
+            ([2, 2, 5, 9, 4], Some(vec![9, 6]), true),
+            ([1, 2, 33, 33, 16], Some(vec![20]), false),
+        ] {
+            let m = shape[3];
+            let padding = lengths.as_ref().map(|l| padding_from_lengths(l, m, &device));
+            let want = run(&|q, k, v| reference(q, k, v, padding.as_ref(), causal), shape, 3);
+            let got = run(&|q, k, v| fused_attention(q, k, v, padding.as_ref(), causal), shape, 3);
+            let via_layer =
+                run(&|q, k, v| crate::SoftmaxAttention.forward(q, k, v, padding.as_ref(), causal, None), shape, 3);
+            for (i, name) in ["output", "dq", "dk", "dv"].iter().enumerate() {
+                assert!(
+                    max_abs_diff(&got[i], &want[i]) < 2e-5,
+                    "{name} {shape:?}: {}",
+                    max_abs_diff(&got[i], &want[i])
+                );
+                assert_eq!(via_layer[i], got[i], "{name}");
+            }
+            // Not trivially equal: the gradients are not zero.
+            assert!(got[1].iter().any(|g| g.abs() > 1e-3) && got[2].iter().any(|g| g.abs() > 1e-3));
+        }
+    }
+
+    /// flex's host loops for the two block steps equal the same steps from backend ops: padded and
+    /// causal rows (a block starting at row 3, keys longer than queries), a fully masked row, and
+    /// scores large enough that an unshifted exponential would overflow.
+    #[test]
+    fn host_block_steps_equal_backend_ops() {
+        let device = dev();
+        let prim = |t: Tensor<4>| t.try_into_primitive::<Flex>().expect("a flex tensor");
+        let back = |t: FlexTensor| to_vec(Tensor::<4>::from_primitive::<Flex>(t));
+        let [b, h, r, m, n] = [2, 3, 5, 11, 9];
+        let scores = randn([b, h, r, m], 40.0, 6, &device);
+        // Sequence 1 has 2 keys. Causal, 9 queries against 11 keys: query i sees keys j ≤ i + 2.
+        let padding = padding_from_lengths(&[11, 2], m, &device).try_into_primitive::<Flex>().unwrap();
+        for (causal, row0) in [(false, 0), (true, 3), (true, 0)] {
+            let host = Flex::kiln_attention_probs(prim(scores.clone()), padding.clone(), causal, row0, n, 0.3);
+            let ops = probs_by_backend_ops::<Flex>(prim(scores.clone()), padding.clone(), causal, row0, n, 0.3);
+            let (host, ops) = (back(host), back(ops));
+            assert!(max_abs_diff(&host, &ops) < 1e-6, "causal {causal}, row0 {row0}: {}", max_abs_diff(&host, &ops));
+            assert!(host.iter().all(|p| p.is_finite() && *p >= 0.0));
+        }
+        // Every key of row 0 in the future (n = m + 2: row 0 sees keys j ≤ −2): the row is zeros.
+        let none_visible = back(Flex::kiln_attention_probs(prim(scores.clone()), padding.clone(), true, 0, m + 2, 0.3));
+        assert!(none_visible[..m].iter().all(|&p| p == 0.0));
+        let ops = back(probs_by_backend_ops::<Flex>(prim(scores.clone()), padding.clone(), true, 0, m + 2, 0.3));
+        assert!(max_abs_diff(&none_visible, &ops) < 1e-6);
+        let probs = randn([b, h, r, m], 1.0, 7, &device);
+        let grad = randn([b, h, r, m], 1.0, 8, &device);
+        // δ as a strided view (a narrow of a wider tensor), as the backward pass passes it.
+        let delta = randn([b, h, r + 2, 1], 1.0, 9, &device).narrow(2, 1, r);
+        let host = Flex::kiln_attention_score_grad(prim(probs.clone()), prim(grad.clone()), prim(delta.clone()), 0.7);
+        let ops = score_grad_by_backend_ops::<Flex>(prim(probs), prim(grad), prim(delta), 0.7);
+        assert!(max_abs_diff(&back(host), &back(ops)) < 1e-6);
+    }
+
+    /// The backward pass in blocks of query rows equals the one-block pass: blocks of 1, 3 and 7 of
+    /// 10 rows (one partial), causal with padding.
+    #[test]
+    fn blockwise_backward_equals_one_block() {
+        let device = dev();
+        let [b, h, n, m, d] = [2, 2, 10, 12, 4];
+        let prim = |t: Tensor<4>| t.try_into_primitive::<Flex>().expect("a flex tensor");
+        let q = randn([b, h, n, d], 1.0, 1, &device);
+        let k = randn([b, h, m, d], 1.0, 2, &device);
+        let v = randn([b, h, m, d], 1.0, 3, &device);
+        let grad = randn([b, h, n, d], 1.0, 4, &device);
+        let padding = padding_from_lengths(&[12, 8], m, &device);
+        let out = fused_attention(q.clone(), k.clone(), v.clone(), Some(&padding), true);
+        let saved = Saved::<Flex> {
+            q: prim(q),
+            k: prim(k),
+            v: prim(v),
+            out: prim(out),
+            padding: padding.try_into_primitive::<Flex>().expect("a flex tensor"),
+            causal: true,
+        };
+        let backward = |rows: usize| {
+            attention_backward::<Flex>(saved.clone(), prim(grad.clone()), rows * 4 * b * h * m)
+                .map(|g| to_vec(Tensor::<4>::from_primitive::<Flex>(g)))
+        };
+        let whole = backward(n);
+        for rows in [1, 3, 7] {
+            let blocks = backward(rows);
+            for i in 0..3 {
+                assert!(max_abs_diff(&blocks[i], &whole[i]) < 1e-6, "rows {rows}, gradient {i}");
+            }
+        }
+    }
+}
