@@ -184,10 +184,11 @@ fn run_point(args: &BenchAttentionArgs, kind: &str, n: usize, mode: &str) -> any
 }
 
 /// GiB of the `[b, h, n, n]` score matrices that exact attention keeps: four (scores, probabilities
-/// and their gradients) for the backward pass, where Burn's autodiff runs the decomposed attention;
-/// none for the forward pass, which flex runs as a flash kernel over key tiles.
+/// and their gradients) for the backward pass on backends where Burn's autodiff runs the decomposed
+/// attention; none for the forward pass, which flex runs as a flash kernel over key tiles, nor for
+/// flex's backward pass (Kiln's blockwise backward, `kiln_layers::attention::fused`).
 fn softmax_gib(args: &BenchAttentionArgs, n: usize, backward: bool) -> f64 {
-    if !backward {
+    if !backward || args.device.starts_with("flex") {
         return 0.0;
     }
     4.0 * (args.batch * args.heads) as f64 * (n as f64).powi(2) * 4.0 / (1u64 << 30) as f64
