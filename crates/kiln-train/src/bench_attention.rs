@@ -406,6 +406,29 @@ mod tests {
         assert!(errors[1..4].iter().all(|&e| e > 1e-3 && e < 2.0), "{errors:?}");
     }
 
+    /// The memory rule for skipping: a backward point's four `[b, h, n, n]` f32 matrices on backends
+    /// that run Burn's decomposed attention in training, nothing on flex (blockwise backward), nothing
+    /// for a forward point; over `--max-gib` the point is reported as skipped with the figure.
+    #[test]
+    fn softmax_points_are_skipped_by_their_score_matrices() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: BenchAttentionArgs,
+        }
+        let args = |device: &str| Cli::parse_from(["bench", "--device", device, "--max-gib", "1"]).args;
+        let wgpu = args("wgpu");
+        assert_eq!(softmax_gib(&wgpu, 4096, true), 2.0);
+        assert_eq!(softmax_gib(&wgpu, 4096, false), 0.0);
+        assert_eq!(softmax_gib(&args("flex"), 16384, true), 0.0);
+        let skipped = too_big(&wgpu, "softmax", 4096, "backward").expect("2 GiB > 1 GiB");
+        assert!(skipped.ms.is_none() && skipped.note.as_deref().unwrap().contains("needs 2 GiB > --max-gib 1"));
+        assert!(too_big(&wgpu, "softmax", 2048, "backward").is_none());
+        assert!(too_big(&wgpu, "linear-elu", 16384, "backward").is_none());
+        assert!(too_big(&args("flex"), "softmax", 16384, "backward").is_none());
+    }
+
     #[test]
     fn unknown_kinds_and_points_are_named() {
         let err = kind_config("flash").unwrap_err().to_string();

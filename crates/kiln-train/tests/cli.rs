@@ -545,11 +545,13 @@ fn bench_attention_measures_each_point_in_a_child_process() {
         cells[1] == 0.0 && cells[2] > 0.01 && cells[3] < 0.05,
         "softmax 0, linear > 0, Nyström exact at 32 keys: {errors}"
     );
-    // A softmax point over --max-gib is reported as skipped, with the reason, not run.
+    // On flex a softmax backward point is not skipped for memory (its backward is blockwise): the
+    // four [8, 512, 512] matrices of Burn's decomposed attention would be 0.03 GiB > --max-gib 0.001.
+    // (The skipping rule itself is a unit test in bench_attention.rs.)
     let out =
-        kiln().args(["bench", "attention", "--point", "softmax,4096,backward", "--max-gib", "0.1"]).output().unwrap();
+        kiln().args(["bench", "attention", "--point", "softmax,512,backward", "--max-gib", "0.001"]).output().unwrap();
     let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(p["ms"].is_null() && p["note"].as_str().unwrap().contains("needs 2 GiB > --max-gib 0.1"), "{p}");
+    assert!(p["ms"].as_f64().unwrap() > 0.0 && p["note"].is_null(), "{p}");
     let out = kiln().args(["bench", "attention", "--kinds", "flash"]).output().unwrap();
     assert!(!out.status.success() && text(&out).contains("unknown attention kind `flash`"), "{}", text(&out));
     let out = kiln().args(["bench", "attention", "--point", "softmax,lots,forward"]).output().unwrap();
