@@ -227,10 +227,14 @@ pub(crate) fn exp_non_positive(y: f32) -> f32 {
     const LN2_LO: f32 = 1.428_606_8e-6;
     let small = y < -87.0;
     let y = y.max(-87.0);
-    let k = (y * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let shifted = y * std::f32::consts::LOG2_E + ROUND;
+    let k = shifted - ROUND;
     let r = (y - k * LN2_HI) - k * LN2_LO;
     let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    let scale = f32::from_bits(((k as i32 + 127) as u32) << 23);
+    // k in [−126, 0] is the low bits of `shifted` (= 1.5·2²³ + k exactly): integer arithmetic on the
+    // bits, which vectorises, where `k as i32` (saturating, NaN-checked) is scalar code per lane.
+    let k_int = shifted.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
+    let scale = f32::from_bits(((k_int + 127) as u32) << 23);
     if small { 0.0 } else { p * scale }
 }
 
