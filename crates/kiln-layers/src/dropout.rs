@@ -5,8 +5,8 @@
 //! on the CPU backends: Burn's flex backend draws each mask element from ChaCha with a per-element
 //! Bernoulli sampler and then multiplies twice (mask, then scale), which was 12-15% of a transformer
 //! training step (docs/benchmarks.md). Here, on flex and ndarray, the already scaled mask
-//! `{0, 1/(1 − p)}` is drawn on the host by a wyrand generator, two elements per 64-bit draw, in blocks
-//! split over threads, seeded by one draw from the device's own generator, and applied with one
+//! `{0, 1/(1 − p)}` is drawn on the host from a keyed 32-bit hash of each element's index, in blocks
+//! split over threads, keyed from one draw of the device's own generator, and applied with one
 //! multiplication. The device seed
 //! (which the trainer sets per step) therefore still fixes every mask, so runs stay reproducible and a
 //! resumed run equals an uninterrupted one. Other backends (wgpu) draw the mask on the device.
@@ -91,30 +91,66 @@ fn wyrand(state: &mut u64) -> u64 {
     ((t >> 64) as u64) ^ (t as u64)
 }
 
-/// `n` values, each `1 / keep` with probability `keep` and `0` otherwise, from `seed`: each 64-bit
-/// draw gives two elements, kept when its 32-bit half is below `keep · 2³²`. The values are drawn in
-/// blocks of [`MASK_CHUNK`] over Rayon's threads, block `i` from its own wyrand stream started at a
-/// hash of `(seed, i)`, so the mask depends on the seed only, not on the number of threads.
+/// `n` values, each `1 / keep` with probability `keep` and `0` otherwise, from `seed`: element `j` of
+/// a block is kept when a 32-bit hash of `j` keyed by the block's key is below `keep · 2³²`. The
+/// values are drawn in blocks of [`MASK_CHUNK`] over Rayon's threads, block `i` keyed by a wyrand
+/// draw from `(seed, i)`, so the mask depends on the seed only, not on the number of threads. The
+/// hash (an odd multiply and xors around Wellons' `lowbias32` mixer) is a bijection of `j` for fixed
+/// keys and uses 32-bit integer operations only, so the loop vectorises (16 lanes with AVX-512).
 pub fn scaled_keep_mask(n: usize, keep: f64, seed: u64) -> Vec<f32> {
     let threshold = (keep * 4_294_967_296.0).round().min(u32::MAX as f64) as u32;
     let scale = (1.0 / keep) as f32;
-    let value = |half: u32| if half < threshold { scale } else { 0.0 };
     let mut out = vec![0.0f32; n];
     out.par_chunks_mut(MASK_CHUNK).enumerate().for_each(|(i, block)| {
-        let mut state = wyrand(&mut (seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
-        for pair in block.chunks_mut(2) {
-            let r = wyrand(&mut state);
-            pair[0] = value(r as u32);
-            if let Some(second) = pair.get_mut(1) {
-                *second = value((r >> 32) as u32);
-            }
-        }
+        let key = wyrand(&mut (seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+        fill_mask_block(block, key, threshold, scale);
     });
     out
 }
 
-/// Mask elements per block of [`scaled_keep_mask`] (even, so that a draw's two halves stay in one
-/// block). Part of the mask's definition: changing it changes every seeded run.
+/// One block of [`scaled_keep_mask`], on AVX-512 where the CPU has it.
+fn fill_mask_block(block: &mut [f32], key: u64, threshold: u32, scale: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F, checked just above.
+        unsafe { fill_mask_block_avx512(block, key, threshold, scale) };
+        return;
+    }
+    fill_mask_block_portable(block, key, threshold, scale);
+}
+
+/// [`fill_mask_block`] compiled for AVX-512.
+///
+/// # Safety
+///
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fill_mask_block_avx512(block: &mut [f32], key: u64, threshold: u32, scale: f32) {
+    fill_mask_block_portable(block, key, threshold, scale);
+}
+
+#[inline(always)]
+fn fill_mask_block_portable(block: &mut [f32], key: u64, threshold: u32, scale: f32) {
+    let (k0, k1) = (key as u32, (key >> 32) as u32);
+    for (j, v) in (0u32..).zip(block.iter_mut()) {
+        let h = lowbias32((j ^ k0).wrapping_mul(0x9E37_79B9) ^ k1);
+        *v = if h < threshold { scale } else { 0.0 };
+    }
+}
+
+/// Chris Wellons' `lowbias32` integer hash (a bijection of `u32`).
+#[inline(always)]
+fn lowbias32(mut x: u32) -> u32 {
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x7FEB_352D);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x846C_A68B);
+    x ^ (x >> 16)
+}
+
+/// Mask elements per block of [`scaled_keep_mask`]. Part of the mask's definition: changing it
+/// changes every seeded run.
 pub const MASK_CHUNK: usize = 1 << 16;
 
 #[cfg(test)]
@@ -150,10 +186,17 @@ mod tests {
         assert_ne!(one[..MASK_CHUNK], one[MASK_CHUNK..2 * MASK_CHUNK]);
         let tail_kept = one[3 * MASK_CHUNK..].iter().filter(|&&v| v != 0.0).count();
         assert!(tail_kept > 0 && tail_kept < 11, "{tail_kept}");
-        // Neighbouring elements (the two halves of one draw) are independent: no excess agreement.
+        // The run-time dispatched block loop (AVX-512 here) equals the portable one bit for bit.
+        let (mut dispatched, mut portable) = (vec![0.0; 1000], vec![0.0; 1000]);
+        fill_mask_block(&mut dispatched, 0xDEAD_BEEF_1234, 1 << 31, 2.0);
+        fill_mask_block_portable(&mut portable, 0xDEAD_BEEF_1234, 1 << 31, 2.0);
+        assert_eq!(dispatched, portable);
+        // Neighbouring elements are independent: no excess agreement.
         let m = scaled_keep_mask(200_000, 0.5, 3);
         let agree = m.chunks(2).filter(|p| (p[0] == 0.0) == (p[1] == 0.0)).count() as f64 / 100_000.0;
         assert!((agree - 0.5).abs() < 0.008, "{agree}");
+        let lag1 = m.windows(2).filter(|p| (p[0] == 0.0) == (p[1] == 0.0)).count() as f64 / 199_999.0;
+        assert!((lag1 - 0.5).abs() < 0.006, "{lag1}");
     }
 
     #[test]
