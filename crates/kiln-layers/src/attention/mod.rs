@@ -10,6 +10,8 @@ mod linear;
 mod multi_head;
 mod nystrom;
 mod performer;
+#[cfg(feature = "flex")]
+pub mod seq_conv;
 mod softmax;
 
 use burn::prelude::*;

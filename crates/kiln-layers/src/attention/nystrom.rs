@@ -21,7 +21,8 @@
 //! the output is exact softmax attention (tested).
 //!
 //! The residual is a depthwise convolution of the (padding-zeroed) values along the sequence, one
-//! kernel of `conv_kernel` taps per head, no bias (the reference's `Conv2d(h, h, (33, 1), groups = h)`).
+//! kernel of `conv_kernel` taps per head, no bias (the reference's `Conv2d(h, h, (33, 1), groups = h)`);
+//! on flex with an odd number of taps it runs as Kiln's own extension ([`super::seq_conv`]).
 //!
 //! Non-causal only: landmarks mix future tokens; a causal config is rejected by `validate()`.
 
@@ -139,6 +140,10 @@ impl Nystrom {
         match &self.conv {
             Some(w) => {
                 let taps = w.dims()[2];
+                #[cfg(feature = "flex")]
+                if super::seq_conv::seq_conv_on(&v.device(), taps) {
+                    return out + super::seq_conv::seq_conv(v, w.val());
+                }
                 out + conv2d(v, w.val(), None, ConvOptions::new([1, 1], [taps / 2, 0], [1, 1], h))
             }
             None => out,
