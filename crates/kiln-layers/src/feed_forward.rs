@@ -184,6 +184,62 @@ fn gelu_loop(values: &mut [f32]) {
     }
 }
 
+/// `x ← f(x)` over a slice, split over Rayon's threads in [`HOST_CHUNK`] blocks, each loop compiled
+/// for AVX-512 where the CPU has it (`f` is inlined into it).
+pub(crate) fn map_in_place(values: &mut [f32], f: impl Fn(f32) -> f32 + Sync + Copy) {
+    #[inline(always)]
+    fn apply(values: &mut [f32], f: impl Fn(f32) -> f32) {
+        values.iter_mut().for_each(|v| *v = f(*v));
+    }
+    /// # Safety
+    ///
+    /// The CPU must support AVX-512F.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn apply_avx512(values: &mut [f32], f: impl Fn(f32) -> f32) {
+        apply(values, f);
+    }
+    values.par_chunks_mut(HOST_CHUNK).for_each(|values| {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, checked just above.
+            unsafe { apply_avx512(values, f) };
+            return;
+        }
+        apply(values, f);
+    });
+}
+
+/// A function linearised at each `x`: `f` gives `(a, b)` with `a·x + b = f(x)` and `a = f'(x)`;
+/// returns the slopes `a` and leaves `b` in `values`. Threads and AVX-512 as [`map_in_place`].
+pub(crate) fn linearise_in_place(values: &mut [f32], f: impl Fn(f32) -> (f32, f32) + Sync + Copy) -> Vec<f32> {
+    #[inline(always)]
+    fn apply(values: &mut [f32], slopes: &mut [f32], f: impl Fn(f32) -> (f32, f32)) {
+        for (v, s) in values.iter_mut().zip(slopes.iter_mut()) {
+            (*s, *v) = f(*v);
+        }
+    }
+    /// # Safety
+    ///
+    /// The CPU must support AVX-512F.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn apply_avx512(values: &mut [f32], slopes: &mut [f32], f: impl Fn(f32) -> (f32, f32)) {
+        apply(values, slopes, f);
+    }
+    let mut slopes = vec![0.0f32; values.len()];
+    values.par_chunks_mut(HOST_CHUNK).zip(slopes.par_chunks_mut(HOST_CHUNK)).for_each(|(values, slopes)| {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, checked just above.
+            unsafe { apply_avx512(values, slopes, f) };
+            return;
+        }
+        apply(values, slopes, f);
+    });
+    slopes
+}
+
 /// `(Φ(x), φ(x))` of the standard normal, branch-free: erf by Abramowitz & Stegun 7.1.26 (absolute
 /// error below 1.5·10⁻⁷), `e^(−x²/2)` by [`exp_non_positive`].
 #[inline(always)]
