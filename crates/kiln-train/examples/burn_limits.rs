@@ -15,6 +15,9 @@
 //!    against Kiln's host mask (`kiln_layers::dropout::scaled_keep_mask`).
 //! 4. `Linear` on `[b, n, d]` with `n` a multiple of the row tile runs `b` batched products:
 //!    forward and backward against the same layer on `[b·n, d]`.
+//! 5. GEMM throughput (GFLOP/s) of flex's `matmul` at the shapes of the benchmarks' largest products:
+//!    BERT's feed-forward `[1280, 384] × [384, 1536]` (64 sentences of 20 tokens) and the training
+//!    step's `[2048, 256] × [256, 1024]`; `scripts/bench/gemm_torch.py` times PyTorch on the same.
 
 use std::time::Instant;
 
@@ -76,4 +79,12 @@ fn main() {
     println!(
         "4. Linear 256→1024 forward+backward on [16, 128, 256]: as given {batched:.1} ms, as [2048, 256] {flat:.1} ms"
     );
+
+    for [m, k, n] in [[1280, 384, 1536], [2048, 256, 1024]] {
+        let a = Tensor::<2>::random([m, k], Distribution::Normal(0.0, 1.0), &device);
+        let b = Tensor::<2>::random([k, n], Distribution::Normal(0.0, 1.0), &device);
+        let ms = time(21, &device, || drop(a.clone().matmul(b.clone())));
+        let gflops = 2.0 * (m * k * n) as f64 / (ms * 1e6);
+        println!("5. matmul [{m}, {k}] × [{k}, {n}]: {ms:.2} ms, {gflops:.0} GFLOP/s");
+    }
 }
