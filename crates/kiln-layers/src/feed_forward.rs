@@ -274,8 +274,17 @@ pub fn gelu_in_place(values: &mut [f32]) {
     });
 }
 
+/// `eʸ` over the whole float range: infinity above 88 (e⁸⁸·⁷² overflows f32), else
+/// [`exp_non_positive`]'s arithmetic, which holds up to 88.
+#[inline(always)]
+pub(crate) fn exp_f32(y: f32) -> f32 {
+    let e = exp_non_positive(y.min(88.0));
+    if y > 88.0 { f32::INFINITY } else { e }
+}
+
 /// `eʸ` for `y ≤ 0` (0 below −87, where it is under 2⁻¹²⁵), without calls: `y = k ln2 + r`,
-/// `eʸ = 2ᵏ eʳ`, `k` rounded by the 1.5·2²³ trick, `2ᵏ` built from its exponent bits.
+/// `eʸ = 2ᵏ eʳ`, `k` rounded by the 1.5·2²³ trick, `2ᵏ` built from its exponent bits. The same
+/// arithmetic holds for `0 < y ≤ 88` (`k ≤ 127`), which [`exp_f32`] uses.
 #[inline(always)]
 pub(crate) fn exp_non_positive(y: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0; // 1.5 · 2²³

@@ -101,7 +101,7 @@ impl LinearAttention {
                     };
                     masked.max_dim(3).max_dim(2) // [b, h, 1, 1]: cancels for all keys
                 };
-                (x - stab.detach()).exp()
+                exp_host(x - stab.detach())
             }
         };
         match (is_query, padding) {
@@ -239,6 +239,39 @@ pub fn elu_plus_one<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     x * tensor(slopes) + tensor(values)
 }
 
+/// `eˣ`. On flex and ndarray one host pass (threads, AVX-512) where flex's `exp` calls scalar `expf`
+/// per element, in training linearised as [`elu_plus_one`] (`a = eˣ`, `b = eˣ(1 − x)`, so the
+/// backward pass is one multiplication; the value then carries the multiply-add's rounding, about
+/// `2·|x|·10⁻⁷` relative, and above `x = 80`, where `a·x` would overflow, the slope is 0: Kiln's
+/// callers stabilise their arguments to `x ≤ 0`); elsewhere Burn's `exp`. Values below `e⁻⁸⁷` are
+/// flushed to 0.
+///
+/// # Shapes
+///
+/// - `x`: any → same
+pub fn exp_host<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let device = x.device();
+    if !crate::dropout::on_host(&device) || x.dtype() != burn::tensor::DType::F32 {
+        return x.exp();
+    }
+    let dims = x.dims();
+    let tensor = |values: Vec<f32>| {
+        let n = values.len();
+        Tensor::<1>::from_data(TensorData::new(values, [n]), &device).reshape(dims)
+    };
+    let mut values = x.clone().into_data().try_into_vec::<f32>().expect("an f32 tensor (checked above)");
+    if !device.is_autodiff() {
+        crate::feed_forward::map_in_place(&mut values, crate::feed_forward::exp_f32);
+        return tensor(values);
+    }
+    let slopes = crate::feed_forward::linearise_in_place(&mut values, |x| {
+        let e = crate::feed_forward::exp_f32(x);
+        // a·x + b with a = eˣ; above 80 a·x would overflow, so the value is kept in b alone (slope 0).
+        if x <= 80.0 { (e, e * (1.0 - x)) } else { (0.0, e) }
+    });
+    x * tensor(slopes) + tensor(values)
+}
+
 /// `eˣ` for `x ≤ 0` by [`crate::feed_forward::exp_non_positive`] (vectorisable).
 #[inline(always)]
 fn exp_le0(x: f32) -> f32 {
@@ -269,6 +302,45 @@ pub fn kernelized_attention_quadratic(f: Features, v: Tensor<4>, causal: bool, e
 mod tests {
     use super::*;
     use crate::test_util::*;
+
+    /// The host `exp` equals Burn's in value and gradient on a grid over [−100, 100] (overflow to
+    /// infinity above 88, exact zeros far below, no gradient above 80) and on Gaussian values, with
+    /// and without autodiff.
+    #[test]
+    fn host_exp_matches_burns_exp() {
+        let mut xs: Vec<f32> = (-10_000..=10_000).map(|i| i as f32 * 1e-2).collect();
+        xs.extend(to_vec(randn([70_000], 3.0, 8, &dev())));
+        for device in [dev(), dev().autodiff()] {
+            let value_and_grad = |f: &dyn Fn(Tensor<1>) -> Tensor<1>| {
+                let x = Tensor::<1>::from_floats(xs.as_slice(), &device);
+                let x = if device.is_autodiff() { x.require_grad() } else { x };
+                let y = f(x.clone());
+                let g = device.is_autodiff().then(|| to_vec(x.grad(&y.clone().sum().backward()).unwrap()));
+                (to_vec(y), g)
+            };
+            let (want_y, want_g) = value_and_grad(&|x| x.exp());
+            let (got_y, got_g) = value_and_grad(&|x| exp_host(x));
+            for (i, x) in xs.iter().enumerate() {
+                let (w, g) = (want_y[i], got_y[i]);
+                if *x > 88.0 {
+                    // Burn overflows at 88.72; the host already above 88 (e⁸⁸ = 1.7·10³⁸).
+                    assert!(g == f32::INFINITY && (w == f32::INFINITY || w > 1.6e38), "exp({x}): {w}, {g}");
+                    continue;
+                }
+                // Relative: the polynomial's 10⁻⁷ and, linearised in training, the rounding of
+                // a·x + b (two terms of size |x|·eˣ): about 2·|x|·10⁻⁷. Below e⁻⁸⁷ (1.6·10⁻³⁸) the
+                // host flushes to 0.
+                let tol = (4e-7 + 2.5e-7 * x.abs()) * w.abs() + 1.7e-38;
+                assert!((w - g).abs() <= tol, "exp({x}): burn {w}, host {g}");
+                if let (Some(wg), Some(gg)) = (&want_g, &got_g)
+                    && *x <= 80.0
+                {
+                    let (wg, gg) = (wg[i], gg[i]);
+                    assert!((wg - gg).abs() <= tol + 2e-6 * wg.abs(), "exp'({x}): burn {wg}, host {gg}");
+                }
+            }
+        }
+    }
 
     /// The host `elu + 1` (threads, AVX-512, linearised in training) equals Burn's
     /// `max(x, 0) + exp(min(x, 0))` in value and gradient on a grid over [−30, 30], at large `x`

@@ -18,7 +18,8 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub use linear::{
-    FeatureMap, Features, LINEAR_EPS, LinearAttention, kernelized_attention, kernelized_attention_quadratic,
+    FeatureMap, Features, LINEAR_EPS, LinearAttention, elu_plus_one, exp_host, kernelized_attention,
+    kernelized_attention_quadratic,
 };
 pub use multi_head::{MultiHeadAttention, MultiHeadAttentionConfig};
 pub use nystrom::{Nystrom, iterative_pinv};
