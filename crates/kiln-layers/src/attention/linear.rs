@@ -214,29 +214,17 @@ pub fn kernelized_attention(f: Features, v: Tensor<4>, causal: bool, chunk: usiz
 ///
 /// - `x`: any → same
 pub fn elu_plus_one<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    let device = x.device();
-    if !crate::dropout::on_host(&device) || x.dtype() != burn::tensor::DType::F32 {
-        return x.clone().clamp_min(0.0) + x.clamp_max(0.0).exp();
-    }
-    let dims = x.dims();
-    let tensor = |values: Vec<f32>| {
-        let n = values.len();
-        Tensor::<1>::from_data(TensorData::new(values, [n]), &device).reshape(dims)
-    };
-    let mut values = x.clone().into_data().try_into_vec::<f32>().expect("an f32 tensor (checked above)");
-    if !device.is_autodiff() {
-        crate::feed_forward::map_in_place(&mut values, |x| if x > 0.0 { x + 1.0 } else { exp_le0(x) });
-        return tensor(values);
-    }
-    let slopes = crate::feed_forward::linearise_in_place(&mut values, |x| {
+    let value = |x: f32| if x > 0.0 { x + 1.0 } else { exp_le0(x) };
+    let linearised = |x: f32| {
         if x > 0.0 {
             (1.0, 1.0)
         } else {
             let e = exp_le0(x);
             (e, e * (1.0 - x))
         }
-    });
-    x * tensor(slopes) + tensor(values)
+    };
+    crate::feed_forward::host_elementwise(x, value, linearised)
+        .unwrap_or_else(|x| x.clone().clamp_min(0.0) + x.clamp_max(0.0).exp())
 }
 
 /// `eˣ`. On flex and ndarray one host pass (threads, AVX-512) where flex's `exp` calls scalar `expf`
@@ -250,26 +238,10 @@ pub fn elu_plus_one<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 ///
 /// - `x`: any → same
 pub fn exp_host<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    let device = x.device();
-    if !crate::dropout::on_host(&device) || x.dtype() != burn::tensor::DType::F32 {
-        return x.exp();
-    }
-    let dims = x.dims();
-    let tensor = |values: Vec<f32>| {
-        let n = values.len();
-        Tensor::<1>::from_data(TensorData::new(values, [n]), &device).reshape(dims)
-    };
-    let mut values = x.clone().into_data().try_into_vec::<f32>().expect("an f32 tensor (checked above)");
-    if !device.is_autodiff() {
-        crate::feed_forward::map_in_place(&mut values, crate::feed_forward::exp_f32);
-        return tensor(values);
-    }
-    let slopes = crate::feed_forward::linearise_in_place(&mut values, |x| {
-        let e = crate::feed_forward::exp_f32(x);
-        // a·x + b with a = eˣ; above 80 a·x would overflow, so the value is kept in b alone (slope 0).
-        if x <= 80.0 { (e, e * (1.0 - x)) } else { (0.0, e) }
-    });
-    x * tensor(slopes) + tensor(values)
+    use crate::feed_forward::exp_f32;
+    // a·x + b with a = eˣ; above 80 a·x would overflow, so the value is kept in b alone (slope 0).
+    let linearised = |x: f32| if x <= 80.0 { (exp_f32(x), exp_f32(x) * (1.0 - x)) } else { (0.0, exp_f32(x)) };
+    crate::feed_forward::host_elementwise(x, exp_f32, linearised).unwrap_or_else(|x| x.exp())
 }
 
 /// `eˣ` for `x ≤ 0` by [`crate::feed_forward::exp_non_positive`] (vectorisable).
