@@ -186,16 +186,17 @@ fn gelu_loop(values: &mut [f32]) {
 
 /// An elementwise function computed on the host where that is cheaper (flex and ndarray, f32): `value`
 /// in inference; in training `linearised` gives `(a, b)` with `a·x + b = f(x)` and `a = f'(x)`, and
-/// the result is `x·a + b`, whose backward pass is one multiplication. `Err(x)` elsewhere, for the
-/// caller's backend-op version.
+/// the result is `x·a + b`, whose backward pass is one multiplication. Elsewhere `ops`, the same
+/// function from backend ops.
 pub(crate) fn host_elementwise<const D: usize>(
     x: Tensor<D>,
     value: impl Fn(f32) -> f32 + Sync + Copy,
     linearised: impl Fn(f32) -> (f32, f32) + Sync + Copy,
-) -> Result<Tensor<D>, Tensor<D>> {
+    ops: impl FnOnce(Tensor<D>) -> Tensor<D>,
+) -> Tensor<D> {
     let device = x.device();
     if !crate::dropout::on_host(&device) || x.dtype() != DType::F32 {
-        return Err(x);
+        return ops(x);
     }
     let dims = x.dims();
     let tensor = |values: Vec<f32>| {
@@ -205,10 +206,10 @@ pub(crate) fn host_elementwise<const D: usize>(
     let mut values = x.clone().into_data().try_into_vec::<f32>().expect("an f32 tensor (checked above)");
     if !device.is_autodiff() {
         map_in_place(&mut values, value);
-        return Ok(tensor(values));
+        return tensor(values);
     }
     let slopes = linearise_in_place(&mut values, linearised);
-    Ok(x * tensor(slopes) + tensor(values))
+    x * tensor(slopes) + tensor(values)
 }
 
 /// `x ← f(x)` over a slice, split over Rayon's threads in [`HOST_CHUNK`] blocks, each loop compiled

@@ -223,8 +223,7 @@ pub fn elu_plus_one<const D: usize>(x: Tensor<D>) -> Tensor<D> {
             (e, e * (1.0 - x))
         }
     };
-    crate::feed_forward::host_elementwise(x, value, linearised)
-        .unwrap_or_else(|x| x.clone().clamp_min(0.0) + x.clamp_max(0.0).exp())
+    crate::feed_forward::host_elementwise(x, value, linearised, |x| x.clone().clamp_min(0.0) + x.clamp_max(0.0).exp())
 }
 
 /// `eˣ`. On flex and ndarray one host pass (threads, AVX-512) where flex's `exp` calls scalar `expf`
@@ -241,7 +240,7 @@ pub fn exp_host<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     use crate::feed_forward::exp_f32;
     // a·x + b with a = eˣ; above 80 a·x would overflow, so the value is kept in b alone (slope 0).
     let linearised = |x: f32| if x <= 80.0 { (exp_f32(x), exp_f32(x) * (1.0 - x)) } else { (0.0, exp_f32(x)) };
-    crate::feed_forward::host_elementwise(x, exp_f32, linearised).unwrap_or_else(|x| x.exp())
+    crate::feed_forward::host_elementwise(x, exp_f32, linearised, |x| x.exp())
 }
 
 /// `eˣ` for `x ≤ 0` by [`crate::feed_forward::exp_non_positive`] (vectorisable).
