@@ -274,6 +274,15 @@ mod tests {
     use super::*;
     use crate::test_util::*;
 
+    /// `f(xs)` and, on an autodiff device, the gradient of its sum.
+    fn value_and_grad(xs: &[f32], device: &Device, f: &dyn Fn(Tensor<1>) -> Tensor<1>) -> (Vec<f32>, Option<Vec<f32>>) {
+        let x = Tensor::<1>::from_floats(xs, device);
+        let x = if device.is_autodiff() { x.require_grad() } else { x };
+        let y = f(x.clone());
+        let g = device.is_autodiff().then(|| to_vec(x.grad(&y.clone().sum().backward()).unwrap()));
+        (to_vec(y), g)
+    }
+
     /// The host `exp` equals Burn's in value and gradient on a grid over [−100, 100] (overflow to
     /// infinity above 88, exact zeros far below, no gradient above 80) and on Gaussian values, with
     /// and without autodiff.
@@ -282,15 +291,8 @@ mod tests {
         let mut xs: Vec<f32> = (-10_000..=10_000).map(|i| i as f32 * 1e-2).collect();
         xs.extend(to_vec(randn([70_000], 3.0, 8, &dev())));
         for device in [dev(), dev().autodiff()] {
-            let value_and_grad = |f: &dyn Fn(Tensor<1>) -> Tensor<1>| {
-                let x = Tensor::<1>::from_floats(xs.as_slice(), &device);
-                let x = if device.is_autodiff() { x.require_grad() } else { x };
-                let y = f(x.clone());
-                let g = device.is_autodiff().then(|| to_vec(x.grad(&y.clone().sum().backward()).unwrap()));
-                (to_vec(y), g)
-            };
-            let (want_y, want_g) = value_and_grad(&|x| x.exp());
-            let (got_y, got_g) = value_and_grad(&|x| exp_host(x));
+            let (want_y, want_g) = value_and_grad(&xs, &device, &|x| x.exp());
+            let (got_y, got_g) = value_and_grad(&xs, &device, &|x| exp_host(x));
             for (i, x) in xs.iter().enumerate() {
                 let (w, g) = (want_y[i], got_y[i]);
                 if *x > 88.0 {
@@ -323,15 +325,8 @@ mod tests {
         xs.extend(to_vec(randn([70_000], 2.0, 9, &dev())));
         let composed = |x: Tensor<1>| x.clone().clamp_min(0.0) + x.clamp_max(0.0).exp();
         for device in [dev(), dev().autodiff()] {
-            let value_and_grad = |f: &dyn Fn(Tensor<1>) -> Tensor<1>| {
-                let x = Tensor::<1>::from_floats(xs.as_slice(), &device);
-                let x = if device.is_autodiff() { x.require_grad() } else { x };
-                let y = f(x.clone());
-                let g = device.is_autodiff().then(|| to_vec(x.grad(&y.clone().sum().backward()).unwrap()));
-                (to_vec(y), g)
-            };
-            let (want_y, want_g) = value_and_grad(&composed);
-            let (got_y, got_g) = value_and_grad(&|x| elu_plus_one(x));
+            let (want_y, want_g) = value_and_grad(&xs, &device, &composed);
+            let (got_y, got_g) = value_and_grad(&xs, &device, &|x| elu_plus_one(x));
             for (i, x) in xs.iter().enumerate() {
                 let (w, g) = (want_y[i], got_y[i]);
                 assert!((w - g).abs() <= 1e-6 * (1.0 + w.abs()), "elu+1({x}): burn {w}, host {g}");
