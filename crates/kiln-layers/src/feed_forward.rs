@@ -94,38 +94,17 @@ fn gelu_masked<const D: usize>(x: Tensor<D>, mask: &[f32]) -> Tensor<D> {
 ///
 /// - `x`: any → same
 pub fn gelu_exact<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    let device = x.device();
-    if !crate::dropout::on_host(&device) || x.dtype() != DType::F32 {
-        return gelu(x);
-    }
-    let dims = x.dims();
-    let tensor = |values: Vec<f32>| {
-        let n = values.len();
-        Tensor::<1>::from_data(TensorData::new(values, [n]), &device).reshape(dims)
-    };
-    if device.is_autodiff() {
-        let mut values = x.clone().into_data().try_into_vec::<f32>().expect("an f32 tensor (checked above)");
-        let slope = gelu_linearised_in_place(&mut values);
-        return x * tensor(slope) + tensor(values);
-    }
-    // The tensor is moved, not cloned, so that flex can hand over its buffer instead of copying it.
-    let mut values = x.into_data().try_into_vec::<f32>().expect("an f32 tensor (checked above)");
-    gelu_in_place(&mut values);
-    tensor(values)
+    host_elementwise(x, |x| x * normal_cdf_pdf(x).0, gelu_linearised, gelu)
 }
 
-/// GELU linearised at each `x`: returns the slopes `a = GELU'(x) = Φ(x) + x·φ(x)` and leaves
-/// `b = GELU(x) − a·x` in `values`, so that `a·x + b = GELU(x)`; the same arithmetic as
-/// [`gelu_in_place`] (φ shares its exponential).
-/// Split over Rayon's threads in blocks of [`HOST_CHUNK`] elements (elementwise, so the result does
-/// not depend on the split).
-pub fn gelu_linearised_in_place(values: &mut [f32]) -> Vec<f32> {
-    let mut slopes = vec![0.0f32; values.len()];
-    values
-        .par_chunks_mut(HOST_CHUNK)
-        .zip(slopes.par_chunks_mut(HOST_CHUNK))
-        .for_each(|(values, slopes)| linearise_dispatched(values, slopes));
-    slopes
+/// GELU linearised at `x`: `(a, b)` with the slope `a = GELU'(x) = Φ(x) + x·φ(x)` and
+/// `b = GELU(x) − a·x`, so that `a·x + b = GELU(x)`; the same arithmetic as [`gelu_in_place`] (φ
+/// shares its exponential).
+#[inline(always)]
+fn gelu_linearised(x: f32) -> (f32, f32) {
+    let (cdf, pdf) = normal_cdf_pdf(x);
+    let a = cdf + x * pdf;
+    (a, x * cdf - a * x)
 }
 
 /// [`linearise`] on AVX-512 where the CPU has it.
@@ -146,11 +125,7 @@ pub const HOST_CHUNK: usize = 1 << 15;
 #[inline(always)]
 fn linearise(values: &mut [f32], slopes: &mut [f32]) {
     for (v, slope) in values.iter_mut().zip(slopes.iter_mut()) {
-        let x = *v;
-        let (cdf, pdf) = normal_cdf_pdf(x);
-        let a = cdf + x * pdf;
-        *slope = a;
-        *v = x * cdf - a * x;
+        (*slope, *v) = gelu_linearised(*v);
     }
 }
 
@@ -203,11 +178,14 @@ pub(crate) fn host_elementwise<const D: usize>(
         let n = values.len();
         Tensor::<1>::from_data(TensorData::new(values, [n]), &device).reshape(dims)
     };
-    let mut values = x.clone().into_data().try_into_vec::<f32>().expect("an f32 tensor (checked above)");
+    let host = |x: Tensor<D>| x.into_data().try_into_vec::<f32>().expect("an f32 tensor (checked above)");
     if !device.is_autodiff() {
+        // Moved, not cloned, so that flex can hand over its buffer instead of copying it.
+        let mut values = host(x);
         map_in_place(&mut values, value);
         return tensor(values);
     }
+    let mut values = host(x.clone());
     let slopes = linearise_in_place(&mut values, linearised);
     x * tensor(slopes) + tensor(values)
 }
@@ -289,7 +267,8 @@ fn normal_cdf_pdf(x: f32) -> (f32, f32) {
 /// `x ← x · Φ(x) = x/2 · (1 + erf(x/√2))` over a slice, in branch-free arithmetic that the compiler
 /// vectorises: erf by Abramowitz & Stegun 7.1.26 (absolute error below 1.5·10⁻⁷) with `exp` by range
 /// reduction to `[−ln2/2, ln2/2]` and a degree-6 Taylor polynomial (relative error about 10⁻⁷).
-/// Split over Rayon's threads as [`gelu_linearised_in_place`].
+/// Split over Rayon's threads in blocks of [`HOST_CHUNK`] elements (elementwise, so the result does
+/// not depend on the split).
 pub fn gelu_in_place(values: &mut [f32]) {
     values.par_chunks_mut(HOST_CHUNK).for_each(|values| {
         #[cfg(target_arch = "x86_64")]
@@ -413,7 +392,7 @@ mod gelu_tests {
         gelu_loop(&mut portable);
         assert_eq!(dispatched, portable);
         let mut dispatched = grid.clone();
-        let slopes = gelu_linearised_in_place(&mut dispatched);
+        let slopes = linearise_in_place(&mut dispatched, gelu_linearised);
         let (mut portable, mut portable_slopes) = (grid.clone(), vec![0.0; grid.len()]);
         linearise(&mut portable, &mut portable_slopes);
         assert_eq!((dispatched, slopes), (portable, portable_slopes));

@@ -239,7 +239,10 @@ pub fn elu_plus_one<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 pub fn exp_host<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     use crate::feed_forward::exp_f32;
     // a·x + b with a = eˣ; above 80 a·x would overflow, so the value is kept in b alone (slope 0).
-    let linearised = |x: f32| if x <= 80.0 { (exp_f32(x), exp_f32(x) * (1.0 - x)) } else { (0.0, exp_f32(x)) };
+    let linearised = |x: f32| {
+        let e = exp_f32(x);
+        if x <= 80.0 { (e, e * (1.0 - x)) } else { (0.0, e) }
+    };
     crate::feed_forward::host_elementwise(x, exp_f32, linearised, |x| x.exp())
 }
 
