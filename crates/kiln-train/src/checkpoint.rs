@@ -1,7 +1,8 @@
 //! Checkpoints: written atomically, verified on load.
 //!
-//! `RUN_DIR/checkpoints/step-NNNNNNN/` holds `model.bpk`, `optimizer.bpk` (burnpack) and
-//! `state.json` (step, seed, best metric, early-stopping count and the CRC-32 of both files). It is
+//! `RUN_DIR/checkpoints/step-NNNNNNN/` holds `model.bpk`, `optimizer.bpk` (burnpack), with
+//! `[train.ema]` the averaged weights `ema.bpk`, and `state.json` (step, seed, best metric,
+//! early-stopping count and the CRC-32 of the weight files). It is
 //! written under a temporary name, synced, then renamed: a crash leaves either the old set of
 //! checkpoints or the new one, never a half-written one. `checkpoints/latest` names the newest,
 //! `checkpoints/best` the one with the best evaluation metric; both are replaced by rename too.
@@ -50,6 +51,9 @@ pub struct TrainState {
     pub model_crc32: u32,
     /// CRC-32 of `optimizer.bpk`.
     pub optimizer_crc32: u32,
+    /// CRC-32 of `ema.bpk`, in checkpoints that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ema_crc32: Option<u32>,
 }
 
 fn name(step: usize) -> String {
@@ -85,6 +89,7 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
 pub fn save<M: Module + Clone>(
     run_dir: &Path,
     model: &M,
+    ema: Option<&M>,
     optimizer: &ModuleOptimizer,
     state: &TrainState,
 ) -> anyhow::Result<PathBuf> {
@@ -108,11 +113,24 @@ pub fn save<M: Module + Clone>(
             .save(&optim_path)
             .map_err(|e| anyhow::anyhow!("{e:?}"))
             .with_context(|| format!("writing {}", optim_path.display()))?;
-        for p in [&model_path, &optim_path] {
-            File::open(p).and_then(|f| f.sync_all()).with_context(|| format!("syncing {}", p.display()))?;
+        let ema_path = tmp.join("ema.bpk");
+        if let Some(ema) = ema {
+            ema.clone()
+                .save_file(&ema_path)
+                .map_err(|e| anyhow::anyhow!("{e:?}"))
+                .with_context(|| format!("writing {}", ema_path.display()))?;
         }
-        let state =
-            TrainState { model_crc32: crc_of(&model_path)?, optimizer_crc32: crc_of(&optim_path)?, ..state.clone() };
+        for p in [&model_path, &optim_path, &ema_path] {
+            if p != &ema_path || ema.is_some() {
+                File::open(p).and_then(|f| f.sync_all()).with_context(|| format!("syncing {}", p.display()))?;
+            }
+        }
+        let state = TrainState {
+            model_crc32: crc_of(&model_path)?,
+            optimizer_crc32: crc_of(&optim_path)?,
+            ema_crc32: ema.map(|_| crc_of(&ema_path)).transpose()?,
+            ..state.clone()
+        };
         write_atomic(&tmp.join("state.json"), serde_json::to_string_pretty(&state)?.as_bytes())?;
         sync_dir(&tmp);
         if final_dir.exists() {
@@ -208,7 +226,9 @@ pub fn read_state(dir: &Path) -> anyhow::Result<TrainState> {
     let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let state: TrainState =
         serde_json::from_str(&text).with_context(|| format!("{}: not a Kiln checkpoint state", path.display()))?;
-    for (file, expected) in [("model.bpk", state.model_crc32), ("optimizer.bpk", state.optimizer_crc32)] {
+    let files = [("model.bpk", Some(state.model_crc32)), ("optimizer.bpk", Some(state.optimizer_crc32))];
+    for (file, expected) in files.into_iter().chain([("ema.bpk", state.ema_crc32)]) {
+        let Some(expected) = expected else { continue };
         let p = dir.join(file);
         let found = crc_of(&p)?;
         if found != expected {
@@ -221,34 +241,36 @@ pub fn read_state(dir: &Path) -> anyhow::Result<TrainState> {
     Ok(state)
 }
 
-/// Load a checkpoint into a freshly built model and optimiser.
-pub fn load<M: Module>(
-    dir: &Path,
-    model: M,
-    optimizer: ModuleOptimizer,
-) -> anyhow::Result<(M, ModuleOptimizer, TrainState)> {
-    let state = read_state(dir)?;
-    let model_path = dir.join("model.bpk");
-    let model = model
-        .try_load_file(&model_path)
+fn load_weights<M: Module>(model: M, path: &Path) -> anyhow::Result<M> {
+    model
+        .try_load_file(path)
         .map_err(|e| anyhow::anyhow!("{e:?}"))
-        .with_context(|| format!("loading {}", model_path.display()))?;
+        .with_context(|| format!("loading {}", path.display()))
+}
+
+/// A resumed run: the trained weights, the average of the weights if the checkpoint has one (loaded
+/// into `ema`, a freshly built validation model), the optimiser and the state.
+pub type Resumed<M> = (M, Option<M>, ModuleOptimizer, TrainState);
+
+/// Load a checkpoint into a freshly built model and optimiser.
+pub fn load<M: Module>(dir: &Path, model: M, ema: M, optimizer: ModuleOptimizer) -> anyhow::Result<Resumed<M>> {
+    let state = read_state(dir)?;
+    let model = load_weights(model, &dir.join("model.bpk"))?;
+    let ema = state.ema_crc32.map(|_| load_weights(ema, &dir.join("ema.bpk"))).transpose()?;
     let optim_path = dir.join("optimizer.bpk");
     let optimizer = optimizer
         .load(&optim_path)
         .map_err(|e| anyhow::anyhow!("{e:?}"))
         .with_context(|| format!("loading {}", optim_path.display()))?;
-    Ok((model, optimizer, state))
+    Ok((model, ema, optimizer, state))
 }
 
-/// Load only the model weights of a checkpoint (evaluation, sampling).
+/// Load the weights a checkpoint evaluates with (evaluation, prediction, sampling): the average of
+/// the weights (`ema.bpk`) where the run kept one, else the trained weights.
 pub fn load_model<M: Module>(dir: &Path, model: M) -> anyhow::Result<M> {
-    read_state(dir)?;
-    let path = dir.join("model.bpk");
-    model
-        .try_load_file(&path)
-        .map_err(|e| anyhow::anyhow!("{e:?}"))
-        .with_context(|| format!("loading {}", path.display()))
+    let state = read_state(dir)?;
+    let file = if state.ema_crc32.is_some() { "ema.bpk" } else { "model.bpk" };
+    load_weights(model, &dir.join(file))
 }
 
 /// Delete periodic checkpoints beyond the newest `keep`, never the best or the latest.
@@ -311,6 +333,7 @@ mod tests {
                 train_seconds: value,
                 model_crc32: 0,
                 optimizer_crc32: 0,
+                ema_crc32: None,
             };
             let back: TrainState = serde_json::from_str(&serde_json::to_string_pretty(&state).unwrap()).unwrap();
             off += usize::from(back.loss_window.0.to_bits() != value.to_bits());

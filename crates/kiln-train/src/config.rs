@@ -181,6 +181,9 @@ pub struct TrainConfig {
     /// Stop when the metric has not improved for `patience` evaluations.
     #[serde(default)]
     pub early_stopping: Option<EarlyStoppingConfig>,
+    /// Evaluate, checkpoint and predict with an exponential moving average of the weights.
+    #[serde(default)]
+    pub ema: Option<crate::ema::EmaConfig>,
 }
 
 fn one() -> usize {
@@ -501,6 +504,9 @@ impl RunConfig {
             && e.patience == 0
         {
             bail!("train.early_stopping.patience must be at least 1");
+        }
+        if let Some(e) = &t.ema {
+            e.validate()?;
         }
         Ok(())
     }

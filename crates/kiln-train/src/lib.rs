@@ -6,6 +6,7 @@ pub mod bench;
 pub mod bench_attention;
 pub mod checkpoint;
 pub mod config;
+pub mod ema;
 pub mod metrics;
 pub mod optim;
 pub mod parallel;

@@ -3,7 +3,7 @@
 //! Per optimiser step: re-seed the device from `(seed, step)` (dropout), run `grad_accum`
 //! micro-batches forward and backward, accumulating gradients, stop on a non-finite loss, clip the
 //! global gradient norm, step the optimiser at the scheduled learning rate, let the task update its
-//! state (Performer redraws). Evaluate every `eval_every` steps; checkpoint every `checkpoint_every`
+//! state (Performer redraws), move the average of the weights (`[train.ema]`, [`crate::ema`]). Evaluate every `eval_every` steps; checkpoint every `checkpoint_every`
 //! steps, at every new best evaluation and at the end; stop early on a plateau or on Ctrl-C, saving
 //! first. Written here rather than with burn-train's `Learner` because exact resume (batches and
 //! dropout as functions of the step), global-norm clipping and atomic checkpoints with checksums are
@@ -24,6 +24,7 @@ use kiln_task::{Goal, Task};
 
 use crate::checkpoint::{self, Best, TrainState};
 use crate::config::RunConfig;
+use crate::ema;
 use crate::metrics::{self, MetricsLog};
 use crate::optim;
 use crate::parallel::{DataParallel, RoundSpec};
@@ -177,15 +178,28 @@ impl TaskJob for TrainJob {
             train_seconds: 0.0,
             model_crc32: 0,
             optimizer_crc32: 0,
+            ema_crc32: None,
         };
+        // The average of the weights, built from the same module (same parameter ids).
+        let mut averaged = t.ema.as_ref().map(|_| ema::start(&model));
         if self.resume {
             match checkpoint::latest_valid(run_dir)? {
                 Some((dir, note)) => {
                     if let Some(note) = note {
                         eprintln!("warning: {note}");
                     }
-                    let (m, o, s) = checkpoint::load(&dir, model, optimizer)?;
+                    let template = ema::start(&model);
+                    let (m, a, o, s) = checkpoint::load(&dir, model, template, optimizer)?;
                     (model, optimizer, state) = (m, o, s);
+                    if averaged.is_some() {
+                        averaged = Some(a.unwrap_or_else(|| {
+                            eprintln!(
+                                "warning: {} has no ema.bpk; the average of the weights restarts from the checkpoint's weights",
+                                dir.display()
+                            );
+                            ema::start(&model)
+                        }));
+                    }
                     eprintln!("resuming {} from step {} ({})", run_dir.display(), state.step, dir.display());
                 }
                 None => eprintln!("{}: no checkpoint yet, starting from step 0", run_dir.display()),
@@ -220,12 +234,18 @@ impl TaskJob for TrainJob {
         let seconds_before = state.train_seconds;
         let mut last_eval: Vec<(String, f64)> = Vec::new();
         let mut ending = Ending::Finished;
+        let eval_raw = t.ema.as_ref().is_some_and(|e| e.eval_raw);
         let eval_and_track = |model: &T::Model,
+                              averaged: Option<&T::Model>,
                               state: &mut TrainState,
                               optimizer: &burn::optim::ModuleOptimizer,
                               log: &mut MetricsLog|
          -> anyhow::Result<(Vec<(String, f64)>, bool)> {
-            let valid_model = model.valid();
+            if averaged.is_some() && eval_raw {
+                let raw = task.evaluate(&model.valid(), "valid", &device)?;
+                log.log(state.step, "valid_raw", &raw)?;
+            }
+            let valid_model = averaged.cloned().unwrap_or_else(|| model.valid());
             let metrics = task.evaluate(&valid_model, "valid", &device)?;
             log.log(state.step, "valid", &metrics)?;
             task.after_evaluation(&valid_model, state.step, &device)?;
@@ -242,7 +262,7 @@ impl TaskJob for TrainJob {
                 state.best = Some(Best { metric: name, value, step: state.step });
                 state.evals_since_best = 0;
                 state.train_seconds = seconds_before + started.elapsed().as_secs_f64();
-                checkpoint::save(run_dir, model, optimizer, state)?;
+                checkpoint::save(run_dir, model, averaged, optimizer, state)?;
                 checkpoint::mark_best(run_dir, state.step)?;
             } else {
                 state.evals_since_best += 1;
@@ -315,6 +335,9 @@ impl TaskJob for TrainJob {
             model = optimizer.step(lr, model, grads);
             state.step += 1;
             task.on_optimizer_step(&mut model, state.step);
+            if let (Some(a), Some(e)) = (averaged.take(), &t.ema) {
+                averaged = Some(ema::update(a, &model, e.decay_at(state.step)));
+            }
             state.loss_window.0 += step_loss;
             state.loss_window.1 += 1;
             if let Some(bar) = &progress {
@@ -340,14 +363,14 @@ impl TaskJob for TrainJob {
             }
             let mut stop = false;
             if state.step.is_multiple_of(t.eval_every) || state.step == total {
-                let (metrics, s) = eval_and_track(&model, &mut state, &optimizer, &mut log)?;
+                let (metrics, s) = eval_and_track(&model, averaged.as_ref(), &mut state, &optimizer, &mut log)?;
                 say(format!("step {}/{total}: valid {}", state.step, format_metrics(&metrics)));
                 last_eval = metrics;
                 stop = s;
             }
             if t.checkpoint_every.is_some_and(|c| state.step.is_multiple_of(c)) {
                 state.train_seconds = seconds_before + started.elapsed().as_secs_f64();
-                checkpoint::save(run_dir, &model, &optimizer, &state)?;
+                checkpoint::save(run_dir, &model, averaged.as_ref(), &optimizer, &state)?;
                 checkpoint::prune(run_dir, t.keep_checkpoints)?;
             }
             if stop {
@@ -360,7 +383,7 @@ impl TaskJob for TrainJob {
             bar.finish_and_clear();
         }
         state.train_seconds = seconds_before + started.elapsed().as_secs_f64();
-        checkpoint::save(run_dir, &model, &optimizer, &state)?;
+        checkpoint::save(run_dir, &model, averaged.as_ref(), &optimizer, &state)?;
         checkpoint::prune(run_dir, t.keep_checkpoints)?;
         if let Err(e) = metrics::plot_all(run_dir, &task.metric_groups()) {
             eprintln!("warning: could not draw the plots: {e:#}");

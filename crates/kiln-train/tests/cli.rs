@@ -146,6 +146,11 @@ fn malformed_configs_name_the_problem() {
             ),
             vec!["model kind `classifier` cannot train on data kind `mnist`"],
         ),
+        (
+            "ema decay",
+            good.replacen("\nsteps = ", "\nema = { decay = 1.5 }\nsteps = ", 1),
+            vec!["train.ema.decay must be in (0, 1)", "got 1.5"],
+        ),
         ("both budgets", good.replacen("\nsteps = ", "\nepochs = 2\nsteps = ", 1), vec!["not both"]),
         ("missing section", good.replace("[output]\ndir = \"runs/quickstart\"", ""), vec!["missing field `output`"]),
         ("backend", format!("{good}\n[device]\nbackend = \"tpu\"\n"), vec!["unknown backend `tpu`"]),
@@ -252,6 +257,38 @@ fn resumed_run_equals_uninterrupted_run() {
     // A different seed gives a different run.
     let other = kiln().arg("train").arg(&config).args(["--set", "train.seed=5"]).output().unwrap();
     assert_ne!(metrics(&full_dir), metrics(&run_dir_of(&other)));
+}
+
+/// `[train.ema]`: the average of the weights is what the run evaluates (the `valid` rows) and what
+/// `kiln eval` loads; the trained weights are evaluated beside it (`valid_raw`) and differ; a resumed
+/// run, which reloads the average from `ema.bpk`, equals an uninterrupted one.
+#[test]
+fn averaged_weights_are_evaluated_checkpointed_and_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path(), "ema = { decay = 0.9, eval_raw = true }");
+    let full = kiln().arg("train").arg(&config).output().unwrap();
+    assert!(full.status.success(), "{}", text(&full));
+    let full_dir = run_dir_of(&full);
+    let rows = metrics(&full_dir);
+    let value = |split: &str, step: usize| -> f64 {
+        let prefix = format!("{step},{split},loss,");
+        let line = rows.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no {prefix} in\n{rows}"));
+        line[prefix.len()..].parse().unwrap()
+    };
+    for step in [8, 16, 24] {
+        assert_ne!(value("valid", step), value("valid_raw", step), "step {step}: the average equals the weights");
+    }
+    assert!(full_dir.join("checkpoints/step-0000024/ema.bpk").exists());
+    let evaluated = final_model(&full_dir);
+    assert!(evaluated.contains(&format!("loss {:.4}", value("valid", 24))), "{evaluated}\n{rows}");
+
+    let first = kiln().arg("train").arg(&config).args(["--stop-after-steps", "13"]).output().unwrap();
+    assert!(first.status.success(), "{}", text(&first));
+    let part_dir = run_dir_of(&first);
+    let resumed = kiln().arg("train").arg("--resume").arg(&part_dir).output().unwrap();
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    assert_eq!(rows, metrics(&part_dir), "resumed metrics differ");
+    assert_eq!(evaluated, final_model(&part_dir), "resumed average differs");
 }
 
 /// Data parallelism through burn-train's multi-device step: two replicas (here both on the CPU)
