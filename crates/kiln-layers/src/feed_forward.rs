@@ -69,7 +69,7 @@ fn gelu_masked<const D: usize>(x: Tensor<D>, mask: &[f32]) -> Tensor<D> {
     let mut slopes = vec![0.0f32; values.len()];
     values.par_chunks_mut(HOST_CHUNK).zip(slopes.par_chunks_mut(HOST_CHUNK)).zip(mask.par_chunks(HOST_CHUNK)).for_each(
         |((values, slopes), mask)| {
-            linearise_dispatched(values, slopes);
+            linearise_chunk(values, slopes, gelu_linearised);
             for ((v, s), m) in values.iter_mut().zip(slopes.iter_mut()).zip(mask) {
                 *v *= m;
                 *s *= m;
@@ -94,7 +94,13 @@ fn gelu_masked<const D: usize>(x: Tensor<D>, mask: &[f32]) -> Tensor<D> {
 ///
 /// - `x`: any → same
 pub fn gelu_exact<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    host_elementwise(x, |x| x * normal_cdf_pdf(x).0, gelu_linearised, gelu)
+    host_elementwise(x, gelu_value, gelu_linearised, gelu)
+}
+
+/// `GELU(x) = x · Φ(x)`.
+#[inline(always)]
+fn gelu_value(x: f32) -> f32 {
+    x * normal_cdf_pdf(x).0
 }
 
 /// GELU linearised at `x`: `(a, b)` with the slope `a = GELU'(x) = Φ(x) + x·φ(x)` and
@@ -107,57 +113,9 @@ fn gelu_linearised(x: f32) -> (f32, f32) {
     (a, x * cdf - a * x)
 }
 
-/// [`linearise`] on AVX-512 where the CPU has it.
-fn linearise_dispatched(values: &mut [f32], slopes: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F, checked just above.
-        unsafe { linearise_avx512(values, slopes) };
-        return;
-    }
-    linearise(values, slopes);
-}
-
 /// Elements per task when a host loop is split across threads: a task is tens of microseconds, far
 /// above Rayon's scheduling cost, and a `[16·128, 1024]` activation still gives 64 of them.
 pub const HOST_CHUNK: usize = 1 << 15;
-
-#[inline(always)]
-fn linearise(values: &mut [f32], slopes: &mut [f32]) {
-    for (v, slope) in values.iter_mut().zip(slopes.iter_mut()) {
-        (*slope, *v) = gelu_linearised(*v);
-    }
-}
-
-/// [`linearise`] compiled for AVX-512 (16 lanes), chosen at run time: the binary targets baseline
-/// x86-64, where the compiler vectorises with SSE2's 4 lanes only.
-///
-/// # Safety
-///
-/// The CPU must support AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn linearise_avx512(values: &mut [f32], slopes: &mut [f32]) {
-    linearise(values, slopes);
-}
-
-/// [`gelu_in_place`]'s loop compiled for AVX-512, as [`linearise_avx512`].
-///
-/// # Safety
-///
-/// The CPU must support AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn gelu_avx512(values: &mut [f32]) {
-    gelu_loop(values);
-}
-
-#[inline(always)]
-fn gelu_loop(values: &mut [f32]) {
-    for v in values.iter_mut() {
-        *v *= normal_cdf_pdf(*v).0;
-    }
-}
 
 /// An elementwise function computed on the host where that is cheaper (flex and ndarray, f32): `value`
 /// in inference; in training `linearised` gives `(a, b)` with `a·x + b = f(x)` and `a = f'(x)`, and
@@ -193,6 +151,23 @@ pub(crate) fn host_elementwise<const D: usize>(
 /// `x ← f(x)` over a slice, split over Rayon's threads in [`HOST_CHUNK`] blocks, each loop compiled
 /// for AVX-512 where the CPU has it (`f` is inlined into it).
 pub(crate) fn map_in_place(values: &mut [f32], f: impl Fn(f32) -> f32 + Sync + Copy) {
+    values.par_chunks_mut(HOST_CHUNK).for_each(|values| map_chunk(values, f));
+}
+
+/// A function linearised at each `x`: `f` gives `(a, b)` with `a·x + b = f(x)` and `a = f'(x)`;
+/// returns the slopes `a` and leaves `b` in `values`. Threads and AVX-512 as [`map_in_place`].
+pub(crate) fn linearise_in_place(values: &mut [f32], f: impl Fn(f32) -> (f32, f32) + Sync + Copy) -> Vec<f32> {
+    let mut slopes = vec![0.0f32; values.len()];
+    values
+        .par_chunks_mut(HOST_CHUNK)
+        .zip(slopes.par_chunks_mut(HOST_CHUNK))
+        .for_each(|(values, slopes)| linearise_chunk(values, slopes, f));
+    slopes
+}
+
+/// `x ← f(x)` over one block, in a loop compiled for AVX-512 (16 lanes) where the CPU has it, chosen
+/// at run time: the binary targets baseline x86-64, where the compiler vectorises with SSE2's 4 lanes.
+fn map_chunk(values: &mut [f32], f: impl Fn(f32) -> f32 + Copy) {
     #[inline(always)]
     fn apply(values: &mut [f32], f: impl Fn(f32) -> f32) {
         values.iter_mut().for_each(|v| *v = f(*v));
@@ -205,20 +180,17 @@ pub(crate) fn map_in_place(values: &mut [f32], f: impl Fn(f32) -> f32 + Sync + C
     unsafe fn apply_avx512(values: &mut [f32], f: impl Fn(f32) -> f32) {
         apply(values, f);
     }
-    values.par_chunks_mut(HOST_CHUNK).for_each(|values| {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F, checked just above.
-            unsafe { apply_avx512(values, f) };
-            return;
-        }
-        apply(values, f);
-    });
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F, checked just above.
+        unsafe { apply_avx512(values, f) };
+        return;
+    }
+    apply(values, f);
 }
 
-/// A function linearised at each `x`: `f` gives `(a, b)` with `a·x + b = f(x)` and `a = f'(x)`;
-/// returns the slopes `a` and leaves `b` in `values`. Threads and AVX-512 as [`map_in_place`].
-pub(crate) fn linearise_in_place(values: &mut [f32], f: impl Fn(f32) -> (f32, f32) + Sync + Copy) -> Vec<f32> {
+/// `(slope, x) ← f(x)` over one block, dispatched as [`map_chunk`].
+fn linearise_chunk(values: &mut [f32], slopes: &mut [f32], f: impl Fn(f32) -> (f32, f32) + Copy) {
     #[inline(always)]
     fn apply(values: &mut [f32], slopes: &mut [f32], f: impl Fn(f32) -> (f32, f32)) {
         for (v, s) in values.iter_mut().zip(slopes.iter_mut()) {
@@ -233,17 +205,13 @@ pub(crate) fn linearise_in_place(values: &mut [f32], f: impl Fn(f32) -> (f32, f3
     unsafe fn apply_avx512(values: &mut [f32], slopes: &mut [f32], f: impl Fn(f32) -> (f32, f32)) {
         apply(values, slopes, f);
     }
-    let mut slopes = vec![0.0f32; values.len()];
-    values.par_chunks_mut(HOST_CHUNK).zip(slopes.par_chunks_mut(HOST_CHUNK)).for_each(|(values, slopes)| {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F, checked just above.
-            unsafe { apply_avx512(values, slopes, f) };
-            return;
-        }
-        apply(values, slopes, f);
-    });
-    slopes
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F, checked just above.
+        unsafe { apply_avx512(values, slopes, f) };
+        return;
+    }
+    apply(values, slopes, f);
 }
 
 /// `(Φ(x), φ(x))` of the standard normal, branch-free: erf by Abramowitz & Stegun 7.1.26 (absolute
@@ -270,15 +238,7 @@ fn normal_cdf_pdf(x: f32) -> (f32, f32) {
 /// Split over Rayon's threads in blocks of [`HOST_CHUNK`] elements (elementwise, so the result does
 /// not depend on the split).
 pub fn gelu_in_place(values: &mut [f32]) {
-    values.par_chunks_mut(HOST_CHUNK).for_each(|values| {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F, checked just above.
-            unsafe { gelu_avx512(values) };
-            return;
-        }
-        gelu_loop(values);
-    });
+    map_in_place(values, gelu_value);
 }
 
 /// `eʸ` over the whole float range: infinity above 88 (e⁸⁸·⁷² overflows f32), else
@@ -388,13 +348,11 @@ mod gelu_tests {
         // is 7 of them), equal the portable ones over the whole slice bit for bit.
         let mut dispatched = grid.clone();
         gelu_in_place(&mut dispatched);
-        let mut portable = grid.clone();
-        gelu_loop(&mut portable);
+        let portable: Vec<f32> = grid.iter().map(|&x| gelu_value(x)).collect();
         assert_eq!(dispatched, portable);
         let mut dispatched = grid.clone();
         let slopes = linearise_in_place(&mut dispatched, gelu_linearised);
-        let (mut portable, mut portable_slopes) = (grid.clone(), vec![0.0; grid.len()]);
-        linearise(&mut portable, &mut portable_slopes);
+        let (portable_slopes, portable): (Vec<f32>, Vec<f32>) = grid.iter().map(|&x| gelu_linearised(x)).unzip();
         assert_eq!((dispatched, slopes), (portable, portable_slopes));
     }
 
@@ -407,14 +365,9 @@ mod gelu_tests {
         let grid: Vec<f32> = (-12_000..=12_000).map(|i| i as f32 * 1e-3).collect();
         let r = to_vec(randn([4, 33, 17], 3.0, 5, &device));
         for xs in [grid, r] {
-            let value_and_grad = |f: &dyn Fn(Tensor<1>) -> Tensor<1>| {
-                let x = Tensor::<1>::from_floats(xs.as_slice(), &device).require_grad();
-                let y = f(x.clone());
-                let grads = y.clone().sum().backward();
-                (to_vec(y), to_vec(x.grad(&grads).unwrap()))
-            };
-            let (want_y, want_g) = value_and_grad(&|x| gelu(x));
-            let (got_y, got_g) = value_and_grad(&|x| gelu_exact(x));
+            let (want_y, want_g) = value_and_grad(&xs, &device, &|x| gelu(x));
+            let (got_y, got_g) = value_and_grad(&xs, &device, &|x| gelu_exact(x));
+            let (want_g, got_g) = (want_g.expect("autodiff"), got_g.expect("autodiff"));
             for (i, x) in xs.iter().enumerate() {
                 let (w, g) = (want_y[i], got_y[i]);
                 assert!((w - g).abs() <= 5e-7 + 2e-6 * w.abs(), "gelu({x}): burn {w}, host {g}");

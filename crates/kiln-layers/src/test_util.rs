@@ -50,3 +50,12 @@ pub fn assert_close(a: &[f32], b: &[f32], tol: f32) {
         assert!((x - y).abs() <= bound, "element {i}: {x} vs {y} (tol {tol}); max diff {}", max_abs_diff(a, b));
     }
 }
+
+/// `f(xs)` and, on an autodiff device, the gradient of its sum with respect to `xs`.
+pub fn value_and_grad(xs: &[f32], device: &Device, f: &dyn Fn(Tensor<1>) -> Tensor<1>) -> (Vec<f32>, Option<Vec<f32>>) {
+    let x = Tensor::<1>::from_floats(xs, device);
+    let x = if device.is_autodiff() { x.require_grad() } else { x };
+    let y = f(x.clone());
+    let g = device.is_autodiff().then(|| to_vec(x.grad(&y.clone().sum().backward()).unwrap()));
+    (to_vec(y), g)
+}

@@ -277,15 +277,6 @@ mod tests {
     use super::*;
     use crate::test_util::*;
 
-    /// `f(xs)` and, on an autodiff device, the gradient of its sum.
-    fn value_and_grad(xs: &[f32], device: &Device, f: &dyn Fn(Tensor<1>) -> Tensor<1>) -> (Vec<f32>, Option<Vec<f32>>) {
-        let x = Tensor::<1>::from_floats(xs, device);
-        let x = if device.is_autodiff() { x.require_grad() } else { x };
-        let y = f(x.clone());
-        let g = device.is_autodiff().then(|| to_vec(x.grad(&y.clone().sum().backward()).unwrap()));
-        (to_vec(y), g)
-    }
-
     /// The host `exp` equals Burn's in value and gradient on a grid over [−100, 100] (overflow to
     /// infinity above 88, exact zeros far below, no gradient above 80) and on Gaussian values, with
     /// and without autodiff.
