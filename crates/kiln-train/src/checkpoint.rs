@@ -102,33 +102,29 @@ pub fn save<M: Module + Clone>(
             fs::remove_dir_all(&tmp).with_context(|| format!("removing stale {}", tmp.display()))?;
         }
         fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let model_path = tmp.join("model.bpk");
-        model
-            .clone()
-            .save_file(&model_path)
-            .map_err(|e| anyhow::anyhow!("{e:?}"))
-            .with_context(|| format!("writing {}", model_path.display()))?;
+        let save_weights = |weights: &M, name: &str| -> anyhow::Result<PathBuf> {
+            let path = tmp.join(name);
+            weights
+                .clone()
+                .save_file(&path)
+                .map_err(|e| anyhow::anyhow!("{e:?}"))
+                .with_context(|| format!("writing {}", path.display()))?;
+            Ok(path)
+        };
+        let model_path = save_weights(model, "model.bpk")?;
         let optim_path = tmp.join("optimizer.bpk");
         optimizer
             .save(&optim_path)
             .map_err(|e| anyhow::anyhow!("{e:?}"))
             .with_context(|| format!("writing {}", optim_path.display()))?;
-        let ema_path = tmp.join("ema.bpk");
-        if let Some(ema) = ema {
-            ema.clone()
-                .save_file(&ema_path)
-                .map_err(|e| anyhow::anyhow!("{e:?}"))
-                .with_context(|| format!("writing {}", ema_path.display()))?;
-        }
-        for p in [&model_path, &optim_path, &ema_path] {
-            if p != &ema_path || ema.is_some() {
-                File::open(p).and_then(|f| f.sync_all()).with_context(|| format!("syncing {}", p.display()))?;
-            }
+        let ema_path = ema.map(|ema| save_weights(ema, "ema.bpk")).transpose()?;
+        for p in [Some(&model_path), Some(&optim_path), ema_path.as_ref()].into_iter().flatten() {
+            File::open(p).and_then(|f| f.sync_all()).with_context(|| format!("syncing {}", p.display()))?;
         }
         let state = TrainState {
             model_crc32: crc_of(&model_path)?,
             optimizer_crc32: crc_of(&optim_path)?,
-            ema_crc32: ema.map(|_| crc_of(&ema_path)).transpose()?,
+            ema_crc32: ema_path.as_deref().map(crc_of).transpose()?,
             ..state.clone()
         };
         write_atomic(&tmp.join("state.json"), serde_json::to_string_pretty(&state)?.as_bytes())?;
@@ -226,9 +222,12 @@ pub fn read_state(dir: &Path) -> anyhow::Result<TrainState> {
     let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let state: TrainState =
         serde_json::from_str(&text).with_context(|| format!("{}: not a Kiln checkpoint state", path.display()))?;
-    let files = [("model.bpk", Some(state.model_crc32)), ("optimizer.bpk", Some(state.optimizer_crc32))];
-    for (file, expected) in files.into_iter().chain([("ema.bpk", state.ema_crc32)]) {
-        let Some(expected) = expected else { continue };
+    let files = [
+        ("model.bpk", Some(state.model_crc32)),
+        ("optimizer.bpk", Some(state.optimizer_crc32)),
+        ("ema.bpk", state.ema_crc32),
+    ];
+    for (file, expected) in files.into_iter().filter_map(|(f, crc)| Some((f, crc?))) {
         let p = dir.join(file);
         let found = crc_of(&p)?;
         if found != expected {

@@ -245,10 +245,17 @@ impl TaskJob for TrainJob {
                 let raw = task.evaluate(&model.valid(), "valid", &device)?;
                 log.log(state.step, "valid_raw", &raw)?;
             }
-            let valid_model = averaged.cloned().unwrap_or_else(|| model.valid());
-            let metrics = task.evaluate(&valid_model, "valid", &device)?;
+            let trained;
+            let valid_model = match averaged {
+                Some(a) => a,
+                None => {
+                    trained = model.valid();
+                    &trained
+                }
+            };
+            let metrics = task.evaluate(valid_model, "valid", &device)?;
             log.log(state.step, "valid", &metrics)?;
-            task.after_evaluation(&valid_model, state.step, &device)?;
+            task.after_evaluation(valid_model, state.step, &device)?;
             let (name, value) = match &metric_name {
                 Some(n) => metrics.iter().find(|(k, _)| k == n).cloned().with_context(|| {
                     format!("train.metric = `{n}`, but the task reports {}", format_metrics(&metrics))

@@ -231,20 +231,11 @@ fn metrics(run: &Path) -> String {
 /// give identical metrics.
 #[test]
 fn resumed_run_equals_uninterrupted_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = tiny_config(dir.path(), "");
-    let full = kiln().arg("train").arg(&config).output().unwrap();
-    assert!(full.status.success(), "{}", text(&full));
-    let full_dir = run_dir_of(&full);
-
+    let (_dir, config, full_dir, part_dir) = full_and_stopped_at_13("");
     let again = kiln().arg("train").arg(&config).output().unwrap();
     assert!(again.status.success(), "{}", text(&again));
     assert_eq!(metrics(&full_dir), metrics(&run_dir_of(&again)), "same seed, different metrics");
 
-    let first = kiln().arg("train").arg(&config).args(["--stop-after-steps", "13"]).output().unwrap();
-    assert!(first.status.success(), "{}", text(&first));
-    assert!(text(&first).contains("interrupted"), "{}", text(&first));
-    let part_dir = run_dir_of(&first);
     let resumed = kiln().arg("train").arg("--resume").arg(&part_dir).output().unwrap();
     assert!(resumed.status.success(), "{}", text(&resumed));
     assert!(text(&resumed).contains("resuming"), "{}", text(&resumed));
@@ -264,11 +255,7 @@ fn resumed_run_equals_uninterrupted_run() {
 /// run, which reloads the average from `ema.bpk`, equals an uninterrupted one.
 #[test]
 fn averaged_weights_are_evaluated_checkpointed_and_resumed() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = tiny_config(dir.path(), "ema = { decay = 0.9, eval_raw = true }");
-    let full = kiln().arg("train").arg(&config).output().unwrap();
-    assert!(full.status.success(), "{}", text(&full));
-    let full_dir = run_dir_of(&full);
+    let (_dir, _, full_dir, part_dir) = full_and_stopped_at_13("ema = { decay = 0.9, eval_raw = true }");
     let rows = metrics(&full_dir);
     let value = |split: &str, step: usize| -> f64 {
         let prefix = format!("{step},{split},loss,");
@@ -281,10 +268,6 @@ fn averaged_weights_are_evaluated_checkpointed_and_resumed() {
     assert!(full_dir.join("checkpoints/step-0000024/ema.bpk").exists());
     let evaluated = final_model(&full_dir);
     assert!(evaluated.contains(&format!("loss {:.4}", value("valid", 24))), "{evaluated}\n{rows}");
-
-    let first = kiln().arg("train").arg(&config).args(["--stop-after-steps", "13"]).output().unwrap();
-    assert!(first.status.success(), "{}", text(&first));
-    let part_dir = run_dir_of(&first);
     let resumed = kiln().arg("train").arg("--resume").arg(&part_dir).output().unwrap();
     assert!(resumed.status.success(), "{}", text(&resumed));
     assert_eq!(rows, metrics(&part_dir), "resumed metrics differ");
@@ -862,18 +845,20 @@ fn wgan_on_images_is_judged_by_a_kiln_classifier() {
     assert!(!out.status.success() && text(&out).contains("use method = \"difference\""), "{}", text(&out));
 }
 
-/// The tiny config run to the end, and again stopped after 13 steps (checkpoints every 5, so the
-/// stopped run holds step-0000010 and step-0000013): `(temporary dir, full run, stopped run)`.
-fn full_and_stopped_at_13() -> (tempfile::TempDir, PathBuf, PathBuf) {
+/// The tiny config with `extra_train` run to the end, and again stopped after 13 steps (checkpoints
+/// every 5, so the stopped run holds step-0000010 and step-0000013):
+/// `(temporary dir, config, full run, stopped run)`.
+fn full_and_stopped_at_13(extra_train: &str) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let config = tiny_config(dir.path(), "");
+    let config = tiny_config(dir.path(), extra_train);
     let full = kiln().arg("train").arg(&config).output().unwrap();
     assert!(full.status.success(), "{}", text(&full));
     let full_dir = run_dir_of(&full);
     let first = kiln().arg("train").arg(&config).args(["--stop-after-steps", "13"]).output().unwrap();
     assert!(first.status.success(), "{}", text(&first));
+    assert!(text(&first).contains("interrupted"), "{}", text(&first));
     let run = run_dir_of(&first);
-    (dir, full_dir, run)
+    (dir, config, full_dir, run)
 }
 
 /// A checkpoint write that fails (here: files over 16 KiB cannot be written, as on a full disk) is an
@@ -882,7 +867,7 @@ fn full_and_stopped_at_13() -> (tempfile::TempDir, PathBuf, PathBuf) {
 #[cfg(unix)]
 #[test]
 fn failed_writes_and_corrupt_checkpoints_lose_nothing() {
-    let (_dir, full_dir, run) = full_and_stopped_at_13();
+    let (_dir, _, full_dir, run) = full_and_stopped_at_13("");
     let latest = || std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
     assert_eq!(latest(), "step-0000013");
 
@@ -923,7 +908,7 @@ fn failed_writes_and_corrupt_checkpoints_lose_nothing() {
 fn read_only_checkpoint_directory_keeps_the_previous_checkpoint() {
     use std::os::unix::fs::PermissionsExt;
     let set_mode = |p: &Path, mode: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
-    let (dir, full_dir, run) = full_and_stopped_at_13();
+    let (dir, _, full_dir, run) = full_and_stopped_at_13("");
     let checkpoints = run.join("checkpoints");
     let latest = || std::fs::read_to_string(checkpoints.join("latest")).unwrap();
     let saved = || {
