@@ -205,7 +205,6 @@ mod tests {
         assert!(on_host(&device) && on_host(&dev()));
         let d = Dropout::new(0.25);
         let x = randn([4, 64, 32], 1.0, 1, &device).require_grad();
-        device.seed(5);
         let y = d.forward(x.clone());
         let (xs, ys) = (to_vec(x.clone()), to_vec(y.clone()));
         let zeros = ys.iter().filter(|&&v| v == 0.0).count();
@@ -219,11 +218,7 @@ mod tests {
         for (gy, y) in g.iter().zip(&ys) {
             assert!((*gy - if *y == 0.0 { 0.0 } else { 1.0 / 0.75 }).abs() < 1e-6);
         }
-        // Same device seed, same mask; another seed, another mask.
-        device.seed(5);
-        assert_eq!(to_vec(d.forward(x.clone())), ys);
-        device.seed(6);
-        assert_ne!(to_vec(d.forward(x.clone())), ys);
+        // That the device seed fixes the mask is tests/seeded_dropout.rs: the generator is global.
         // Without autodiff, and with p = 0, the identity.
         let plain = randn([3, 5], 1.0, 2, &dev());
         assert_eq!(to_vec(d.forward(plain.clone())), to_vec(plain));
