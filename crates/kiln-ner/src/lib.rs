@@ -17,7 +17,8 @@ pub use head::{
 pub use loss::multilabel_crossentropy;
 pub use metrics::{Counts, EntityCounts};
 pub use task::{
-    NerBatch, NerBertConfig, NerDataConfig, NerFormat, NerModel, NerModelConfig, NerTask, UNK_ID, drop_tokens,
+    CharFeatures, Lexicon, NerBatch, NerBertConfig, NerDataConfig, NerFormat, NerModel, NerModelConfig, NerTask,
+    UNK_ID, drop_tokens,
 };
 
 /// What went wrong configuring or reading NER data.
