@@ -370,14 +370,10 @@ impl Lexicon {
         let mut lexicon = Self { n_types, ..Self::default() };
         for x in examples {
             for (key, t) in Self::own(x, max_len, &type_index) {
+                lexicon.longest = lexicon.longest.max(key.matches('\u{1f}').count() + 1);
                 lexicon.counts.entry(key).or_insert_with(|| vec![0; n_types])[t] += 1;
             }
         }
-        lexicon.longest = examples
-            .iter()
-            .flat_map(|x| x.entities.iter().filter(|e| e.end < max_len).map(|e| e.end + 1 - e.start))
-            .max()
-            .unwrap_or(0);
         lexicon
     }
 
@@ -433,6 +429,11 @@ impl Lexicon {
         }
         out
     }
+}
+
+/// The position of `label` in the sorted type list.
+fn type_position(types: &[String], label: &str) -> Option<usize> {
+    types.binary_search_by(|t| t.as_str().cmp(label)).ok()
 }
 
 /// The key of the bigram of tokens `a` then `b` in [`NerTask`]'s bigram vocabulary; `None` is the
@@ -603,10 +604,9 @@ impl NerTask {
             .into_iter()
             .collect();
         anyhow::ensure!(!types.is_empty(), "{}: no entities in the training file", data.train.display());
-        let lexicon = model.lexicon.then(|| {
-            let type_index = |label: &str| types.binary_search_by(|t| t.as_str().cmp(label)).ok();
-            Lexicon::new(&train_file.examples, data.max_len, types.len(), type_index)
-        });
+        let lexicon = model
+            .lexicon
+            .then(|| Lexicon::new(&train_file.examples, data.max_len, types.len(), |l| type_position(&types, l)));
         let inconsistent = train_file.inconsistent_tags + valid_file.inconsistent_tags;
         let bert = model.bert.as_ref().map(BertBackbone::open).transpose()?;
         Ok(Self {
@@ -631,7 +631,7 @@ impl NerTask {
     }
 
     fn type_index(&self, label: &str) -> Option<usize> {
-        self.types.binary_search_by(|t| t.as_str().cmp(label)).ok()
+        type_position(&self.types, label)
     }
 
     fn gold_spans(&self, x: &NerExample, kept: usize) -> impl Iterator<Item = Span> {
@@ -948,6 +948,13 @@ impl Task for NerTask {
 mod tests {
     use super::*;
 
+    /// An empty directory of this test process, named after `what`.
+    fn scratch_dir(what: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("kiln-ner-{what}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
     fn setup(dir: &Path) -> NerTask {
         let train = "张 B-PER\n三 I-PER\n去 O\n北 B-LOC\n京 I-LOC\n\n李 B-PER\n四 I-PER\n\n";
         let valid = "张 B-PER\n三 I-PER\n到 O\n上 B-LOC\n海 I-LOC\n\n";
@@ -970,8 +977,7 @@ mod tests {
     /// cross it from the labels; unseen characters map to [UNK].
     #[test]
     fn vocabulary_types_and_truncation() {
-        let dir = std::env::temp_dir().join(format!("kiln-ner-task-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch_dir("task");
         let task = setup(&dir);
         assert_eq!(task.types(), ["LOC", "PER"]);
         assert_eq!(task.vocab.len(), 7); // 张 三 去 北 京 李 四
@@ -1052,8 +1058,7 @@ mod tests {
     /// embeddings uses them, and with its bigram table zeroed equals the model without one.
     #[test]
     fn bigram_ids_in_batches_and_their_embeddings() {
-        let dir = std::env::temp_dir().join(format!("kiln-ner-bigram-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch_dir("bigram");
         let mut task = setup(&dir);
         task.model.bigrams = true;
         task.model.bigram_min_count = 1;
@@ -1164,8 +1169,7 @@ mod tests {
     /// model reads the indicators.
     #[test]
     fn lexicon_in_batches_and_the_model() {
-        let dir = std::env::temp_dir().join(format!("kiln-ner-lexicon-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch_dir("lexicon");
         let mut task = setup(&dir);
         task.model.lexicon = true;
         let lexicon = Lexicon::new(&task.train, task.data.max_len, 2, |l| task.type_index(l));
