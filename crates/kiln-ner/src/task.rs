@@ -377,6 +377,15 @@ impl Lexicon {
         lexicon
     }
 
+    /// A lexicon saved with a run: each string's count per type.
+    fn from_counts(counts: HashMap<String, Vec<usize>>, n_types: usize) -> Result<Self, String> {
+        if let Some((key, c)) = counts.iter().find(|(_, c)| c.len() != n_types) {
+            return Err(format!("{key:?} has {} counts for {n_types} types", c.len()));
+        }
+        let longest = counts.keys().map(|k| k.matches('\u{1f}').count() + 1).max().unwrap_or(0);
+        Ok(Self { counts, longest, n_types })
+    }
+
     /// The distinct (string, type) pairs a sentence labels within the cut.
     fn own(x: &NerExample, max_len: usize, type_index: impl Fn(&str) -> Option<usize>) -> BTreeSet<(String, usize)> {
         x.entities
@@ -551,6 +560,21 @@ impl BertBackbone {
     }
 }
 
+/// The run directory's copy of what prediction needs of the training file ([`SavedVocabulary`]).
+const VOCABULARY_FILE: &str = "ner_vocabulary.json";
+
+/// What `kiln predict` needs of the training file, saved with a run ([`Task::save_artifacts`]): the
+/// entity types, and for a from-scratch encoder the character and bigram vocabularies (in id order,
+/// from id 2) and the lexicon (each string's training count per type).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavedVocabulary {
+    types: Vec<String>,
+    chars: Vec<String>,
+    bigrams: Vec<String>,
+    lexicon: Option<BTreeMap<String, Vec<usize>>>,
+}
+
 /// Named-entity recognition on a dataset.
 pub struct NerTask {
     model: NerModelConfig,
@@ -622,6 +646,58 @@ impl NerTask {
             bert,
             types,
             inconsistent,
+        })
+    }
+
+    /// The task of a trained run, for `kiln predict`: types, vocabularies and lexicon from the run's
+    /// `ner_vocabulary.json` (written when it was trained), so the data files need not be there;
+    /// without that file (a run of an older Kiln), from the data as [`Self::new`].
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read or does not match the model config; the BERT backbone cannot be
+    /// opened; or (without the file) as [`Self::new`].
+    pub fn from_run(model: NerModelConfig, data: NerDataConfig, run_dir: &Path) -> anyhow::Result<Self> {
+        let path = run_dir.join(VOCABULARY_FILE);
+        if !path.exists() {
+            return Self::new(model, data);
+        }
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let saved: SavedVocabulary = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a vocabulary written by kiln train", path.display()))?;
+        let sorted = |v: &[String]| v.windows(2).all(|w| w[0] < w[1]);
+        anyhow::ensure!(
+            !saved.types.is_empty() && sorted(&saved.types) && sorted(&saved.chars),
+            "{}: the types and characters must be sorted and distinct, at least one type",
+            path.display()
+        );
+        anyhow::ensure!(
+            saved.lexicon.is_some() == model.lexicon,
+            "{}: {} lexicon, but the run's config has lexicon = {}",
+            path.display(),
+            if saved.lexicon.is_some() { "has a" } else { "has no" },
+            model.lexicon
+        );
+        let ids = |v: Vec<String>| v.into_iter().enumerate().map(|(i, k)| (k, i + 2));
+        let lexicon = saved
+            .lexicon
+            .map(|counts| Lexicon::from_counts(counts.into_iter().collect(), saved.types.len()))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("{}: lexicon: {e}", path.display()))?;
+        let bert = model.bert.as_ref().map(BertBackbone::open).transpose()?;
+        Ok(Self {
+            model,
+            data,
+            train: vec![],
+            train_lengths: vec![],
+            valid: vec![],
+            test: None,
+            vocab: ids(saved.chars).collect(),
+            bigram_vocab: ids(saved.bigrams).collect(),
+            lexicon,
+            bert,
+            types: saved.types,
+            inconsistent: 0,
         })
     }
 
@@ -898,8 +974,19 @@ impl Task for NerTask {
     }
 
     fn save_artifacts(&self, run_dir: &Path) -> anyhow::Result<()> {
-        let path = run_dir.join("entity_types.txt");
-        std::fs::write(&path, self.types.join("\n") + "\n").with_context(|| format!("writing {}", path.display()))
+        let in_id_order = |map: &mut dyn Iterator<Item = (&String, &usize)>| {
+            let mut v: Vec<(usize, String)> = map.map(|(k, &i)| (i, k.clone())).collect();
+            v.sort_unstable();
+            v.into_iter().map(|(_, k)| k).collect()
+        };
+        let saved = SavedVocabulary {
+            types: self.types.clone(),
+            chars: in_id_order(&mut self.vocab.iter()),
+            bigrams: in_id_order(&mut self.bigram_vocab.iter()),
+            lexicon: self.lexicon.as_ref().map(|l| l.counts.iter().map(|(k, c)| (k.clone(), c.clone())).collect()),
+        };
+        let path = run_dir.join(VOCABULARY_FILE);
+        std::fs::write(&path, serde_json::to_string(&saved)?).with_context(|| format!("writing {}", path.display()))
     }
 
     fn generate(&self, model: &NerModel, options: &GenerateOptions, device: &Device) -> anyhow::Result<String> {
@@ -1195,6 +1282,53 @@ mod tests {
         let lexicon = batch.features.lexicon.clone().unwrap();
         let diff = (encode(lexicon) - encode(zeros)).abs().max().into_scalar::<f32>();
         assert!(diff > 1e-2, "the indicators matter: {diff}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// What a run saves rebuilds the task without the data files: the same ids, bigram ids and
+    /// lexicon indicators for a sentence; a damaged file, or one that disagrees with the config, is
+    /// an error naming it.
+    #[test]
+    fn a_run_directory_rebuilds_the_task_without_the_data() {
+        let dir = scratch_dir("saved");
+        let mut task = setup(&dir);
+        task.model.bigrams = true;
+        task.model.lexicon = true;
+        task.bigram_vocab = bigram_vocabulary(&task.train, 1);
+        task.lexicon = Some(Lexicon::new(&task.train, task.data.max_len, 2, |l| task.type_index(l)));
+        let run = dir.join("run");
+        std::fs::create_dir_all(&run).unwrap();
+        task.save_artifacts(&run).unwrap();
+        let mut moved = task.data.clone();
+        moved.train = dir.join("gone/train.txt");
+        moved.valid = dir.join("gone/valid.txt");
+        let rebuilt = NerTask::from_run(task.model.clone(), moved.clone(), &run).unwrap();
+        assert!(rebuilt.train.is_empty(), "nothing was read");
+        assert_eq!(
+            (&rebuilt.vocab, &rebuilt.bigram_vocab, &rebuilt.types),
+            (&task.vocab, &task.bigram_vocab, &task.types)
+        );
+        let device = Device::flex();
+        let sentence =
+            NerExample { tokens: "到张三去北京".chars().map(String::from).collect(), entities: vec![] };
+        let as_data = |t: &NerTask| {
+            let b = t.batch(&[&sentence], false, &device);
+            let ints = |x: Tensor<2, Int>| x.into_data().convert::<i64>().try_to_vec::<i64>().unwrap();
+            let lexicon = b.features.lexicon.unwrap().into_data().try_to_vec::<f32>().unwrap();
+            (ints(b.ids), ints(b.features.bigrams.unwrap()), lexicon)
+        };
+        let (ids, bigrams, lexicon) = as_data(&rebuilt);
+        assert_eq!((&ids, &bigrams, &lexicon), (&as_data(&task).0, &as_data(&task).1, &as_data(&task).2));
+        assert_eq!((ids.len(), ids[0]), (4, UNK_ID), "cut at max_len 4; 到 is not in the training vocabulary");
+        assert_eq!(lexicon.iter().sum::<f32>(), 2.0, "张三 begins and ends; 北京 is cut at max_len 4");
+
+        let mut no_lexicon = task.model.clone();
+        no_lexicon.lexicon = false;
+        let err = NerTask::from_run(no_lexicon, moved.clone(), &run).err().unwrap().to_string();
+        assert!(err.contains("ner_vocabulary.json") && err.contains("lexicon = false"), "{err}");
+        std::fs::write(run.join(VOCABULARY_FILE), "{\"types\": [\"PER\"]}").unwrap();
+        let err = format!("{:#}", NerTask::from_run(task.model.clone(), moved, &run).err().unwrap());
+        assert!(err.contains("ner_vocabulary.json: not a vocabulary written by kiln train"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -32,7 +32,7 @@ use clap::{Parser, Subcommand};
 use kiln_task::{GenerateOptions, Task};
 
 use kiln_train::config::{ModelConfig, RunConfig};
-use kiln_train::tasks::{TaskJob, with_task};
+use kiln_train::tasks::{TaskJob, with_task, with_trained_task};
 
 #[derive(Parser)]
 #[command(name = "kiln", version, about = "Train Kiln models from TOML configs", long_about = None)]
@@ -227,7 +227,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             };
             let config = RunConfig::load(&run_dir.join("config.toml"), &[])?;
             let device = backend::device(device.as_deref().unwrap_or(config.device.main()))?;
-            for line in with_task(&config, PredictJob { run_dir, texts, device })? {
+            for line in with_trained_task(&config, &run_dir.clone(), PredictJob { run_dir, texts, device })? {
                 println!("{line}");
             }
             Ok(0)
@@ -376,7 +376,7 @@ fn read_inputs(path: &Path) -> anyhow::Result<Vec<String>> {
 fn generate(run_dir: &Path, options: GenerateOptions, device: Option<String>) -> anyhow::Result<i32> {
     let config = RunConfig::load(&run_dir.join("config.toml"), &[])?;
     let device = backend::device(device.as_deref().unwrap_or(config.device.main()))?;
-    let out = with_task(&config, GenerateJob { run_dir: run_dir.to_path_buf(), options, device })?;
+    let out = with_trained_task(&config, run_dir, GenerateJob { run_dir: run_dir.to_path_buf(), options, device })?;
     println!("{out}");
     Ok(0)
 }

@@ -434,8 +434,8 @@ fn ner_trains_and_predicts_json() {
     vocab.extend(chars.char_indices().map(|(i, c)| &chars[i..i + c.len_utf8()]));
     let bert = dir.path().join("tiny-bert");
     kiln_transformer::bert::convert::write_random_checkpoint(&bert, &vocab, 32, 1, 2, 3).unwrap();
-    let scratch =
-        "[model.encoder]\nd_model = 32\nn_heads = 2\nn_layers = 1\ndropout = 0.0\nposition = { kind = \"rope\" }";
+    let scratch = "bigrams = true\nlexicon = true\n[model.encoder]\nd_model = 32\nn_heads = 2\nn_layers = 1\n\
+                   dropout = 0.0\nposition = { kind = \"rope\" }";
     let backbone = format!("[model.bert]\ndir = {:?}", bert.display().to_string());
     let heads = [
         ("egp", "{ kind = \"efficient_global_pointer\", d_head = 16 }", scratch.to_string()),
@@ -502,7 +502,97 @@ fn ner_trains_and_predicts_json() {
         let out = kiln().arg("predict").arg(&run).args(["--text", "张三到广州"]).output().unwrap();
         let line: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
         assert!(found(&line).contains(&("LOC".into(), 3, 4, "广州".into())), "{name}: {}", text(&out));
+        // The run directory is enough to predict: the same lines with the data files gone.
+        let hidden = dir.path().join("hidden");
+        std::fs::create_dir_all(&hidden).unwrap();
+        for f in ["train.txt", "valid.txt"] {
+            std::fs::rename(dir.path().join(f), hidden.join(f)).unwrap();
+        }
+        let out = kiln().arg("predict").arg(&run).arg("--file").arg(&inputs).output().unwrap();
+        assert!(out.status.success(), "{name} without its data: {}", text(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), printed, "{name} without its data");
+        for f in ["train.txt", "valid.txt"] {
+            std::fs::rename(hidden.join(f), dir.path().join(f)).unwrap();
+        }
     }
+}
+
+/// A character language model samples from its run directory alone (the vocabulary saved with
+/// the run): the same text with the training text gone, and with the same seed; a prompt with a
+/// character the text never had is an error naming it. A ListOps classifier predicts one value
+/// per expression.
+#[test]
+fn sample_and_predict_from_the_run_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = "the cat sat on the mat. the dog sat on the log.\n".repeat(40);
+    std::fs::write(dir.path().join("corpus.txt"), &corpus).unwrap();
+    let config = dir.path().join("lm.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[model]
+kind = "char_lm"
+context = 16
+[model.decoder]
+d_model = 32
+n_heads = 2
+n_layers = 1
+d_ff = 64
+dropout = 0.0
+causal = true
+position = {{ kind = "rope" }}
+[data]
+kind = "text"
+path = {:?}
+eval_batches = 2
+eval_batch_size = 4
+[train]
+batch_size = 8
+steps = 40
+optimizer = {{ kind = "adamw", lr = 3e-3 }}
+eval_every = 40
+[output]
+dir = {:?}
+"#,
+            dir.path().join("corpus.txt"),
+            dir.path().join("lm")
+        ),
+    )
+    .unwrap();
+    let out = kiln().arg("train").arg(&config).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let run = run_dir_of(&out);
+    let sample = |prompt: &str, seed: &str| {
+        kiln().arg("sample").arg(&run).args(["--prompt", prompt, "--tokens", "30", "--seed", seed]).output().unwrap()
+    };
+    let with_text = sample("the ", "3");
+    assert!(with_text.status.success(), "{}", text(&with_text));
+    let sampled = String::from_utf8_lossy(&with_text.stdout).to_string();
+    assert!(
+        sampled.starts_with("the ") && sampled.strip_suffix('\n').is_some_and(|t| t.chars().count() == 34),
+        "{sampled:?}"
+    );
+    assert!(sampled.chars().all(|c| corpus.contains(c)), "only the text's characters: {sampled:?}");
+    std::fs::rename(dir.path().join("corpus.txt"), dir.path().join("moved.txt")).unwrap();
+    let without = sample("the ", "3");
+    assert!(without.status.success(), "{}", text(&without));
+    assert_eq!(String::from_utf8_lossy(&without.stdout), sampled, "the same sample without the text");
+    let unknown = sample("the zebra", "3");
+    assert!(!unknown.status.success() && text(&unknown).contains("'z'"), "{}", text(&unknown));
+
+    let config = tiny_config(dir.path(), "");
+    let out = kiln().arg("train").arg(&config).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let run = run_dir_of(&out);
+    let inputs = dir.path().join("expressions.txt");
+    std::fs::write(&inputs, "[MAX 2 9 [MIN 4 7 ] 0 ]\n[SM 3 4 ]\n7\n").unwrap();
+    let out = kiln().arg("predict").arg(&run).arg("--file").arg(&inputs).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let values: Vec<u8> = String::from_utf8_lossy(&out.stdout).lines().map(|l| l.parse().unwrap()).collect();
+    assert!(values.len() == 3 && values.iter().all(|&v| v < 10), "{values:?}");
+    let out = kiln().arg("predict").arg(&run).args(["--text", "[MAX 2 x ]"]).output().unwrap();
+    assert!(!out.status.success() && text(&out).contains("`x` is not a ListOps token"), "{}", text(&out));
 }
 
 /// `kiln bench train-step` times a config's step and evaluation; `--set` reaches every config, so

@@ -131,6 +131,13 @@ impl ListOpsTask {
         Ok(Self { model, data: generated, majority, pad_to: data.pad_to })
     }
 
+    /// The task without its splits, for `kiln predict` on a trained run: the vocabulary is fixed,
+    /// so nothing has to be generated.
+    pub fn without_data(model: ClassifierConfig, data: &ListOpsConfig) -> Self {
+        let data_free = ListOps { train: vec![], valid: vec![], test: vec![] };
+        Self { model, data: data_free, majority: 0, pad_to: data.pad_to }
+    }
+
     /// Accuracy of always answering the most frequent training label (the floor to beat).
     pub fn majority_baseline(&self, split: &[Example]) -> f64 {
         split.iter().filter(|e| e.label == self.majority).count() as f64 / split.len().max(1) as f64

@@ -8,7 +8,7 @@ use anyhow::Context;
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
-use kiln_data::text::CharCorpus;
+use kiln_data::text::{CharCorpus, CharVocab};
 use kiln_layers::{TokenLayout, Transformer, TransformerConfig, linear_rows};
 use kiln_task::{GenerateOptions, Metrics, StepOutput, Task, step_rng};
 use rand::RngExt;
@@ -101,6 +101,9 @@ pub struct CharLmTask {
     corpus: CharCorpus,
 }
 
+/// The run directory's copy of the vocabulary: its characters in id order, as one string.
+const VOCAB_FILE: &str = "vocab.txt";
+
 /// A batch of windows and their next characters.
 pub struct WindowBatch {
     inputs: Tensor<2, Int>,
@@ -126,6 +129,29 @@ impl CharLmTask {
             );
         }
         Ok(Self { model, data, corpus })
+    }
+
+    /// The task of a trained run, for `kiln sample`: the vocabulary from the run's `vocab.txt` (written
+    /// by [`Task::save_artifacts`]), so the text need not be there; without that file (a run of an
+    /// older Kiln), from the text as [`Self::new`].
+    ///
+    /// # Errors
+    ///
+    /// The vocabulary file cannot be read, or (without it) as [`Self::new`].
+    pub fn from_run(model: CharLmConfig, data: TextDataConfig, run_dir: &Path) -> anyhow::Result<Self> {
+        let path = run_dir.join(VOCAB_FILE);
+        if !path.exists() {
+            return Self::new(model, data);
+        }
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let chars: Vec<char> = text.chars().collect();
+        anyhow::ensure!(
+            !chars.is_empty() && chars.windows(2).all(|w| w[0] < w[1]),
+            "{}: not a vocabulary written by kiln train (its characters, sorted, each once)",
+            path.display()
+        );
+        let vocab = CharVocab::from_chars(chars);
+        Ok(Self { model, data, corpus: CharCorpus { vocab, train: vec![], valid: vec![] } })
     }
 
     fn windows(&self, ids: &[u32], batch_size: usize, mut rng: rand::rngs::StdRng, device: &Device) -> WindowBatch {
@@ -201,7 +227,7 @@ impl Task for CharLmTask {
     }
 
     fn save_artifacts(&self, run_dir: &Path) -> anyhow::Result<()> {
-        let path = run_dir.join("vocab.txt");
+        let path = run_dir.join(VOCAB_FILE);
         std::fs::write(&path, self.corpus.vocab.to_text()).with_context(|| format!("writing {}", path.display()))
     }
 
