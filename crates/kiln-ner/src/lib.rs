@@ -9,7 +9,7 @@ mod metrics;
 mod task;
 
 pub use crf::Crf;
-pub use decode::{Span, decode_spans, span_labels};
+pub use decode::{Decoding, Span, decode_flat_spans, decode_spans, span_labels};
 pub use head::{
     CrfTagger, EfficientGlobalPointer, GlobalPointer, MASKED, SpanHead, SpanHeadConfig, bio_to_spans, spans_to_bio,
     valid_spans,

@@ -54,7 +54,7 @@ use kiln_task::{EpochSampler, GenerateOptions, Metrics, StepOutput, Task};
 use kiln_transformer::{Bert, BertConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::{EntityCounts, Span, SpanHead, SpanHeadConfig, decode_spans};
+use crate::{Decoding, EntityCounts, Span, SpanHead, SpanHeadConfig};
 
 /// `[model]` of `kind = "ner"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -101,6 +101,11 @@ pub struct NerModelConfig {
     /// so the model also learns to find entities the lexicon does not know. Default false.
     #[serde(default)]
     pub lexicon: bool,
+    /// How scores become entities: `"nested"` (default; every span with a positive score,
+    /// GlobalPointer's decoding) or `"flat"` (for datasets without nested entities: the best-scoring
+    /// spans that share no token). The CRF head's entities never overlap either way.
+    #[serde(default)]
+    pub decode: Decoding,
 }
 
 fn default_bigram_min_count() -> usize {
@@ -503,8 +508,9 @@ pub struct NerBatch {
 
 impl NerBatch {
     /// Predicted spans of each row in word (character) positions, from scores over head positions.
-    fn to_words(&self, scores: Tensor<4>) -> Vec<Vec<Span>> {
-        decode_spans(scores, 0.0)
+    fn to_words(&self, scores: Tensor<4>, decoding: Decoding) -> Vec<Vec<Span>> {
+        decoding
+            .decode(scores, 0.0)
             .into_iter()
             .zip(&self.words)
             .map(|(spans, words)| {
@@ -950,12 +956,10 @@ impl Task for NerTask {
         by_length.sort_by_key(|x| x.tokens.len());
         for chunk in by_length.chunks(EVAL_BATCH) {
             let batch = self.batch(chunk, false, device);
-            let predicted = batch.to_words(model.forward(
-                batch.ids.clone(),
-                batch.features.clone(),
-                &batch.padding,
-                &batch.head_padding,
-            ));
+            let predicted = batch.to_words(
+                model.forward(batch.ids.clone(), batch.features.clone(), &batch.padding, &batch.head_padding),
+                self.model.decode,
+            );
             for (x, p) in chunk.iter().zip(&predicted) {
                 let gold = self.gold(x);
                 unknown += gold.iter().filter(|g| g.kind == usize::MAX).count();
@@ -1008,12 +1012,10 @@ impl Task for NerTask {
                 .collect();
             let refs: Vec<&NerExample> = examples.iter().collect();
             let batch = self.batch(&refs, false, device);
-            let predicted = batch.to_words(model.forward(
-                batch.ids.clone(),
-                batch.features.clone(),
-                &batch.padding,
-                &batch.head_padding,
-            ));
+            let predicted = batch.to_words(
+                model.forward(batch.ids.clone(), batch.features.clone(), &batch.padding, &batch.head_padding),
+                self.model.decode,
+            );
             for ((&i, x), spans) in chunk.iter().zip(&examples).zip(predicted) {
                 let entities = spans
                     .iter()
@@ -1398,7 +1400,7 @@ mod tests {
         scores[36 + 2] = 1.0; // type 1, row 0, column 2
         scores[2 * 6 + 4] = 1.0; // type 0, row 2, column 4
         let scores = Tensor::<4>::from_data(TensorData::new(scores, [1, 2, 6, 6]), &device);
-        let words = batch.to_words(scores);
+        let words = batch.to_words(scores, Decoding::Nested);
         assert_eq!(words, vec![vec![Span { kind: 1, start: 0, end: 1 }, Span { kind: 0, start: 1, end: 3 }]]);
         // The model runs on it: scores over the 6 pieces, padding masked.
         let model = task.build_model(&device).unwrap();
