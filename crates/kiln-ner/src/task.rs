@@ -375,11 +375,16 @@ impl Lexicon {
         let mut lexicon = Self { n_types, ..Self::default() };
         for x in examples {
             for (key, t) in Self::own(x, max_len, &type_index) {
-                lexicon.longest = lexicon.longest.max(key.matches('\u{1f}').count() + 1);
+                lexicon.longest = lexicon.longest.max(Self::tokens_in(&key));
                 lexicon.counts.entry(key).or_insert_with(|| vec![0; n_types])[t] += 1;
             }
         }
         lexicon
+    }
+
+    /// The number of tokens of a lexicon key (tokens joined by `\u{1f}`).
+    fn tokens_in(key: &str) -> usize {
+        key.matches('\u{1f}').count() + 1
     }
 
     /// A lexicon saved with a run: each string's count per type.
@@ -387,7 +392,7 @@ impl Lexicon {
         if let Some((key, c)) = counts.iter().find(|(_, c)| c.len() != n_types) {
             return Err(format!("{key:?} has {} counts for {n_types} types", c.len()));
         }
-        let longest = counts.keys().map(|k| k.matches('\u{1f}').count() + 1).max().unwrap_or(0);
+        let longest = counts.keys().map(|k| Self::tokens_in(k)).max().unwrap_or(0);
         Ok(Self { counts, longest, n_types })
     }
 
