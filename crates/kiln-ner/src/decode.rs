@@ -45,16 +45,29 @@ pub struct Span {
 ///
 /// - `scores`: `[b, t, n, n]` (masked cells hold a large negative value) → `b` lists
 pub fn decode_spans(scores: Tensor<4>, threshold: f32) -> Vec<Vec<Span>> {
+    per_example(scores, threshold, |mut spans, _| {
+        spans.sort_by_key(|sp| (sp.start, sp.end, sp.kind));
+        spans
+    })
+}
+
+/// For each example of `scores` `[b, t, n, n]`, `pick` applied to its spans above `threshold` and to
+/// the score of a span.
+fn per_example(
+    scores: Tensor<4>,
+    threshold: f32,
+    pick: impl Fn(Vec<Span>, &dyn Fn(&Span) -> f32) -> Vec<Span>,
+) -> Vec<Vec<Span>> {
     let [b, t, n, _] = scores.dims();
     let s: Vec<f32> = scores.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 scores");
     (0..b)
         .map(|e| {
-            let mut spans: Vec<Span> = (0..t)
+            let score = |sp: &Span| s[((e * t + sp.kind) * n + sp.start) * n + sp.end];
+            let above: Vec<Span> = (0..t)
                 .flat_map(|kind| (0..n).flat_map(move |start| (start..n).map(move |end| Span { kind, start, end })))
-                .filter(|sp| s[((e * t + sp.kind) * n + sp.start) * n + sp.end] > threshold)
+                .filter(|sp| score(sp) > threshold)
                 .collect();
-            spans.sort_by_key(|sp| (sp.start, sp.end, sp.kind));
-            spans
+            pick(above, &score)
         })
         .collect()
 }
@@ -67,32 +80,23 @@ pub fn decode_spans(scores: Tensor<4>, threshold: f32) -> Vec<Vec<Span>> {
 ///
 /// - `scores`: `[b, t, n, n]` (masked cells hold a large negative value) → `b` lists
 pub fn decode_flat_spans(scores: Tensor<4>, threshold: f32) -> Vec<Vec<Span>> {
-    let [b, t, n, _] = scores.dims();
-    let s: Vec<f32> = scores.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 scores");
-    (0..b)
-        .map(|e| {
-            let score = |sp: &Span| s[((e * t + sp.kind) * n + sp.start) * n + sp.end];
-            let mut above: Vec<Span> = (0..t)
-                .flat_map(|kind| (0..n).flat_map(move |start| (start..n).map(move |end| Span { kind, start, end })))
-                .filter(|sp| score(sp) > threshold)
-                .collect();
-            above.sort_by(|x, y| {
-                score(y)
-                    .total_cmp(&score(x))
-                    .then_with(|| (x.end - x.start, x.start, x.kind).cmp(&(y.end - y.start, y.start, y.kind)))
-            });
-            let mut taken = vec![false; n];
-            let mut kept = Vec::new();
-            for sp in above {
-                if !taken[sp.start..=sp.end].iter().any(|&x| x) {
-                    taken[sp.start..=sp.end].fill(true);
-                    kept.push(sp);
-                }
+    per_example(scores, threshold, |mut above, score| {
+        above.sort_by(|x, y| {
+            score(y)
+                .total_cmp(&score(x))
+                .then_with(|| (x.end - x.start, x.start, x.kind).cmp(&(y.end - y.start, y.start, y.kind)))
+        });
+        let mut taken = vec![false; above.iter().map(|sp| sp.end + 1).max().unwrap_or(0)];
+        let mut kept = Vec::new();
+        for sp in above {
+            if !taken[sp.start..=sp.end].iter().any(|&x| x) {
+                taken[sp.start..=sp.end].fill(true);
+                kept.push(sp);
             }
-            kept.sort_by_key(|sp| (sp.start, sp.end, sp.kind));
-            kept
-        })
-        .collect()
+        }
+        kept.sort_by_key(|sp| (sp.start, sp.end, sp.kind));
+        kept
+    })
 }
 
 /// Gold spans as a boolean label tensor for the loss.

@@ -227,7 +227,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             };
             let config = RunConfig::load(&run_dir.join("config.toml"), &[])?;
             let device = backend::device(device.as_deref().unwrap_or(config.device.main()))?;
-            for line in with_trained_task(&config, &run_dir.clone(), PredictJob { run_dir, texts, device })? {
+            let job = PredictJob { run_dir: run_dir.clone(), texts, device };
+            for line in with_trained_task(&config, &run_dir, job)? {
                 println!("{line}");
             }
             Ok(0)
