@@ -67,6 +67,10 @@ enum Command {
         /// Which checkpoint: best, latest, or a directory name under checkpoints/ (step-NNNNNNN).
         #[arg(long, default_value = "best")]
         checkpoint: String,
+        /// Override a value of the run's config for this command only (not saved), e.g.
+        /// `--set 'model.decode="flat"'` or `--set data.test=other.json` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
         /// Backend (default: the run's).
         #[arg(long)]
         device: Option<String>,
@@ -87,6 +91,10 @@ enum Command {
         /// Sampler seed.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Override a value of the run's config for this command only (not saved), e.g.
+        /// `--set 'model.decode="flat"'` or `--set data.test=other.json` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
         /// Backend (default: the run's).
         #[arg(long)]
         device: Option<String>,
@@ -101,6 +109,10 @@ enum Command {
         /// A UTF-8 file with one input per line (empty lines are skipped); `-` reads standard input.
         #[arg(long)]
         file: Option<PathBuf>,
+        /// Override a value of the run's config for this command only (not saved), e.g.
+        /// `--set 'model.decode="flat"'` or `--set data.test=other.json` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
         /// Backend (default: the run's).
         #[arg(long)]
         device: Option<String>,
@@ -150,9 +162,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Train { config, overrides, device, resume, stop_after_steps } => {
             let (config, run_dir) = match (&resume, &config) {
                 (Some(dir), None) => {
-                    let path = dir.join("config.toml");
-                    let c = RunConfig::load(&path, &overrides)?;
+                    let c = run_config(dir, &overrides)?;
                     if !overrides.is_empty() {
+                        let path = dir.join("config.toml");
                         checkpoint::write_atomic(&path, resolved_toml(&c, &path)?.as_bytes())?;
                     }
                     (c, dir.clone())
@@ -207,25 +219,25 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 0
             })
         }
-        Command::Eval { run_dir, checkpoint, device } => {
-            let config = RunConfig::load(&run_dir.join("config.toml"), &[])?;
+        Command::Eval { run_dir, checkpoint, overrides, device } => {
+            let config = run_config(&run_dir, &overrides)?;
             let device = backend::device(device.as_deref().unwrap_or(config.device.main()))?;
             let out = with_task(&config, EvalJob { run_dir, pointer: checkpoint, device })?;
             print!("{out}");
             Ok(0)
         }
-        Command::Sample { run_dir, prompt, tokens, temperature, seed, device } => {
+        Command::Sample { run_dir, prompt, tokens, temperature, seed, overrides, device } => {
             let options =
                 GenerateOptions { prompt, max_tokens: tokens, temperature, seed, out_dir: Some(run_dir.clone()) };
-            generate(&run_dir, options, device)
+            generate(&run_dir, &overrides, options, device)
         }
-        Command::Predict { run_dir, text, file, device } => {
+        Command::Predict { run_dir, text, file, overrides, device } => {
             let texts = match (text, file) {
                 (Some(text), _) => vec![text],
                 (None, Some(path)) => read_inputs(&path)?,
                 (None, None) => bail!("give --text or --file"),
             };
-            let config = RunConfig::load(&run_dir.join("config.toml"), &[])?;
+            let config = run_config(&run_dir, &overrides)?;
             let device = backend::device(device.as_deref().unwrap_or(config.device.main()))?;
             let job = PredictJob { run_dir: run_dir.clone(), texts, device };
             for line in with_trained_task(&config, &run_dir, job)? {
@@ -260,6 +272,17 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
 /// The resolved config, with a header saying where it came from.
 fn resolved_toml(c: &RunConfig, source: &Path) -> anyhow::Result<String> {
     Ok(format!("# Resolved from {} by kiln {}\n{}", source.display(), env!("CARGO_PKG_VERSION"), toml::to_string(c)?))
+}
+
+/// A run's saved config with `--set` overrides applied for this command (not written back); relative
+/// paths an override brings in resolve as in `train` (against `$KILN_DATA_DIR`).
+fn run_config(run_dir: &Path, overrides: &[String]) -> anyhow::Result<RunConfig> {
+    let path = run_dir.join("config.toml");
+    anyhow::ensure!(path.is_file(), "{}: not a run directory (no config.toml)", run_dir.display());
+    let mut config = RunConfig::load(&path, overrides)?;
+    config.data.resolve_paths(&config::data_dir());
+    config.model.resolve_paths();
+    Ok(config)
 }
 
 /// `<parent>/run-NNN`, the first number not taken.
@@ -374,8 +397,13 @@ fn read_inputs(path: &Path) -> anyhow::Result<Vec<String>> {
     Ok(lines)
 }
 
-fn generate(run_dir: &Path, options: GenerateOptions, device: Option<String>) -> anyhow::Result<i32> {
-    let config = RunConfig::load(&run_dir.join("config.toml"), &[])?;
+fn generate(
+    run_dir: &Path,
+    overrides: &[String],
+    options: GenerateOptions,
+    device: Option<String>,
+) -> anyhow::Result<i32> {
+    let config = run_config(run_dir, overrides)?;
     let device = backend::device(device.as_deref().unwrap_or(config.device.main()))?;
     let out = with_trained_task(&config, run_dir, GenerateJob { run_dir: run_dir.to_path_buf(), options, device })?;
     println!("{out}");
