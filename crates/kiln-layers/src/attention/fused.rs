@@ -190,8 +190,8 @@ impl FusedAttentionBackend for Flex {
 }
 
 /// One row of [`FusedAttentionBackend::kiln_attention_probs`] in place: keys with `padding` set or at
-/// or after `visible` are masked. Lane-wise maximum and sum (16 partial results) so that the loops
-/// vectorise; AVX-512 where the CPU has it.
+/// or after `visible` are masked, then the row softmax of [`super::row_softmax`]; AVX-512 where the
+/// CPU has it.
 fn softmax_row(x: &mut [f32], padding: &[bool], visible: usize, scale: f32) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
@@ -213,41 +213,13 @@ unsafe fn softmax_row_avx512(x: &mut [f32], padding: &[bool], visible: usize, sc
     softmax_row_portable(x, padding, visible, scale);
 }
 
-const LANES: usize = 16;
-
 #[inline(always)]
 fn softmax_row_portable(x: &mut [f32], padding: &[bool], visible: usize, scale: f32) {
     for (v, &p) in x.iter_mut().zip(padding) {
         *v = if p { f32::NEG_INFINITY } else { *v * scale };
     }
     x[visible..].fill(f32::NEG_INFINITY);
-    let mut lanes = [f32::NEG_INFINITY; LANES];
-    let mut chunks = x.chunks_exact(LANES);
-    for c in &mut chunks {
-        for (l, &v) in lanes.iter_mut().zip(c) {
-            *l = if v > *l { v } else { *l };
-        }
-    }
-    let max = chunks.remainder().iter().chain(&lanes).fold(f32::NEG_INFINITY, |a, &v| if v > a { v } else { a });
-    if max == f32::NEG_INFINITY {
-        x.fill(0.0);
-        return;
-    }
-    let mut sums = [0.0f32; LANES];
-    let mut chunks = x.chunks_exact_mut(LANES);
-    for c in &mut chunks {
-        for (s, v) in sums.iter_mut().zip(c.iter_mut()) {
-            *v = crate::feed_forward::exp_non_positive(*v - max);
-            *s += *v;
-        }
-    }
-    let mut sum: f32 = sums.iter().sum();
-    for v in chunks.into_remainder() {
-        *v = crate::feed_forward::exp_non_positive(*v - max);
-        sum += *v;
-    }
-    let inv = 1.0 / sum;
-    x.iter_mut().for_each(|v| *v *= inv);
+    super::row_softmax::softmax_in_place(x);
 }
 
 /// One row of [`FusedAttentionBackend::kiln_attention_score_grad`]: `g ← scale · p ⊙ (g − d)`.

@@ -11,6 +11,8 @@ mod multi_head;
 mod nystrom;
 mod performer;
 #[cfg(feature = "flex")]
+pub mod row_softmax;
+#[cfg(feature = "flex")]
 pub mod seq_conv;
 mod softmax;
 

@@ -128,13 +128,18 @@ impl Nystrom {
         let col_mask = valid_cols.clone().equal_elem(0.0);
 
         let f = q.matmul(k_land.clone().swap_dims(2, 3)).mul_scalar(scale); // [b, h, n, m]
-        let f = softmax(f.mask_fill(col_mask.clone().expand([b, h, n, m]), MASKED), 3) * valid_cols.clone();
         let a = q_land.clone().matmul(k_land.swap_dims(2, 3)).mul_scalar(scale); // [b, h, m, m]
-        let a = softmax(a.mask_fill(col_mask.expand([b, h, m, m]), MASKED), 3) * valid_cols * valid;
+        let (f, a) = if padding.is_none() && every_segment_filled(n, m) {
+            (softmax_rows(f), softmax_rows(a))
+        } else {
+            let f = softmax_rows(f.mask_fill(col_mask.clone().expand([b, h, n, m]), MASKED)) * valid_cols.clone();
+            let a = softmax_rows(a.mask_fill(col_mask.expand([b, h, m, m]), MASKED)) * valid_cols * valid;
+            (f, a)
+        };
         let bk = q_land.matmul(k.swap_dims(2, 3)).mul_scalar(scale); // [b, h, m, n]
         let bk = match padding {
-            Some(p) => softmax(bk.mask_fill(p.clone().reshape([b, 1, 1, n]).expand([b, h, m, n]), MASKED), 3),
-            None => softmax(bk, 3),
+            Some(p) => softmax_rows(bk.mask_fill(p.clone().reshape([b, 1, 1, n]).expand([b, h, m, n]), MASKED)),
+            None => softmax_rows(bk),
         };
         let out = f.matmul(iterative_pinv(a, self.pinv_iterations).matmul(bk.matmul(v.clone()))); // [b, h, n, d]
         match &self.conv {
@@ -149,6 +154,23 @@ impl Nystrom {
             None => out,
         }
     }
+}
+
+/// Whether `n` unpadded tokens fill all `m` segments (each segment `⌈n/m⌉` tokens, the last ones may
+/// be left empty): then no landmark needs masking.
+fn every_segment_filled(n: usize, m: usize) -> bool {
+    let seg_len = n.div_ceil(m.max(1)).max(1);
+    n.div_ceil(seg_len) >= m
+}
+
+/// Softmax along the last dimension: on flex one host pass each way ([`super::row_softmax`]), else
+/// Burn's `softmax`.
+fn softmax_rows(x: Tensor<4>) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    if super::row_softmax::row_softmax_on(&x.device()) && x.dtype() == burn::tensor::DType::F32 {
+        return super::row_softmax::row_softmax(x);
+    }
+    softmax(x, 3)
 }
 
 /// Approximate Moore-Penrose pseudo-inverse of each `[m, m]` matrix by the iteration of Razavi et al.
@@ -246,5 +268,31 @@ mod tests {
         assert!(random[0] > random[1] && random[1] > random[2], "{random:?}");
         assert!(random[2] < 0.1, "{random:?}");
         assert!(smooth_errs[1] < 0.05, "{smooth_errs:?}");
+    }
+
+    /// Without padding, where every segment has a token, the landmark masks are skipped; the output
+    /// and the input gradients equal those of the masked path (an all-false padding mask), for
+    /// lengths that fill every segment or leave some empty.
+    #[test]
+    fn unmasked_path_equals_the_masked_path() {
+        let device = dev().autodiff();
+        let m = 8;
+        for n in [5, 8, 11, 15, 16, 40] {
+            assert_eq!(every_segment_filled(n, m), [8, 15, 16, 40].contains(&n), "n = {n}");
+            let layer = Nystrom::new(2, m, 5, 3, &device);
+            let run = |padding: Option<&Tensor<2, Bool>>| {
+                let q = randn([2, 2, n, 4], 1.0, 1, &device).require_grad();
+                let k = randn([2, 2, n, 4], 1.0, 2, &device).require_grad();
+                let v = randn([2, 2, n, 4], 1.0, 3, &device).require_grad();
+                let out = layer.forward(q.clone(), k.clone(), v.clone(), padding, None);
+                let grads = (out.clone() * randn([2, 2, n, 4], 1.0, 4, &device)).sum().backward();
+                [out, q.grad(&grads).unwrap(), k.grad(&grads).unwrap(), v.grad(&grads).unwrap()].map(to_vec)
+            };
+            let none = Tensor::<2, Bool>::from_data(TensorData::new(vec![false; 2 * n], [2, n]), &device);
+            let (fast, masked) = (run(None), run(Some(&none)));
+            for (name, (a, b)) in ["output", "dq", "dk", "dv"].iter().zip(fast.iter().zip(&masked)) {
+                assert!(max_abs_diff(a, b) < 1e-5, "n = {n}: {name}");
+            }
+        }
     }
 }

@@ -201,8 +201,9 @@ unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
     dot_portable(a, b)
 }
 
+/// `Σ aᵢ bᵢ` in 16 partial sums, an order the compiler vectorises.
 #[inline(always)]
-fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
     const LANES: usize = 16;
     let mut lanes = [0.0f32; LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
