@@ -137,6 +137,11 @@ pub struct ListOpsConfig {
     /// At least `max_len − 1`, the longest tree kept.
     #[serde(default)]
     pub pad_to: Option<usize>,
+    /// Training batches of trees of similar length (Hugging Face's `group_by_length`): with lengths
+    /// spread over 500-2,000 tokens, random batches pad to nearly 2,000 and softmax attention pays
+    /// for the padding quadratically. Each tree is still seen once per epoch.
+    #[serde(default)]
+    pub group_by_length: bool,
 }
 
 fn default_depth() -> usize {
@@ -267,6 +272,7 @@ mod tests {
             max_args: 5,
             seed: 1,
             pad_to: None,
+            group_by_length: false,
         };
         let data = c.generate().unwrap();
         assert_eq!((data.train.len(), data.valid.len(), data.test.len()), (200, 20, 20));
@@ -302,6 +308,7 @@ mod tests {
             max_args: 5,
             seed: 1,
             pad_to: None,
+            group_by_length: false,
         };
         assert!(c.validate().unwrap_err().to_string().contains("leave none"));
         let short = ListOpsConfig { max_len: 60, pad_to: Some(58), ..c.clone() };

@@ -116,6 +116,8 @@ pub struct ListOpsTask {
     majority: u8,
     /// Pad batches to this length (`[data] pad_to`).
     pad_to: Option<usize>,
+    /// Training trees per length group (`[data] group_by_length`): their lengths, else empty.
+    train_lengths: Vec<usize>,
 }
 
 /// Examples per evaluation batch.
@@ -128,14 +130,16 @@ impl ListOpsTask {
         let mut counts = [0usize; 10];
         generated.train.iter().for_each(|e| counts[e.label as usize] += 1);
         let majority = (0..10).max_by_key(|&c| counts[c]).unwrap_or(0) as u8;
-        Ok(Self { model, data: generated, majority, pad_to: data.pad_to })
+        let train_lengths =
+            if data.group_by_length { generated.train.iter().map(|e| e.tokens.len()).collect() } else { vec![] };
+        Ok(Self { model, data: generated, majority, pad_to: data.pad_to, train_lengths })
     }
 
     /// The task without its splits, for `kiln predict` on a trained run: the vocabulary is fixed,
     /// so nothing has to be generated.
     pub fn without_data(model: ClassifierConfig, data: &ListOpsConfig) -> Self {
         let data_free = ListOps { train: vec![], valid: vec![], test: vec![] };
-        Self { model, data: data_free, majority: 0, pad_to: data.pad_to }
+        Self { model, data: data_free, majority: 0, pad_to: data.pad_to, train_lengths: vec![] }
     }
 
     /// Accuracy of always answering the most frequent training label (the floor to beat).
@@ -167,7 +171,12 @@ impl Task for ListOpsTask {
     }
 
     fn train_batch(&self, step: usize, batch_size: usize, seed: u64, device: &Device) -> SequenceBatch {
-        let idx = EpochSampler::new(self.data.train.len(), batch_size, seed).batch(step);
+        let sampler = EpochSampler::new(self.data.train.len(), batch_size, seed);
+        let idx = if self.train_lengths.is_empty() {
+            sampler.batch(step)
+        } else {
+            sampler.batch_grouped_by_length(step, &self.train_lengths)
+        };
         let examples: Vec<&Example> = idx.iter().map(|&i| &self.data.train[i]).collect();
         batch_of(&examples, self.pad_to, device)
     }
@@ -232,5 +241,48 @@ impl Task for ListOpsTask {
         let batch = batch_of(&[&example], self.pad_to, device);
         let pred: i64 = model.forward(batch.tokens, &batch.padding).argmax(1).into_scalar();
         Ok(format!("{pred}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `[data] group_by_length`: an epoch of grouped batches holds exactly the trees of an epoch of
+    /// random ones (each once), pads to less than half as many tokens, and a step's batch is the
+    /// same when drawn again (resume).
+    #[test]
+    fn length_grouped_listops_batches_cover_the_epoch_with_less_padding() {
+        let device = Device::flex();
+        let data: ListOpsConfig =
+            toml::from_str("n_train = 640\nn_valid = 10\nn_test = 10\nmin_len = 10\nmax_len = 300")
+                .expect("a ListOps config");
+        let model = ClassifierConfig { encoder: TransformerConfig::new(16, 2, 1), pooling: Pooling::default() };
+        let plain = ListOpsTask::new(model.clone(), &data).unwrap();
+        let grouped = ListOpsTask::new(model, &ListOpsConfig { group_by_length: true, ..data }).unwrap();
+        // The trees of an epoch (tokens without padding, label), sorted, and the padding tokens paid.
+        let epoch = |task: &ListOpsTask| {
+            let (mut trees, mut padded) = (vec![], 0);
+            for step in 0..20 {
+                let batch = task.train_batch(step, 32, 3, &device);
+                let n = batch.tokens.dims()[1];
+                let tokens: Vec<i64> = batch.tokens.into_data().iter::<i64>().collect();
+                let labels: Vec<i64> = batch.labels.into_data().iter::<i64>().collect();
+                for (row, label) in tokens.chunks(n).zip(labels) {
+                    let real: Vec<i64> = row.iter().copied().filter(|&t| t != listops::PAD as i64).collect();
+                    padded += n - real.len();
+                    trees.push((real, label));
+                }
+            }
+            trees.sort();
+            (trees, padded)
+        };
+        let ((plain_trees, plain_pad), (grouped_trees, grouped_pad)) = (epoch(&plain), epoch(&grouped));
+        assert_eq!(plain_trees.len(), 640);
+        assert_eq!(plain_trees, grouped_trees, "the same trees per epoch");
+        assert!(grouped_pad * 2 < plain_pad, "padding tokens: grouped {grouped_pad}, random {plain_pad}");
+        let again = |t: &ListOpsTask| t.train_batch(7, 32, 3, &device).tokens.into_data();
+        assert_eq!(again(&grouped), again(&grouped));
+        assert_ne!(again(&grouped), again(&plain));
     }
 }

@@ -5,7 +5,9 @@
 //! sum, divide, matmul), keeps the `[b, h, n, m]` score and probability matrices of every layer
 //! until the backward pass, and differentiates each of those ops on its own: softmax
 //! forward+backward at n = 4,096 needed 2.7 GB and 0.27× PyTorch's time (docs/benchmarks.md). Here the
-//! forward pass is flex's fused attention kernel and the backward pass is the FlashAttention
+//! forward pass runs over blocks of query rows too (`O = softmax(s·Q Kᵀ + mask) V` per block: two
+//! GEMMs and a host softmax, faster in training than flex's attention kernel, whose per-element `expf`
+//! is scalar) and the backward pass is the FlashAttention
 //! recurrence (Dao et al. 2022, arXiv:2205.14135, Alg. 4) over blocks of query rows: for each block,
 //! recompute `P = softmax(s·Q Kᵀ + mask)`, then
 //!
@@ -52,11 +54,7 @@ pub trait FusedAttentionBackend: Backend {
         padding: BoolTensor<Self>,
         causal: bool,
     ) -> FloatTensor<Self> {
-        let [b, h, n, _] = dims4(&q);
-        let m = dims4(&k)[2];
-        let mask = Self::bool_expand(Self::bool_reshape(padding, Shape::new([b, 1, 1, m])), Shape::new([b, h, n, m]));
-        let options = AttentionModuleOptions { is_causal: causal, ..Default::default() };
-        Self::attention(q, k, v, Some(mask), None, options)
+        backend_attention::<Self>(q, k, v, padding, causal)
     }
 
     /// A block of the backward pass: `P = softmax(scale·S + mask)` of raw scores `S = Q Kᵀ`
@@ -83,6 +81,21 @@ pub trait FusedAttentionBackend: Backend {
     ) -> FloatTensor<Self> {
         score_grad_by_backend_ops::<Self>(probs, grad_probs, delta, scale)
     }
+}
+
+/// [`FusedAttentionBackend::kiln_attention`] by the backend's own `attention` (the default).
+fn backend_attention<B: Backend>(
+    q: FloatTensor<B>,
+    k: FloatTensor<B>,
+    v: FloatTensor<B>,
+    padding: BoolTensor<B>,
+    causal: bool,
+) -> FloatTensor<B> {
+    let [b, h, n, _] = dims4(&q);
+    let m = dims4(&k)[2];
+    let mask = B::bool_expand(B::bool_reshape(padding, Shape::new([b, 1, 1, m])), Shape::new([b, h, n, m]));
+    let options = AttentionModuleOptions { is_causal: causal, ..Default::default() };
+    B::attention(q, k, v, Some(mask), None, options)
 }
 
 /// [`FusedAttentionBackend::kiln_attention_probs`] from backend ops (the default, and the reference
@@ -139,10 +152,22 @@ fn in_future(i: usize, j: usize, n: usize, m: usize) -> bool {
     j as i64 > i as i64 + m as i64 - n as i64
 }
 
-/// flex: the forward pass is flex's own attention kernel (the default); the two block steps of the
-/// backward pass are one pass over each row on the host, split over Rayon's threads, instead of
+/// flex: the forward pass blockwise ([`attention_forward_blocks`]: one layer of ListOps' shape,
+/// batch 8 × 2 heads × 32 dims, forward+backward at n = 1,024 / 2,048 on one thread: 249–254 →
+/// 175–186 ms and 956–1,053 → 829–986 ms against flex's own kernel); the block softmax and the
+/// score gradient are one pass over each row on the host, split over Rayon's threads, instead of
 /// eight and three separate backend ops.
 impl FusedAttentionBackend for Flex {
+    fn kiln_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        padding: BoolTensor<Self>,
+        causal: bool,
+    ) -> FloatTensor<Self> {
+        attention_forward_blocks::<Self>(q, k, v, padding, causal, BLOCK_BYTES)
+    }
+
     fn kiln_attention_probs(
         scores: FloatTensor<Self>,
         padding: BoolTensor<Self>,
@@ -305,6 +330,30 @@ struct Saved<B: Backend> {
 
 fn dims4<T: TensorMetadata>(t: &T) -> [usize; 4] {
     t.shape().dims::<4>()
+}
+
+/// `softmax(Q Kᵀ/√d + mask) V` one block of query rows at a time, each block's scores at most
+/// `block_bytes` (at least one row): GEMMs and the block softmax.
+fn attention_forward_blocks<B: FusedAttentionBackend>(
+    q: FloatTensor<B>,
+    k: FloatTensor<B>,
+    v: FloatTensor<B>,
+    padding: BoolTensor<B>,
+    causal: bool,
+    block_bytes: usize,
+) -> FloatTensor<B> {
+    let [b, h, n, d] = dims4(&q);
+    let m = dims4(&k)[2];
+    let scale = (1.0 / (d as f64).sqrt()) as f32;
+    let k_t = B::float_swap_dims(k, 2, 3);
+    let mut out: Vec<_> = row_blocks(b * h, m, n, block_bytes)
+        .map(|(r0, r)| {
+            let q_b = B::float_slice(q.clone(), &rows(b, h, r0, r, d));
+            let p = B::kiln_attention_probs(B::float_matmul(q_b, k_t.clone()), padding.clone(), causal, r0, n, scale);
+            B::float_matmul(p, v.clone())
+        })
+        .collect();
+    if out.len() == 1 { out.pop().expect("one block") } else { B::float_cat(out, 2) }
 }
 
 /// `[dQ, dK, dV]` from the saved forward pass and `dO`, one block of query rows at a time, each
@@ -479,8 +528,8 @@ mod tests {
         assert!(max_abs_diff(&back(host), &back(ops)) < 1e-6);
     }
 
-    /// The backward pass in blocks of query rows equals the one-block pass: blocks of 1, 3 and 7 of
-    /// 10 rows (one partial), causal with padding.
+    /// The forward and backward passes in blocks of query rows equal the one-block passes: blocks
+    /// of 1, 3 and 7 of 10 rows (one partial), causal with padding.
     #[test]
     fn blockwise_backward_equals_one_block() {
         let device = dev();
@@ -504,12 +553,19 @@ mod tests {
             attention_backward::<Flex>(saved.clone(), prim(grad.clone()), rows * 4 * b * h * m)
                 .map(|g| to_vec(Tensor::<4>::from_primitive::<Flex>(g)))
         };
-        let whole = backward(n);
+        let forward = |rows: usize| {
+            let Saved { q, k, v, padding, .. } = saved.clone();
+            let out = attention_forward_blocks::<Flex>(q, k, v, padding, true, rows * 4 * b * h * m);
+            to_vec(Tensor::<4>::from_primitive::<Flex>(out))
+        };
+        let (whole, whole_out) = (backward(n), forward(n));
+        assert!(max_abs_diff(&whole_out, &to_vec(Tensor::<4>::from_primitive::<Flex>(saved.out.clone()))) < 1e-6);
         for rows in [1, 3, 7] {
             let blocks = backward(rows);
             for i in 0..3 {
                 assert!(max_abs_diff(&blocks[i], &whole[i]) < 1e-6, "rows {rows}, gradient {i}");
             }
+            assert!(max_abs_diff(&forward(rows), &whole_out) < 1e-6, "rows {rows}, output");
         }
     }
 }
