@@ -412,7 +412,7 @@ impl RunConfig {
         match (&self.model, &self.data) {
             (ModelConfig::CharLm(m), DataConfig::Text(_)) => m.validate()?,
             (ModelConfig::Classifier(m), DataConfig::Listops(d)) => {
-                m.encoder.validate().context("model.encoder")?;
+                m.validate()?;
                 d.validate()?;
             }
             (ModelConfig::Vit(m), DataConfig::Mnist(_)) => m.encoder.validate().context("model.encoder")?,

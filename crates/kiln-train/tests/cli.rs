@@ -838,10 +838,11 @@ fn wgan_trains_measures_and_resumes() {
 fn malformed_model_configs_name_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let read = |p: &str| std::fs::read_to_string(workspace().join(p)).unwrap();
-    let (vae, gan, ner) = (
+    let (vae, gan, ner, listops) = (
         read("configs/vae/mnist_vmf.toml"),
         read("configs/gan/eight_gaussians_gp.toml"),
         read("configs/ner/cluener_bert.toml"),
+        read("configs/quickstart.toml"),
     );
     let cases: Vec<(&str, String, &str)> = vec![
         ("vae kappa", vae.replace("kappa = 20.0", "kappa = 0.0"), "model.latent.kappa must be in (0, 1e5], got 0"),
@@ -892,6 +893,11 @@ fn malformed_model_configs_name_the_key() {
                 "\n[model.encoder]\nd_model = 32\nn_heads = 2\nn_layers = 1\n\n[model.bert]\n",
             ),
             "give either [model.encoder] or [model.bert], not both",
+        ),
+        (
+            "classifier embedding_std",
+            listops.replace("pooling = \"mean\"", "pooling = \"mean\"\nembedding_std = -1.0"),
+            "model.embedding_std must be positive, got -1",
         ),
         ("ner neither", ner.replace("[model.bert]\nattention = { kind = \"softmax\" }", ""), "give [model.encoder]"),
         (

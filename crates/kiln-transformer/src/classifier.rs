@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
+use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 use kiln_data::listops::{self, Example, ListOps, ListOpsConfig};
 use kiln_layers::mask::{masked_mean, padding_from_lengths};
@@ -35,13 +35,31 @@ pub struct ClassifierConfig {
     /// Pooling of token states.
     #[serde(default)]
     pub pooling: Pooling,
+    /// Standard deviation of the token embeddings' normal initialisation; default Burn's `N(0, 1)`.
+    /// The LRA reference code draws them `N(0, 0.02²)`, the scale of its learned positions: with
+    /// `N(0, 1)` tokens the positions start 50 times smaller than the tokens they are added to.
+    #[serde(default)]
+    pub embedding_std: Option<f64>,
 }
 
 impl ClassifierConfig {
+    /// Check the values serde cannot: the encoder, and a positive finite `embedding_std`.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.encoder.validate().context("model.encoder")?;
+        if let Some(std) = self.embedding_std {
+            anyhow::ensure!(std.is_finite() && std > 0.0, "model.embedding_std must be positive, got {std}");
+        }
+        Ok(())
+    }
+
     /// Build for a vocabulary and a number of classes.
     pub fn init(&self, vocab_size: usize, num_classes: usize, device: &Device) -> SequenceClassifier {
+        let mut embedding = EmbeddingConfig::new(vocab_size, self.encoder.d_model);
+        if let Some(std) = self.embedding_std {
+            embedding = embedding.with_initializer(Initializer::Normal { mean: 0.0, std });
+        }
         SequenceClassifier {
-            embedding: EmbeddingConfig::new(vocab_size, self.encoder.d_model).init(device),
+            embedding: embedding.init(device),
             encoder: self.encoder.init(device),
             head: LinearConfig::new(self.encoder.d_model, num_classes).init(device),
             pooling: self.pooling,
@@ -257,7 +275,11 @@ mod tests {
         let data: ListOpsConfig =
             toml::from_str("n_train = 640\nn_valid = 10\nn_test = 10\nmin_len = 10\nmax_len = 300")
                 .expect("a ListOps config");
-        let model = ClassifierConfig { encoder: TransformerConfig::new(16, 2, 1), pooling: Pooling::default() };
+        let model = ClassifierConfig {
+            encoder: TransformerConfig::new(16, 2, 1),
+            pooling: Pooling::default(),
+            embedding_std: None,
+        };
         let plain = ListOpsTask::new(model.clone(), &data).unwrap();
         let grouped = ListOpsTask::new(model, &ListOpsConfig { group_by_length: true, ..data }).unwrap();
         // The trees of an epoch (tokens without padding, label), sorted, and the padding tokens paid.
@@ -284,5 +306,27 @@ mod tests {
         let again = |t: &ListOpsTask| t.train_batch(7, 32, 3, &device).tokens.into_data();
         assert_eq!(again(&grouped), again(&grouped));
         assert_ne!(again(&grouped), again(&plain));
+    }
+
+    /// `embedding_std` sets the token embeddings' spread (the LRA reference's 0.02); without it they
+    /// are Burn's `N(0, 1)`.
+    #[test]
+    fn embedding_std_sets_the_token_embedding_scale() {
+        let device = Device::flex();
+        let std_of = |embedding_std: Option<f64>| {
+            let config =
+                ClassifierConfig { encoder: TransformerConfig::new(64, 2, 1), pooling: Pooling::Mean, embedding_std };
+            let w: Vec<f32> = config.init(200, 10, &device).embedding.weight.val().into_data().iter::<f32>().collect();
+            let mean = w.iter().sum::<f32>() / w.len() as f32;
+            (w.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / w.len() as f32).sqrt()
+        };
+        let (reference, default) = (std_of(Some(0.02)), std_of(None));
+        assert!((reference - 0.02).abs() < 0.001, "std {reference}");
+        assert!((default - 1.0).abs() < 0.05, "std {default}");
+        let bad = ClassifierConfig {
+            embedding_std: Some(0.0),
+            ..toml::from_str("[encoder]\nd_model = 8\nn_heads = 2\nn_layers = 1").unwrap()
+        };
+        assert!(bad.validate().unwrap_err().to_string().contains("model.embedding_std must be positive, got 0"));
     }
 }
