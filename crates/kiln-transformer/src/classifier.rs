@@ -134,7 +134,7 @@ pub struct ListOpsTask {
     majority: u8,
     /// Pad batches to this length (`[data] pad_to`).
     pad_to: Option<usize>,
-    /// Training trees per length group (`[data] group_by_length`): their lengths, else empty.
+    /// The training trees' lengths when batches are grouped by length (`[data] group_by_length`), else empty.
     train_lengths: Vec<usize>,
 }
 
