@@ -64,7 +64,15 @@ impl RowSoftmaxBackend for Flex {
         let shape = x.shape();
         let m = shape.as_slice().last().copied().unwrap_or(1).max(1);
         let mut values = host_vec(x);
-        values.par_chunks_mut(task_len(m)).for_each(|rows| for_rows(rows, m, normalise_rows));
+        values.par_chunks_mut(task_len(m)).for_each(|rows| {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F, checked just above.
+                unsafe { normalise_rows_avx512(rows, m) };
+                return;
+            }
+            normalise_rows(rows, m);
+        });
         FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
     }
 
@@ -120,29 +128,22 @@ fn task_len(m: usize) -> usize {
     m * (HOST_CHUNK / m).max(1)
 }
 
-/// `f(rows, m)` on a block of whole rows, compiled for AVX-512 where the CPU has it.
-fn for_rows(rows: &mut [f32], m: usize, f: fn(&mut [f32], usize)) {
-    /// # Safety
-    ///
-    /// The CPU must support AVX-512F.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn apply_avx512(rows: &mut [f32], m: usize, f: fn(&mut [f32], usize)) {
-        f(rows, m);
-    }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F, checked just above.
-        unsafe { apply_avx512(rows, m, f) };
-        return;
-    }
-    f(rows, m);
-}
-
 /// [`softmax_in_place`] on each row of `m` elements.
 #[inline(always)]
 fn normalise_rows(rows: &mut [f32], m: usize) {
     rows.chunks_exact_mut(m).for_each(softmax_in_place);
+}
+
+/// [`normalise_rows`] compiled for AVX-512 (called directly: through a function pointer the row
+/// loop would not be inlined into the AVX-512 copy).
+///
+/// # Safety
+///
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn normalise_rows_avx512(rows: &mut [f32], m: usize) {
+    normalise_rows(rows, m);
 }
 
 /// `g ← y ⊙ (g − g·y)` on each row of `m` elements.
