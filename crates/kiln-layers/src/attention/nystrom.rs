@@ -124,14 +124,14 @@ impl Nystrom {
         let (seg, valid) = self.segments(b, n, padding, &device);
         let q_land = seg.clone().matmul(q.clone()); // [b, h, m, d]
         let k_land = seg.matmul(k.clone()); // [b, h, m, d]
-        let valid_cols = valid.clone().reshape([b, 1, 1, m]); // [b, 1, 1, m]
-        let col_mask = valid_cols.clone().equal_elem(0.0);
 
         let f = q.matmul(k_land.clone().swap_dims(2, 3)).mul_scalar(scale); // [b, h, n, m]
         let a = q_land.clone().matmul(k_land.swap_dims(2, 3)).mul_scalar(scale); // [b, h, m, m]
         let (f, a) = if padding.is_none() && every_segment_filled(n, m) {
             (softmax_rows(f), softmax_rows(a))
         } else {
+            let valid_cols = valid.clone().reshape([b, 1, 1, m]); // [b, 1, 1, m]
+            let col_mask = valid_cols.clone().equal_elem(0.0);
             let f = softmax_rows(f.mask_fill(col_mask.clone().expand([b, h, n, m]), MASKED)) * valid_cols.clone();
             let a = softmax_rows(a.mask_fill(col_mask.expand([b, h, m, m]), MASKED)) * valid_cols * valid;
             (f, a)
