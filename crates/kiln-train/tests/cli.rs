@@ -838,11 +838,12 @@ fn wgan_trains_measures_and_resumes() {
 fn malformed_model_configs_name_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let read = |p: &str| std::fs::read_to_string(workspace().join(p)).unwrap();
-    let (vae, gan, ner, listops) = (
+    let (vae, gan, ner, listops, lm) = (
         read("configs/vae/mnist_vmf.toml"),
         read("configs/gan/eight_gaussians_gp.toml"),
         read("configs/ner/cluener_bert.toml"),
         read("configs/quickstart.toml"),
+        read("configs/lm/softmax.toml"),
     );
     let cases: Vec<(&str, String, &str)> = vec![
         ("vae kappa", vae.replace("kappa = 20.0", "kappa = 0.0"), "model.latent.kappa must be in (0, 1e5], got 0"),
@@ -898,6 +899,11 @@ fn malformed_model_configs_name_the_key() {
             "classifier embedding_std",
             listops.replace("pooling = \"mean\"", "pooling = \"mean\"\nembedding_std = -1.0"),
             "model.embedding_std must be positive, got -1",
+        ),
+        (
+            "char_lm embedding_std",
+            lm.replace("context = 64", "context = 64\nembedding_std = inf"),
+            "model.embedding_std must be positive, got inf",
         ),
         ("ner neither", ner.replace("[model.bert]\nattention = { kind = \"softmax\" }", ""), "give [model.encoder]"),
         (

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig};
+use burn::nn::{Embedding, Linear, LinearConfig};
 use burn::prelude::*;
 use kiln_data::listops::{self, Example, ListOps, ListOpsConfig};
 use kiln_layers::mask::{masked_mean, padding_from_lengths};
@@ -13,6 +13,7 @@ use kiln_layers::{TokenLayout, Transformer, TransformerConfig};
 use kiln_task::{EpochSampler, GenerateOptions, Metrics, StepOutput, Task};
 use serde::{Deserialize, Serialize};
 
+use crate::embedding::{check_embedding_std, token_embedding};
 use crate::{accuracy_counts, cross_entropy};
 
 /// How token states become one vector per sequence.
@@ -46,20 +47,13 @@ impl ClassifierConfig {
     /// Check the values serde cannot: the encoder, and a positive finite `embedding_std`.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.encoder.validate().context("model.encoder")?;
-        if let Some(std) = self.embedding_std {
-            anyhow::ensure!(std.is_finite() && std > 0.0, "model.embedding_std must be positive, got {std}");
-        }
-        Ok(())
+        check_embedding_std(self.embedding_std)
     }
 
     /// Build for a vocabulary and a number of classes.
     pub fn init(&self, vocab_size: usize, num_classes: usize, device: &Device) -> SequenceClassifier {
-        let mut embedding = EmbeddingConfig::new(vocab_size, self.encoder.d_model);
-        if let Some(std) = self.embedding_std {
-            embedding = embedding.with_initializer(Initializer::Normal { mean: 0.0, std });
-        }
         SequenceClassifier {
-            embedding: embedding.init(device),
+            embedding: token_embedding(vocab_size, self.encoder.d_model, self.embedding_std, device),
             encoder: self.encoder.init(device),
             head: LinearConfig::new(self.encoder.d_model, num_classes).init(device),
             pooling: self.pooling,
@@ -340,21 +334,32 @@ mod tests {
         assert!(lengths.iter().max() > lengths.iter().min().map(|m| m + 20).as_ref());
     }
 
-    /// `embedding_std` sets the token embeddings' spread (the LRA reference's 0.02); without it they
-    /// are Burn's `N(0, 1)`.
+    /// `embedding_std` sets the token embeddings' spread (the LRA reference's 0.02), for the
+    /// classifier and the language model; without it they are Burn's `N(0, 1)`.
     #[test]
     fn embedding_std_sets_the_token_embedding_scale() {
         let device = Device::flex();
-        let std_of = |embedding_std: Option<f64>| {
-            let config =
-                ClassifierConfig { encoder: TransformerConfig::new(64, 2, 1), pooling: Pooling::Mean, embedding_std };
-            let w: Vec<f32> = config.init(200, 10, &device).embedding.weight.val().into_data().iter::<f32>().collect();
+        let spread = |w: Tensor<2>| {
+            let w: Vec<f32> = w.into_data().iter::<f32>().collect();
             let mean = w.iter().sum::<f32>() / w.len() as f32;
             (w.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / w.len() as f32).sqrt()
         };
-        let (reference, default) = (std_of(Some(0.02)), std_of(None));
-        assert!((reference - 0.02).abs() < 0.001, "std {reference}");
-        assert!((default - 1.0).abs() < 0.05, "std {default}");
+        let classifier = |embedding_std: Option<f64>| {
+            let config =
+                ClassifierConfig { encoder: TransformerConfig::new(64, 2, 1), pooling: Pooling::Mean, embedding_std };
+            spread(config.init(200, 10, &device).embedding.weight.val())
+        };
+        let lm = |embedding_std: Option<f64>| {
+            let decoder = TransformerConfig { causal: true, ..TransformerConfig::new(64, 2, 1) };
+            let config = crate::CharLmConfig { context: 8, decoder, embedding_std };
+            config.validate().unwrap();
+            spread(config.init(200, &device).embedding.weight.val())
+        };
+        for (name, std_of) in [("classifier", &classifier as &dyn Fn(Option<f64>) -> f32), ("char_lm", &lm)] {
+            let (reference, default) = (std_of(Some(0.02)), std_of(None));
+            assert!((reference - 0.02).abs() < 0.001, "{name}: std {reference}");
+            assert!((default - 1.0).abs() < 0.05, "{name}: std {default}");
+        }
         let bad = ClassifierConfig {
             embedding_std: Some(0.0),
             ..toml::from_str("[encoder]\nd_model = 8\nn_heads = 2\nn_layers = 1").unwrap()

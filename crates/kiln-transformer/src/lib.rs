@@ -3,6 +3,7 @@
 
 pub mod bert;
 mod classifier;
+pub mod embedding;
 mod lm;
 mod loss;
 mod vit;

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
+use burn::nn::{Embedding, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use kiln_data::text::{CharCorpus, CharVocab};
@@ -15,6 +15,7 @@ use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
 use crate::cross_entropy;
+use crate::embedding::{check_embedding_std, token_embedding};
 
 /// `[model] kind = "char_lm"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,6 +25,10 @@ pub struct CharLmConfig {
     pub context: usize,
     /// The decoder stack (`[model.decoder]`); must have `causal = true`.
     pub decoder: TransformerConfig,
+    /// Standard deviation of the character embeddings' normal initialisation; default Burn's
+    /// `N(0, 1)`. nanoGPT draws them `N(0, 0.02²)`, like its learned positions.
+    #[serde(default)]
+    pub embedding_std: Option<f64>,
 }
 
 impl CharLmConfig {
@@ -32,13 +37,13 @@ impl CharLmConfig {
         self.decoder.validate().context("model.decoder")?;
         anyhow::ensure!(self.decoder.causal, "model.decoder.causal must be true for a language model");
         anyhow::ensure!(self.context >= 1, "model.context must be at least 1");
-        Ok(())
+        check_embedding_std(self.embedding_std)
     }
 
     /// Build for a vocabulary.
     pub fn init(&self, vocab_size: usize, device: &Device) -> CharLm {
         CharLm {
-            embedding: EmbeddingConfig::new(vocab_size, self.decoder.d_model).init(device),
+            embedding: token_embedding(vocab_size, self.decoder.d_model, self.embedding_std, device),
             decoder: self.decoder.init(device),
             head: LinearConfig::new(self.decoder.d_model, vocab_size).init(device),
         }
