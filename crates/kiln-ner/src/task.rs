@@ -43,7 +43,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
+use burn::nn::{Embedding, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use kiln_data::ner::{ColumnOptions, NerExample, NerFile, read_cluener, read_cmeee, read_columns};
@@ -51,6 +51,7 @@ use kiln_data::tokenizer::BertTokenizer;
 use kiln_layers::mask::padding_from_lengths;
 use kiln_layers::{AttentionConfig, Dropout, TokenLayout, Transformer, TransformerConfig, linear_rows};
 use kiln_task::{EpochSampler, GenerateOptions, Metrics, StepOutput, Task};
+use kiln_transformer::embedding::{check_embedding_std, token_embedding};
 use kiln_transformer::{Bert, BertConfig};
 use serde::{Deserialize, Serialize};
 
@@ -78,6 +79,10 @@ pub struct NerModelConfig {
     /// and the model learns to tag from context. Default 0.
     #[serde(default)]
     pub token_dropout: f64,
+    /// From scratch: standard deviation of the character (and bigram) embeddings' normal
+    /// initialisation; default Burn's `N(0, 1)`. BERT and GPT draw theirs `N(0, 0.02²)`.
+    #[serde(default)]
+    pub embedding_std: Option<f64>,
     /// From scratch: add to each character's embedding a projection of the embeddings of its two
     /// bigrams, with the character before and with the one after (sentence ends are boundary
     /// symbols), concatenated; one table built on the training file — the bigram features of Chinese
@@ -164,6 +169,11 @@ impl NerModelConfig {
             !self.lexicon || self.encoder.is_some(),
             "model.lexicon: applies to a from-scratch [model.encoder] only"
         );
+        anyhow::ensure!(
+            self.embedding_std.is_none() || self.encoder.is_some(),
+            "model.embedding_std: applies to a from-scratch [model.encoder] only (BERT's are pretrained)"
+        );
+        check_embedding_std(self.embedding_std)?;
         anyhow::ensure!(self.bigram_min_count >= 1, "model.bigram_min_count: must be at least 1");
         anyhow::ensure!(self.bigram_dim >= 1, "model.bigram_dim: must be at least 1");
         Ok(())
@@ -893,11 +903,20 @@ impl Task for NerTask {
                 })
             }
             (Some(encoder), None) => Ok(NerModel {
-                embedding: Some(EmbeddingConfig::new(self.vocab.len() + 2, encoder.d_model).init(device)),
-                bigram_embedding: self
-                    .model
-                    .bigrams
-                    .then(|| EmbeddingConfig::new(self.bigram_vocab.len() + 2, self.model.bigram_dim).init(device)),
+                embedding: Some(token_embedding(
+                    self.vocab.len() + 2,
+                    encoder.d_model,
+                    self.model.embedding_std,
+                    device,
+                )),
+                bigram_embedding: self.model.bigrams.then(|| {
+                    token_embedding(
+                        self.bigram_vocab.len() + 2,
+                        self.model.bigram_dim,
+                        self.model.embedding_std,
+                        device,
+                    )
+                }),
                 bigram_projection: self.model.bigrams.then(|| {
                     LinearConfig::new(2 * self.model.bigram_dim, encoder.d_model).with_bias(false).init(device)
                 }),
@@ -1050,6 +1069,11 @@ mod tests {
     }
 
     fn setup(dir: &Path) -> NerTask {
+        setup_with(dir, "")
+    }
+
+    /// [`setup`] with extra `[model]` keys.
+    fn setup_with(dir: &Path, model_keys: &str) -> NerTask {
         let train = "张 B-PER\n三 I-PER\n去 O\n北 B-LOC\n京 I-LOC\n\n李 B-PER\n四 I-PER\n\n";
         let valid = "张 B-PER\n三 I-PER\n到 O\n上 B-LOC\n海 I-LOC\n\n";
         std::fs::write(dir.join("train.txt"), train).unwrap();
@@ -1060,10 +1084,11 @@ mod tests {
             dir.join("valid.txt")
         ))
         .unwrap();
-        let model: NerModelConfig = toml::from_str(
-            "head = { kind = \"global_pointer\", d_head = 8 }\n[encoder]\nd_model = 16\nn_heads = 2\nn_layers = 1",
-        )
+        let model: NerModelConfig = toml::from_str(&format!(
+            "head = {{ kind = \"global_pointer\", d_head = 8 }}\n{model_keys}\n[encoder]\nd_model = 16\nn_heads = 2\nn_layers = 1",
+        ))
         .unwrap();
+        model.validate().unwrap();
         NerTask::new(model, data).unwrap()
     }
 
@@ -1087,6 +1112,29 @@ mod tests {
         let m = task.evaluate(&model, "valid", &device).unwrap();
         assert_eq!(m[0].0, "f1");
         assert!(task.evaluate(&model, "test", &device).unwrap().is_empty(), "no test file configured");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// `embedding_std` sets the spread of the character and bigram embeddings; without it they are
+    /// Burn's `N(0, 1)`.
+    #[test]
+    fn embedding_std_sets_the_character_and_bigram_embedding_scale() {
+        let dir = scratch_dir("embedding_std");
+        let spreads = |keys: &str| {
+            let task = setup_with(&dir, &format!("bigrams = true\nbigram_min_count = 1\n{keys}"));
+            let model = task.build_model(&Device::flex()).unwrap();
+            let spread = |e: &Embedding| {
+                let w: Vec<f32> = e.weight.val().into_data().iter::<f32>().collect();
+                let mean = w.iter().sum::<f32>() / w.len() as f32;
+                (w.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / w.len() as f32).sqrt()
+            };
+            (spread(model.embedding.as_ref().unwrap()), spread(model.bigram_embedding.as_ref().unwrap()))
+        };
+        // 9 x 16 and 16 x 32 values: the sample spread is within 25% of the drawn one.
+        let (chars, bigrams) = spreads("embedding_std = 0.02");
+        assert!((0.015..0.025).contains(&chars) && (0.015..0.025).contains(&bigrams), "{chars} {bigrams}");
+        let (chars, bigrams) = spreads("");
+        assert!((0.75..1.25).contains(&chars) && (0.75..1.25).contains(&bigrams), "{chars} {bigrams}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -902,10 +902,15 @@ fn malformed_model_configs_name_the_key() {
         ),
         (
             "char_lm embedding_std",
-            lm.replace("context = 64", "context = 64\nembedding_std = inf"),
+            lm.replace("embedding_std = 0.02", "embedding_std = inf"),
             "model.embedding_std must be positive, got inf",
         ),
         ("ner neither", ner.replace("[model.bert]\nattention = { kind = \"softmax\" }", ""), "give [model.encoder]"),
+        (
+            "ner bert embedding_std",
+            ner.replace("\n[model.bert]\n", "\nembedding_std = 0.02\n\n[model.bert]\n"),
+            "model.embedding_std: applies to a from-scratch [model.encoder] only",
+        ),
         (
             "ner bert key",
             ner.replace("attention = { kind = \"softmax\" }", "atention = { kind = \"softmax\" }"),
