@@ -955,7 +955,7 @@ impl Task for NerTask {
         StepOutput { loss: model.head.loss(h, &batch.head_padding, &batch.spans, self.types.len()), items: b }
     }
 
-    fn on_optimizer_step(&self, model: &mut NerModel, step: usize) {
+    fn before_train_step(&self, model: &mut NerModel, step: usize) {
         if let Some(encoder) = &mut model.encoder {
             encoder.on_step(step);
         }

@@ -50,7 +50,8 @@ pub struct GenerateOptions {
 /// One trainable task: a model, its data, its loss and its evaluation.
 ///
 /// `kiln train` calls [`Task::build_model`] (or loads a checkpoint into it), then for each step
-/// [`Task::train_batch`] and [`Task::step`], the optimiser, and [`Task::on_optimizer_step`];
+/// [`Task::before_train_step`], [`Task::train_batch`] and [`Task::step`], the optimiser, and
+/// [`Task::on_optimizer_step`];
 /// every evaluation interval [`Task::evaluate`] on a non-autodiff copy of the model.
 pub trait Task: Sized + Send + Sync + 'static {
     /// The model trained.
@@ -78,7 +79,12 @@ pub trait Task: Sized + Send + Sync + 'static {
     /// Forward pass and loss of one batch in training mode.
     fn step(&self, model: &Self::Model, batch: Self::Batch) -> StepOutput;
 
-    /// Called after each optimiser step with the new step count (Performer feature redraws).
+    /// Called before each training step, with its 0-based index, before its batches run forward
+    /// (Performer feature redraws: a step trains with the features it is evaluated with, and none are
+    /// drawn after the last step).
+    fn before_train_step(&self, _model: &mut Self::Model, _step: usize) {}
+
+    /// Called after each optimiser step with the new step count (weight clipping, power iteration).
     fn on_optimizer_step(&self, _model: &mut Self::Model, _step: usize) {}
 
     /// Evaluate on the validation split (`split = "valid"`) or the test split (`"test"`).

@@ -77,6 +77,7 @@ impl TaskJob for StepJob {
         let (mut items, mut step_seconds) = (0, Vec::with_capacity(self.steps));
         for step in 0..self.warmup + self.steps {
             let start = Instant::now();
+            task.before_train_step(&mut model, step);
             let batch = task.train_batch(step, t.batch_size, t.seed, &ad);
             let out = task.step(&model, batch);
             items = out.items;

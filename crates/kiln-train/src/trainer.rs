@@ -3,7 +3,7 @@
 //! Per optimiser step: re-seed the device from `(seed, step)` (dropout), run `grad_accum`
 //! micro-batches forward and backward, accumulating gradients, stop on a non-finite loss, clip the
 //! global gradient norm, step the optimiser at the scheduled learning rate, let the task update its
-//! state (Performer redraws), move the average of the weights (`[train.ema]`, [`crate::ema`]). Evaluate every `eval_every` steps; checkpoint every `checkpoint_every`
+//! state (weight clipping; Performer redraws come before a step's forward pass), move the average of the weights (`[train.ema]`, [`crate::ema`]). Evaluate every `eval_every` steps; checkpoint every `checkpoint_every`
 //! steps, at every new best evaluation and at the end; stop early on a plateau or on Ctrl-C, saving
 //! first. Written here rather than with burn-train's `Learner` because exact resume (batches and
 //! dropout as functions of the step), global-norm clipping and atomic checkpoints with checksums are
@@ -296,6 +296,7 @@ impl TaskJob for TrainJob {
                     step + 1
                 )
             };
+            task.before_train_step(&mut model, step);
             let mut accumulator = GradientsAccumulator::new();
             let mut step_loss = 0.0;
             match &parallel {

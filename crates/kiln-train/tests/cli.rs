@@ -1000,6 +1000,25 @@ fn full_and_stopped_at_13(extra_train: &str) -> (tempfile::TempDir, PathBuf, Pat
     (dir, config, full_dir, run)
 }
 
+/// Performer redraws its features before every `redraw_interval`-th step, never after the last one
+/// (as the reference, which redraws in the training forward pass): a 7-step run with
+/// `redraw_interval = 7` ends with the same weights and metrics as one that never redraws, an 8-step
+/// one does not (its last step trained with the new features).
+#[test]
+fn performer_features_are_not_redrawn_after_the_last_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = std::fs::read_to_string(tiny_config(dir.path(), "")).unwrap();
+    let run = |interval: usize, steps: usize| {
+        let path = dir.path().join(format!("redraw_{interval}_{steps}.toml"));
+        std::fs::write(&path, body.replace("redraw_interval = 7", &format!("redraw_interval = {interval}"))).unwrap();
+        let out = kiln().arg("train").arg(&path).args(["--set", &format!("train.steps={steps}")]).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        final_model(&run_dir_of(&out))
+    };
+    assert_eq!(run(7, 7), run(0, 7), "features drawn after the last step");
+    assert_ne!(run(7, 8), run(0, 8), "the redraw before step 8 (1-based) was not used");
+}
+
 /// A checkpoint write that fails (here: files over 16 KiB cannot be written, as on a full disk) is an
 /// error that keeps the previous checkpoint; a `latest` that no longer verifies (a flipped byte) is
 /// skipped for the newest checkpoint that does; either way the run finishes equal to an uninterrupted one.

@@ -199,7 +199,7 @@ impl Task for ListOpsTask {
         StepOutput { loss: cross_entropy(logits, batch.labels), items }
     }
 
-    fn on_optimizer_step(&self, model: &mut SequenceClassifier, step: usize) {
+    fn before_train_step(&self, model: &mut SequenceClassifier, step: usize) {
         model.encoder.on_step(step);
     }
 

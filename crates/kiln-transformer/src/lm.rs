@@ -213,7 +213,7 @@ impl Task for CharLmTask {
         StepOutput { loss: self.loss(model, batch), items }
     }
 
-    fn on_optimizer_step(&self, model: &mut CharLm, step: usize) {
+    fn before_train_step(&self, model: &mut CharLm, step: usize) {
         model.decoder.on_step(step);
     }
 

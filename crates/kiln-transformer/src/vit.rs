@@ -156,7 +156,7 @@ impl Task for MnistTask {
         StepOutput { loss: cross_entropy(model.forward(batch.images), batch.labels), items }
     }
 
-    fn on_optimizer_step(&self, model: &mut Vit, step: usize) {
+    fn before_train_step(&self, model: &mut Vit, step: usize) {
         model.encoder.on_step(step);
     }
 

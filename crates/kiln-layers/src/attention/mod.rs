@@ -54,7 +54,7 @@ pub enum AttentionConfig {
         /// Number of random features; default `d ln d` rounded up to a multiple of 4.
         #[serde(default)]
         num_features: Option<usize>,
-        /// Redraw the features every this many optimiser steps (0: never).
+        /// Redraw the features before every this-many-th training step (0: never).
         #[serde(default = "default_redraw")]
         redraw_interval: usize,
         /// Seed of the feature draws (each layer mixes in its index).
@@ -223,7 +223,8 @@ impl Attention {
         }
     }
 
-    /// Per-step state updates: Performer redraws its features on schedule; others do nothing.
+    /// Per-step state updates, before training step `step` (0-based): Performer redraws its
+    /// features on schedule; others do nothing.
     pub fn on_step(&mut self, step: usize) {
         if let Self::Performer(p) = self {
             p.redraw(step);

@@ -23,9 +23,11 @@
 //! is capped at 60 against overflow, which only binds for keys of extreme norm.
 //!
 //! **`W` is state.** It is a non-trainable [`Param`] so that it is saved in checkpoints and a resumed
-//! run continues with the features it was trained with. [`Performer::redraw`] draws a new `W` every
-//! `redraw_interval` training steps (the reference redraws every 1,000 forward calls); the draw is a
-//! function of `(seed, step / redraw_interval)`, so a resumed run redraws exactly as the original.
+//! run continues with the features it was trained with. [`Performer::redraw`] draws a new `W` before
+//! every `redraw_interval`-th training step (the reference redraws in the training forward pass, every
+//! 1,000 calls, so never after the last step: the model is evaluated with the features its last steps
+//! trained with); the draw is a function of `(seed, step / redraw_interval)`, so a resumed run redraws
+//! exactly as the original.
 
 use burn::module::Param;
 use burn::prelude::*;
@@ -128,8 +130,9 @@ impl Performer {
         self.projection.dims()[0]
     }
 
-    /// Draw new features if `step` is a positive multiple of `redraw_interval`. Call once per
-    /// optimiser step; the draw depends only on `(seed, step / redraw_interval)`.
+    /// Draw new features if `step` is a positive multiple of `redraw_interval`. Call before each
+    /// training step with its 0-based index (every `redraw_interval` steps, never after the last);
+    /// the draw depends only on `(seed, step / redraw_interval)`.
     pub fn redraw(&mut self, step: usize) {
         if self.redraw_interval > 0 && step > 0 && step.is_multiple_of(self.redraw_interval) {
             let [m, d] = self.projection.dims();
