@@ -1,14 +1,16 @@
 //! The training loop: the same for every task.
 //!
-//! Per optimiser step: re-seed the device from `(seed, step)` (dropout), run `grad_accum`
-//! micro-batches forward and backward, accumulating gradients, stop on a non-finite loss, clip the
-//! global gradient norm, step the optimiser at the scheduled learning rate, let the task update its
-//! state (weight clipping; Performer redraws come before a step's forward pass), move the average of the weights (`[train.ema]`, [`crate::ema`]). Evaluate every `eval_every` steps; checkpoint every `checkpoint_every`
-//! steps, at every new best evaluation and at the end; stop early on a plateau or on Ctrl-C, saving
-//! first. Written here rather than with burn-train's `Learner` because exact resume (batches and
-//! dropout as functions of the step), global-norm clipping and atomic checkpoints with checksums are
-//! all needed, and the Learner owns none of them. With several devices (`[device] devices`), each
-//! round of micro-batches runs through burn-train's own multi-device step (see [`crate::parallel`]).
+//! Per optimiser step: re-seed the device from `(seed, step)` (dropout), run `grad_accum` micro-batches
+//! forward and backward, accumulating gradients, stop on a non-finite loss, clip the global gradient
+//! norm, step the optimiser at the scheduled learning rate, let the task update its state (weight
+//! clipping; Performer redraws come before a step's forward pass), move the average of the weights
+//! (`[train.ema]`, [`crate::ema`]). Evaluate every `eval_every` steps; checkpoint every
+//! `checkpoint_every` steps, at every new best evaluation and at the end; stop early on a plateau or on
+//! Ctrl-C, saving first. Written here rather than with burn-train's `Learner` because exact resume
+//! (batches and dropout as functions of the step), global-norm clipping and atomic checkpoints with
+//! checksums are all needed, and the Learner owns none of them. With several devices (`[device]
+//! devices`), each round of micro-batches runs through burn-train's own multi-device step (see
+//! [`crate::parallel`]).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
