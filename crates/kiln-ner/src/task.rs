@@ -111,6 +111,11 @@ pub struct NerModelConfig {
     /// spans that share no token). The CRF head's entities never overlap either way.
     #[serde(default)]
     pub decode: Decoding,
+    /// A span is an entity when its score is above this. Default 0, the decision boundary the
+    /// multilabel loss trains for; a negative value trades precision for recall. Chosen on a
+    /// validation set, never on the test set. GlobalPointer heads only (the CRF decodes paths).
+    #[serde(default)]
+    pub threshold: f64,
 }
 
 fn default_bigram_min_count() -> usize {
@@ -174,6 +179,11 @@ impl NerModelConfig {
             "model.embedding_std: applies to a from-scratch [model.encoder] only (BERT's are pretrained)"
         );
         check_embedding_std(self.embedding_std)?;
+        anyhow::ensure!(self.threshold.is_finite(), "model.threshold: {} is not a finite number", self.threshold);
+        anyhow::ensure!(
+            self.threshold == 0.0 || !matches!(self.head, SpanHeadConfig::Crf { .. }),
+            "model.threshold: applies to the GlobalPointer heads only (the CRF head decodes a tag path)"
+        );
         anyhow::ensure!(self.bigram_min_count >= 1, "model.bigram_min_count: must be at least 1");
         anyhow::ensure!(self.bigram_dim >= 1, "model.bigram_dim: must be at least 1");
         Ok(())
@@ -213,8 +223,16 @@ pub struct NerDataConfig {
     pub format: NerFormat,
     /// Training file.
     pub train: PathBuf,
-    /// Validation file.
-    pub valid: PathBuf,
+    /// Validation file (exclusive with `valid_fraction`).
+    #[serde(default)]
+    pub valid: Option<PathBuf>,
+    /// Instead of a validation file: hold out this fraction of the training file's sentences, the
+    /// last ones (as Keras' `validation_split`; a contiguous tail keeps whole documents on one side),
+    /// after `train_limit`. Vocabularies and the lexicon are built from the rest. For datasets
+    /// without a dev split (MSRA), so that checkpoints and decoding thresholds are chosen without
+    /// looking at the test file.
+    #[serde(default)]
+    pub valid_fraction: Option<f64>,
     /// Test file with labels, if any (CLUENER's test file has none).
     #[serde(default)]
     pub test: Option<PathBuf>,
@@ -240,14 +258,35 @@ fn default_max_len() -> usize {
 impl NerDataConfig {
     /// The files this config reads.
     pub fn paths(&self) -> Vec<&Path> {
-        let mut v = vec![self.train.as_path(), self.valid.as_path()];
+        let mut v = vec![self.train.as_path()];
+        v.extend(self.valid.as_deref());
         v.extend(self.test.as_deref());
         v
     }
 
+    /// Checks of the data keys.
+    ///
+    /// # Errors
+    ///
+    /// The first invalid value.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.max_len > 0, "data.max_len must be positive");
+        match (&self.valid, self.valid_fraction) {
+            (Some(_), Some(_)) => {
+                anyhow::bail!("data.valid_fraction: give either data.valid (a file) or data.valid_fraction, not both")
+            }
+            (None, None) => anyhow::bail!(
+                "data.valid: missing; give a validation file, or data.valid_fraction to hold out part of the training file"
+            ),
+            (None, Some(f)) => anyhow::ensure!(f > 0.0 && f < 1.0, "data.valid_fraction: {f} is outside (0, 1)"),
+            (Some(_), None) => {}
+        }
+        Ok(())
+    }
+
     /// Make relative paths absolute against `dir`.
     pub fn resolve_paths(&mut self, dir: &Path) {
-        for p in [&mut self.train, &mut self.valid].into_iter().chain(self.test.as_mut()) {
+        for p in std::iter::once(&mut self.train).chain(self.valid.as_mut()).chain(self.test.as_mut()) {
             if p.is_relative() {
                 *p = dir.join(&*p);
             }
@@ -523,9 +562,9 @@ pub struct NerBatch {
 
 impl NerBatch {
     /// Predicted spans of each row in word (character) positions, from scores over head positions.
-    fn to_words(&self, scores: Tensor<4>, decoding: Decoding) -> Vec<Vec<Span>> {
+    fn to_words(&self, scores: Tensor<4>, decoding: Decoding, threshold: f64) -> Vec<Vec<Span>> {
         decoding
-            .decode(scores, 0.0)
+            .decode(scores, threshold as f32)
             .into_iter()
             .zip(&self.words)
             .map(|(spans, words)| {
@@ -628,7 +667,20 @@ impl NerTask {
         if let Some(limit) = data.train_limit {
             train_file.examples.truncate(limit);
         }
-        let valid_file = data.read(&data.valid)?;
+        let valid_file = match (&data.valid, data.valid_fraction) {
+            (Some(path), _) => data.read(path)?,
+            (None, Some(fraction)) => {
+                let n = train_file.examples.len();
+                anyhow::ensure!(
+                    n >= 2,
+                    "{}: data.valid_fraction needs at least 2 training sentences, found {n}",
+                    data.train.display()
+                );
+                let held = ((n as f64 * fraction).round() as usize).clamp(1, n - 1);
+                NerFile { examples: train_file.examples.split_off(n - held), inconsistent_tags: 0 }
+            }
+            (None, None) => anyhow::bail!("data.valid: missing (or give data.valid_fraction)"),
+        };
         let test_file = data.test.as_deref().map(|p| data.read(p)).transpose()?;
         let mut vocab = BTreeMap::new();
         let chars: BTreeSet<&str> =
@@ -983,6 +1035,7 @@ impl Task for NerTask {
             let predicted = batch.to_words(
                 model.forward(batch.ids.clone(), batch.features.clone(), &batch.padding, &batch.head_padding),
                 self.model.decode,
+                self.model.threshold,
             );
             for (x, p) in chunk.iter().zip(&predicted) {
                 let gold = self.gold(x);
@@ -1039,6 +1092,7 @@ impl Task for NerTask {
             let predicted = batch.to_words(
                 model.forward(batch.ids.clone(), batch.features.clone(), &batch.padding, &batch.head_padding),
                 self.model.decode,
+                self.model.threshold,
             );
             for ((&i, x), spans) in chunk.iter().zip(&examples).zip(predicted) {
                 let entities = spans
@@ -1092,6 +1146,63 @@ mod tests {
         NerTask::new(model, data).unwrap()
     }
 
+    /// `valid_fraction` holds out the training file's last sentences (after `train_limit`): they are
+    /// the validation set, and the vocabulary, types and lexicon come from the rest only.
+    #[test]
+    fn valid_fraction_holds_out_the_last_training_sentences() {
+        let dir = scratch_dir("fraction");
+        let sentence = |name: &str, kind: &str| {
+            let mut chars = name.chars();
+            let first = chars.next().unwrap();
+            let rest: String = chars.map(|c| format!("{c} I-{kind}\n")).collect();
+            format!("{first} B-{kind}\n{rest}去 O\n\n")
+        };
+        // Ten sentences; the last two hold the only ORG and the only 王 and 五.
+        let mut train: String = ["张三", "李四", "赵六", "钱七", "孙八", "周九", "吴十", "郑一"]
+            .iter()
+            .map(|n| sentence(n, "PER"))
+            .collect();
+        train += &sentence("王五", "PER");
+        train += &sentence("中华", "ORG");
+        train += &sentence("张三", "PER"); // past train_limit: never read
+        std::fs::write(dir.join("train.txt"), train).unwrap();
+        let data = |keys: &str| -> NerDataConfig {
+            toml::from_str(&format!(
+                "format = \"columns\"\ntrain = {:?}\ntrain_limit = 10\n{keys}",
+                dir.join("train.txt")
+            ))
+            .unwrap()
+        };
+        let model: NerModelConfig = toml::from_str(
+            "head = { kind = \"global_pointer\", d_head = 8 }\nlexicon = true\n[encoder]\nd_model = 16\nn_heads = 2\nn_layers = 1",
+        )
+        .unwrap();
+        let held = data("valid_fraction = 0.2");
+        held.validate().unwrap();
+        let task = NerTask::new(model.clone(), held).unwrap();
+        let names = |xs: &[NerExample]| xs.iter().map(|x| x.tokens[..2].concat()).collect::<Vec<_>>();
+        assert_eq!(names(&task.valid), ["王五", "中华"]);
+        assert_eq!(names(&task.train).len(), 8);
+        assert_eq!(names(&task.train)[7], "郑一");
+        assert_eq!(task.types(), ["PER"], "ORG is only in the held-out sentences");
+        assert!(!task.vocab.contains_key("王") && task.vocab.contains_key("郑"));
+        let lexicon = task.lexicon.as_ref().unwrap();
+        assert!(lexicon.counts.contains_key("郑\u{1f}一") && !lexicon.counts.contains_key("王\u{1f}五"));
+        // A fraction rounds to at least one sentence and leaves at least one to train on.
+        let tiny = NerTask::new(model.clone(), data("valid_fraction = 0.01")).unwrap();
+        assert_eq!((tiny.train.len(), tiny.valid.len()), (9, 1));
+        for (keys, expected) in [
+            ("valid_fraction = 1.0", "outside (0, 1)"),
+            ("valid_fraction = 0.0", "outside (0, 1)"),
+            ("", "data.valid: missing"),
+            ("valid_fraction = 0.1\nvalid = \"v.txt\"", "not both"),
+        ] {
+            let err = data(keys).validate().unwrap_err().to_string();
+            assert!(err.contains(expected), "{keys:?}: {err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     /// Types and vocabulary come from the training file; the cut at `max_len` drops entities that
     /// cross it from the labels; unseen characters map to [UNK].
     #[test]
@@ -1112,6 +1223,25 @@ mod tests {
         let m = task.evaluate(&model, "valid", &device).unwrap();
         assert_eq!(m[0].0, "f1");
         assert!(task.evaluate(&model, "test", &device).unwrap().is_empty(), "no test file configured");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// `[model] threshold` is the decision boundary of evaluation: far below every score, each of the
+    /// 20 valid cells (10 spans of the 4 kept characters × 2 types) is an entity, one of them right
+    /// (张三 as PER) of the 2 gold ones; far above, none is.
+    #[test]
+    fn the_threshold_decides_which_spans_are_entities() {
+        let dir = scratch_dir("threshold");
+        let mut task = setup(&dir);
+        let device = Device::flex();
+        let model = task.build_model(&device).unwrap();
+        let get = |m: &Metrics, key: &str| m.iter().find(|(k, _)| k == key).unwrap().1;
+        task.model.threshold = -1e6;
+        let all = task.evaluate(&model, "valid", &device).unwrap();
+        assert_eq!((get(&all, "precision"), get(&all, "recall")), (1.0 / 20.0, 0.5));
+        task.model.threshold = 1e6;
+        let none = task.evaluate(&model, "valid", &device).unwrap();
+        assert_eq!((get(&none, "precision"), get(&none, "recall")), (0.0, 0.0));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -1356,7 +1486,7 @@ mod tests {
         task.save_artifacts(&run).unwrap();
         let mut moved = task.data.clone();
         moved.train = dir.join("gone/train.txt");
-        moved.valid = dir.join("gone/valid.txt");
+        moved.valid = Some(dir.join("gone/valid.txt"));
         let rebuilt = NerTask::from_run(task.model.clone(), moved.clone(), &run).unwrap();
         assert!(rebuilt.train.is_empty(), "nothing was read");
         assert_eq!(
@@ -1453,7 +1583,7 @@ mod tests {
         scores[36 + 2] = 1.0; // type 1, row 0, column 2
         scores[2 * 6 + 4] = 1.0; // type 0, row 2, column 4
         let scores = Tensor::<4>::from_data(TensorData::new(scores, [1, 2, 6, 6]), &device);
-        let words = batch.to_words(scores, Decoding::Nested);
+        let words = batch.to_words(scores, Decoding::Nested, 0.0);
         assert_eq!(words, vec![vec![Span { kind: 1, start: 0, end: 1 }, Span { kind: 0, start: 1, end: 3 }]]);
         // The model runs on it: scores over the 6 pieces, padding masked.
         let model = task.build_model(&device).unwrap();

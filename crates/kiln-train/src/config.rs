@@ -418,7 +418,7 @@ impl RunConfig {
             (ModelConfig::Vit(m), DataConfig::Mnist(_)) => m.encoder.validate().context("model.encoder")?,
             (ModelConfig::Ner(m), DataConfig::Ner(d)) => {
                 m.validate()?;
-                anyhow::ensure!(d.max_len > 0, "data.max_len must be positive");
+                d.validate()?;
             }
             (ModelConfig::Vae(m), DataConfig::Mnist(_)) => m.validate().context("model")?,
             (ModelConfig::Wgan(m), DataConfig::Toy2d(_) | DataConfig::Mnist(_)) => {

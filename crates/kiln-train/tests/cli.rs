@@ -912,6 +912,16 @@ fn malformed_model_configs_name_the_key() {
             "model.embedding_std: applies to a from-scratch [model.encoder] only",
         ),
         (
+            "ner threshold",
+            ner.replace("\n[model.bert]\n", "\nthreshold = -inf\n\n[model.bert]\n"),
+            "model.threshold: -inf is not a finite number",
+        ),
+        (
+            "ner valid twice",
+            ner.replace("[data]\n", "[data]\nvalid_fraction = 0.05\n"),
+            "data.valid_fraction: give either data.valid (a file) or data.valid_fraction, not both",
+        ),
+        (
             "ner bert key",
             ner.replace("attention = { kind = \"softmax\" }", "atention = { kind = \"softmax\" }"),
             "unknown field `atention`",
