@@ -30,7 +30,6 @@ fi
 # replicas (the test `two_devices_train_as_one_device_with_gradient_accumulation`), two devices with
 # grad_accum = 1 see the micro-batches one device sees with grad_accum = 2, so with dropout off the
 # runs must agree (up to the float rounding of summing gradients on another backend).
-last_losses() { grep -E ',(train|valid),loss,' "$1/metrics.csv" | tail -n 2 | cut -d, -f4 | tr '\n' ' '; }
 dp_run() {
   "$kiln" train configs/quickstart.toml --set train.steps=12 --set train.eval_every=12 --set train.log_every=1 \
     --set model.encoder.dropout=0 \
@@ -40,19 +39,17 @@ dp_run() {
 one=$(dp_run --device cpu --set train.grad_accum=2)
 two=$(dp_run --set 'device.devices=["cpu", "cpu"]' --set train.grad_accum=1)
 mixed=$(dp_run --set 'device.devices=["cpu", "flex"]' --set train.grad_accum=1)
-echo "train and valid loss at step 12: one wgpu device, grad_accum 2: $(last_losses "$one")"
-echo "                                 two wgpu replicas:             $(last_losses "$two")"
-echo "                                 wgpu + flex:                   $(last_losses "$mixed")"
 python3 - "$one" "$two" "$mixed" <<'PY'
 import sys
 def losses(run):
     rows = [l.split(",") for l in open(run + "/metrics.csv") if ",loss," in l]
     return [float(r[3]) for r in rows]
 ref = losses(sys.argv[1])
+print(f"one wgpu device, grad_accum = 2: train and valid loss at step 12: {ref[-2]!r}, {ref[-1]!r}")
 for name, run in (("two wgpu replicas", sys.argv[2]), ("wgpu + flex", sys.argv[3])):
     got = losses(run)
     worst = max(abs(a - b) / max(abs(a), 1e-6) for a, b in zip(ref, got))
     assert len(got) == len(ref), f"{name}: {len(got)} losses against {len(ref)}"
     assert worst < 1e-4, f"{name}: losses differ from one device by up to {worst:.2e} (relative)"
-    print(f"{name}: every logged loss within {worst:.1e} (relative) of one device with grad_accum = 2")
+    print(f"{name}: {got[-2]!r}, {got[-1]!r}; every logged loss within {worst:.1e} (relative) of one device")
 PY

@@ -661,15 +661,17 @@ impl NerTask {
     ///
     /// # Errors
     ///
-    /// A file is missing or malformed.
+    /// The data keys are invalid ([`NerDataConfig::validate`]), or a file is missing or malformed.
     pub fn new(model: NerModelConfig, data: NerDataConfig) -> anyhow::Result<Self> {
+        data.validate()?;
         let mut train_file = data.read(&data.train)?;
         if let Some(limit) = data.train_limit {
             train_file.examples.truncate(limit);
         }
         let valid_file = match (&data.valid, data.valid_fraction) {
             (Some(path), _) => data.read(path)?,
-            (None, Some(fraction)) => {
+            (None, fraction) => {
+                let fraction = fraction.context("data.valid_fraction")?; // validate(): one of the two
                 let n = train_file.examples.len();
                 anyhow::ensure!(
                     n >= 2,
@@ -679,7 +681,6 @@ impl NerTask {
                 let held = ((n as f64 * fraction).round() as usize).clamp(1, n - 1);
                 NerFile { examples: train_file.examples.split_off(n - held), inconsistent_tags: 0 }
             }
-            (None, None) => anyhow::bail!("data.valid: missing (or give data.valid_fraction)"),
         };
         let test_file = data.test.as_deref().map(|p| data.read(p)).transpose()?;
         let mut vocab = BTreeMap::new();
@@ -1198,6 +1199,9 @@ mod tests {
         ] {
             let err = data(keys).validate().unwrap_err().to_string();
             assert!(err.contains(expected), "{keys:?}: {err}");
+            // The task checks its data keys itself, for callers that skip the config checks.
+            let err = NerTask::new(model.clone(), data(keys)).err().expect("invalid keys").to_string();
+            assert!(err.contains(expected), "NerTask::new, {keys:?}: {err}");
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }
