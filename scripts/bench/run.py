@@ -10,7 +10,8 @@ PY (default python3) needs torch, and for the attention references `nystrom-atte
     PY -m pip install torch nystrom-attention performer-pytorch transformers
 
 BIN defaults to target/release/kiln, built first with `cargo build --release`. The embedding benchmark
-runs when KILN_BERT_DIR (scripts/download_minilm.sh) and KILN_DATA_DIR (holding stsb/) are set.
+runs when KILN_BERT_DIR (scripts/download_minilm.sh) and KILN_DATA_DIR (holding stsb/) are set; the
+training steps of the language model and the ViT when KILN_DATA_DIR holds tinyshakespeare/ and mnist/.
 
 Kiln and PyTorch alternate: the training step round by round, the attention layer point by point
 (each point a fresh process on each side), so that the machine's drift hits both alike. Ratios are
@@ -63,8 +64,29 @@ def json_lines(text):
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
-def train_step(kiln, py, rounds, steps):
-    config = "configs/bench/encoder_softmax.toml"
+# The training steps compared: Kiln config, PyTorch twin (command after the interpreter), tokens per
+# step, what the config reads from KILN_DATA_DIR (None: generated data), and what the twin is.
+STEPS = {
+    "train_step": ("configs/bench/encoder_softmax.toml", ["scripts/bench/train_step_torch.py"], 2048, None,
+                   "4-layer post-norm encoder, d_model 256, 4 heads, FFN 1024 (GELU), dropout 0.1, batch 16 × 128 "
+                   "tokens, AdamW, global-norm clipping"),
+    "lm_step": ("configs/lm/softmax.toml", ["scripts/bench/train_step_prenorm_torch.py", "--model", "lm"], 768,
+                "tinyshakespeare/input.txt",
+                "the character language model of the results (nanoGPT's small CPU setting): 4 pre-norm causal "
+                "layers, d_model 128, 4 heads, FFN 512, dropout 0, batch 12 × 64 characters, AdamW, global-norm "
+                "clipping; PyTorch's attention is `scaled_dot_product_attention(is_causal=True)`"),
+    "vit_step": ("configs/vit/softmax_learned.toml", ["scripts/bench/train_step_prenorm_torch.py", "--model", "vit"],
+                 64 * 49, "mnist",
+                 "the MNIST vision transformer with learned positions: 49 patches of 4 × 4 pixels, 4 pre-norm "
+                 "layers, d_model 64, 4 heads, FFN 128, batch 64 images, AdamW, global-norm clipping"),
+}
+
+
+def train_step(kiln, py, rounds, steps, which="train_step"):
+    config, twin, _, needs, _ = STEPS[which]
+    if needs and not os.path.exists(os.path.join(os.environ.get("KILN_DATA_DIR", "/nonexistent"), needs)):
+        print(f"{config}: skipped, KILN_DATA_DIR has no {needs}", file=sys.stderr)
+        return None
     ours, theirs = [], []
     for r in range(rounds):
         with tempfile.NamedTemporaryFile(suffix=".json") as out:
@@ -74,9 +96,9 @@ def train_step(kiln, py, rounds, steps):
                 check=True, cwd=ROOT, capture_output=True,
             )
             ours.append(json_lines(open(out.name).read())[0]["step_ms"])
-        theirs.append(json_lines(sh([py, "scripts/bench/train_step_torch.py", "--steps", str(steps)]))[0]["step_ms"])
-        print(f"train step round {r + 1}/{rounds}: kiln {ours[-1]:.1f} ms, pytorch {theirs[-1]:.1f} ms", file=sys.stderr)
-    return ours, theirs
+        theirs.append(json_lines(sh([py, *twin, "--steps", str(steps)]))[0]["step_ms"])
+        print(f"{config} round {r + 1}/{rounds}: kiln {ours[-1]:.1f} ms, pytorch {theirs[-1]:.1f} ms", file=sys.stderr)
+    return {"kiln": ours, "pytorch": theirs}
 
 
 def attention_points(kiln, py, points, repeats, max_gib):
@@ -162,7 +184,8 @@ def main():
         # Re-measure some attention points, or the training step, of the saved run and render again.
         data = json.load(open(raw_path))
         if a.redo_step:
-            data["train_step"] = dict(zip(["kiln", "pytorch"], train_step(kiln, a.python, rounds, a.steps)))
+            for which in STEPS:
+                data[which] = train_step(kiln, a.python, rounds, a.steps, which)
             data["train_step_redone"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
         redo = [(k, int(n), m) for k, n, m in (r.split(",") for r in a.redo)]
         fresh = attention_points(kiln, a.python, redo, a.repeats, a.max_gib)
@@ -177,7 +200,8 @@ def main():
         data = {"started": started.strftime("%Y-%m-%d %H:%M"), "quick": a.quick, "steps": a.steps,
                 "repeats": a.repeats, "machine": machine(a.python)}
         print(f"machine: {data['machine']}", file=sys.stderr)
-        data["train_step"] = dict(zip(["kiln", "pytorch"], train_step(kiln, a.python, rounds, a.steps)))
+        for which in STEPS:
+            data[which] = train_step(kiln, a.python, rounds, a.steps, which)
         data["rows"] = attention_points(kiln, a.python, all_points(ns), a.repeats, a.max_gib)
         data["errors"] = sh([kiln, "bench", "attention", "--errors-only"]).split("relative error", 1)[-1]
         data["embed"] = embed(kiln, a.python)
@@ -190,8 +214,7 @@ def main():
 
 def render(data, out):
     m, rows, errors, emb = data["machine"], data["rows"], data["errors"], data["embed"]
-    ours, theirs = data["train_step"]["kiln"], data["train_step"]["pytorch"]
-    rounds, quick = len(ours), data["quick"]
+    quick = data["quick"]
     L = []
     L.append("# Benchmarks: Kiln and PyTorch side by side")
     L.append("")
@@ -210,19 +233,25 @@ def render(data, out):
     L.append("")
     L.append("## Training step")
     L.append("")
-    L.append("`configs/bench/encoder_softmax.toml` (`kiln bench train-step`) against `scripts/bench/train_step_torch.py`: "
-             "4-layer post-norm encoder, d_model 256, 4 heads, FFN 1024 (GELU), dropout 0.1, batch 16 × 128 tokens, "
-             "AdamW, global-norm clipping; a step is batch, forward, backward, clipping, update. "
-             f"Median of {data['steps']} steps after 3 warm-up steps, per round; {rounds} rounds alternating."
-             + (f" Re-measured with `--redo-step` on {data['train_step_redone']} UTC." if data.get("train_step_redone") else ""))
-    L.append("")
-    L.append("| | Kiln step (ms) | PyTorch step (ms) | Kiln tokens/s | PyTorch tokens/s | ratio |")
-    L.append("|---|---|---|---|---|---|")
-    for i, (k, t) in enumerate(zip(ours, theirs)):
-        L.append(f"| round {i + 1} | {k:.1f} | {t:.1f} | {2048 / k * 1e3:,.0f} | {2048 / t * 1e3:,.0f} | {t / k:.2f} |")
-    k, t = statistics.median(ours), statistics.median(theirs)
-    L.append(f"| **median** | **{k:.1f}** | **{t:.1f}** | **{2048 / k * 1e3:,.0f}** | **{2048 / t * 1e3:,.0f}** | **{t / k:.2f}** |")
-    L.append("")
+    for which, (config, twin, tokens, needs, what) in STEPS.items():
+        step = data.get(which)
+        if step is None:
+            L.append(f"`{config}`: not measured in this run (set KILN_DATA_DIR to a folder with {needs}).")
+            L.append("")
+            continue
+        ours, theirs = step["kiln"], step["pytorch"]
+        L.append(f"`{config}` (`kiln bench train-step`) against `{' '.join(twin)}`: {what}; a step is batch, forward, "
+                 f"backward, clipping, update. Median of {data['steps']} steps after 3 warm-up steps, per round; "
+                 f"{len(ours)} rounds alternating."
+                 + (f" Re-measured with `--redo-step` on {data['train_step_redone']} UTC." if data.get("train_step_redone") else ""))
+        L.append("")
+        L.append("| | Kiln step (ms) | PyTorch step (ms) | Kiln tokens/s | PyTorch tokens/s | ratio |")
+        L.append("|---|---|---|---|---|---|")
+        for i, (k, t) in enumerate(zip(ours, theirs)):
+            L.append(f"| round {i + 1} | {k:.1f} | {t:.1f} | {tokens / k * 1e3:,.0f} | {tokens / t * 1e3:,.0f} | {t / k:.2f} |")
+        k, t = statistics.median(ours), statistics.median(theirs)
+        L.append(f"| **median** | **{k:.1f}** | **{t:.1f}** | **{tokens / k * 1e3:,.0f}** | **{tokens / t * 1e3:,.0f}** | **{t / k:.2f}** |")
+        L.append("")
     L.append("## Attention layers")
     L.append("")
     L.append("One multi-head attention layer (query, key, value and output projections around the kind), batch 1, "
