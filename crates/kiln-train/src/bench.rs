@@ -4,7 +4,9 @@
 //! `--warmup` steps untimed and then `--steps` timed ones: the training batch, forward, backward,
 //! global-norm clipping and the optimiser update, exactly as `kiln train` runs one micro-batch (the
 //! device is synchronised after each step). With `--eval`, one pass over the validation split
-//! (forward, decoding, metrics, no gradients) is timed after the steps. Several configs alternate
+//! (forward, decoding, metrics, no gradients) is timed after the steps; with `--phases`, each step's
+//! batch and forward pass, backward pass, clipping and update too (the device synchronised between
+//! them), to show where a step's time goes. Several configs alternate
 //! round by round, so that the machine's drift hits all of them alike; a step's figure is the median
 //! of all its timed steps, an evaluation's the median of its rounds.
 
@@ -42,6 +44,10 @@ pub struct BenchStepArgs {
     /// Also time one pass over the validation split per round.
     #[arg(long)]
     eval: bool,
+    /// Also time the step's phases (batch and forward, backward, clipping, update), synchronising
+    /// the device between them, and print their medians.
+    #[arg(long)]
+    phases: bool,
     /// Backend (default: each config's).
     #[arg(long)]
     device: Option<String>,
@@ -55,13 +61,19 @@ struct Round {
     describe: String,
     items_per_step: usize,
     step_seconds: Vec<f64>,
+    /// Per timed step, the seconds of each of [`PHASES`] (with `--phases`).
+    phase_seconds: Vec<[f64; 4]>,
     eval_seconds: Option<f64>,
 }
+
+/// The phases of a training step that `--phases` times.
+const PHASES: [&str; 4] = ["batch + forward", "backward", "clipping", "update"];
 
 struct StepJob {
     warmup: usize,
     steps: usize,
     eval: bool,
+    phases: bool,
     device: Device,
 }
 
@@ -74,20 +86,37 @@ impl TaskJob for StepJob {
         self.device.seed(t.seed);
         let mut model = task.build_model(&ad)?;
         let mut optimizer = optim::build(&t.optimizer);
-        let (mut items, mut step_seconds) = (0, Vec::with_capacity(self.steps));
+        let (mut items, mut step_seconds, mut phase_seconds) = (0, Vec::with_capacity(self.steps), Vec::new());
         for step in 0..self.warmup + self.steps {
             let start = Instant::now();
+            let mut marks = [start; 4];
+            // With --phases, the end of each phase: the device synchronised, then the clock read.
+            let mut mark = |i: usize| -> anyhow::Result<()> {
+                if self.phases {
+                    ad.sync().context("synchronising the device")?;
+                    marks[i] = Instant::now();
+                }
+                Ok(())
+            };
             task.before_train_step(&mut model, step);
             let batch = task.train_batch(step, t.batch_size, t.seed, &ad);
             let out = task.step(&model, batch);
             items = out.items;
+            mark(0)?;
             let mut grads = GradientsParams::from_grads(out.loss.backward(), &model);
+            mark(1)?;
             optim::clip_global_norm(&model, &mut grads, t.grad_clip);
+            mark(2)?;
             model = optimizer.step(t.optimizer.lr(), model, grads);
             task.on_optimizer_step(&mut model, step + 1);
             ad.sync().context("synchronising the device")?;
+            let end = Instant::now();
             if step >= self.warmup {
-                step_seconds.push(start.elapsed().as_secs_f64());
+                step_seconds.push((end - start).as_secs_f64());
+                if self.phases {
+                    let bounds = [start, marks[0], marks[1], marks[2], end];
+                    phase_seconds.push(std::array::from_fn(|i| (bounds[i + 1] - bounds[i]).as_secs_f64()));
+                }
             }
         }
         let eval_seconds = if self.eval {
@@ -98,7 +127,7 @@ impl TaskJob for StepJob {
         } else {
             None
         };
-        Ok(Round { describe: task.describe(), items_per_step: items, step_seconds, eval_seconds })
+        Ok(Round { describe: task.describe(), items_per_step: items, step_seconds, phase_seconds, eval_seconds })
     }
 }
 
@@ -127,7 +156,13 @@ pub fn train_step(args: BenchStepArgs) -> anyhow::Result<i32> {
     let mut rounds: Vec<Vec<Round>> = configs.iter().map(|_| Vec::new()).collect();
     for round in 0..args.rounds {
         for ((path, c, device), out) in configs.iter().zip(&mut rounds) {
-            let job = StepJob { warmup: args.warmup, steps: args.steps, eval: args.eval, device: device.clone() };
+            let job = StepJob {
+                warmup: args.warmup,
+                steps: args.steps,
+                eval: args.eval,
+                phases: args.phases,
+                device: device.clone(),
+            };
             let r = with_task(c, job).with_context(|| format!("{}", path.display()))?;
             eprintln!(
                 "round {}/{}: {}: median step {:.1} ms",
@@ -164,6 +199,20 @@ pub fn train_step(args: BenchStepArgs) -> anyhow::Result<i32> {
             "eval_s": eval_seconds,
         });
         json.push(row.to_string());
+    }
+    if args.phases {
+        println!();
+        println!("| config | {} (ms, medians) |", PHASES.join(" | "));
+        println!("|---|{}", "---|".repeat(PHASES.len()));
+        for ((path, _, _), rs) in configs.iter().zip(&rounds) {
+            let cells: Vec<String> = (0..PHASES.len())
+                .map(|i| {
+                    let mut v: Vec<f64> = rs.iter().flat_map(|r| r.phase_seconds.iter().map(|p| p[i])).collect();
+                    format!("{:.2}", median(&mut v) * 1e3)
+                })
+                .collect();
+            println!("| {} | {} |", path.display(), cells.join(" | "));
+        }
     }
     if let Some(path) = &args.json {
         std::fs::write(path, json.join("\n") + "\n").with_context(|| format!("writing {}", path.display()))?;

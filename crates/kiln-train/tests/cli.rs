@@ -628,7 +628,8 @@ dir = {:?}
 }
 
 /// `kiln bench train-step` times a config's step and evaluation; `--set` reaches every config, so
-/// the items per step follow the overridden batch size; a bad config is named.
+/// the items per step follow the overridden batch size; `--phases` splits the step into four phases
+/// that add up to it (medians, so roughly); a bad config is named.
 #[test]
 fn bench_train_step_reports_a_row_per_config() {
     let dir = tempfile::tempdir().unwrap();
@@ -636,7 +637,7 @@ fn bench_train_step_reports_a_row_per_config() {
     let out = kiln()
         .args(["bench", "train-step"])
         .arg(&config)
-        .args(["--warmup", "1", "--steps", "2", "--rounds", "2", "--eval", "--set", "train.batch_size=8"])
+        .args(["--warmup", "1", "--steps", "2", "--rounds", "2", "--eval", "--phases", "--set", "train.batch_size=8"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
@@ -650,6 +651,13 @@ fn bench_train_step_reports_a_row_per_config() {
     let (fastest, slowest) = (step_ms - 0.005, step_ms + 0.005);
     assert!(8.0 / (slowest / 1e3) * 0.995 <= items_per_s && items_per_s <= 8.0 / (fastest / 1e3) * 1.005, "{row}");
     assert!(cells[5].parse::<f64>().unwrap() > 0.0, "an eval time: {row}");
+    let phases = stdout.lines().filter(|l| l.contains("tiny.toml")).nth(1).expect("a phases row");
+    let phase_ms: Vec<f64> =
+        phases.split('|').map(str::trim).skip(2).filter(|c| !c.is_empty()).map(|c| c.parse().unwrap()).collect();
+    assert_eq!(phase_ms.len(), 4, "batch + forward, backward, clipping, update: {phases}");
+    assert!(phase_ms[0] > 0.0 && phase_ms[1] > 0.0, "{phases}");
+    let sum: f64 = phase_ms.iter().sum();
+    assert!(sum > step_ms / 4.0 && sum < step_ms * 4.0, "phases {sum} ms against a step of {step_ms} ms");
     let out = kiln().args(["bench", "train-step", "/nonexistent.toml"]).output().unwrap();
     assert!(!out.status.success() && text(&out).contains("/nonexistent.toml"), "{}", text(&out));
 }
