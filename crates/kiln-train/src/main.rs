@@ -148,7 +148,15 @@ enum BenchCommand {
 fn main() {
     tune_allocator();
     let cli = Cli::parse();
-    match run(cli) {
+    // Workers with the main thread's stack size, since the command itself runs on one of them.
+    let pool = rayon::ThreadPoolBuilder::new().stack_size(MAIN_STACK).build_global().is_ok();
+    let result = match &cli.command {
+        // `train` decides once it knows whether it trains data-parallel.
+        Command::Train { .. } => run(cli, pool),
+        _ if pool => on_worker(|| run(cli, pool)),
+        _ => run(cli, pool),
+    };
+    match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -157,7 +165,26 @@ fn main() {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<i32> {
+/// Stack of the thread pool's workers: 8 MiB, what Linux gives a program's main thread.
+const MAIN_STACK: usize = 8 << 20;
+
+/// Run `f` on a worker of Rayon's global pool and wait for it. flex and Kiln's host loops split
+/// their work with Rayon; called from a thread outside the pool, each of a step's several hundred
+/// parallel kernels is injected into the pool and the caller sleeps until a worker finishes it, with a
+/// third thread (the caller) beside the two workers on two cores. From a worker, a kernel's halves go
+/// to the worker itself and one neighbour, and no thread wakes up just to wait: the language model's
+/// training step went from 44 to 38 ms, the ViT's from 56 to 45 (docs/benchmarks.md).
+///
+/// Not for data-parallel training: there burn-train's device threads run the replicas while the caller
+/// blocks on a channel, and a caller blocking one of the pool's workers would leave one pool thread
+/// fewer (none, with `RAYON_NUM_THREADS=1`) for the replicas' kernels.
+fn on_worker<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
+}
+
+/// Run a command; `pool`: the global pool was built with [`MAIN_STACK`], so a single-device `train`
+/// may run [`on_worker`].
+fn run(cli: Cli, pool: bool) -> anyhow::Result<i32> {
     match cli.command {
         Command::Train { config, overrides, device, resume, stop_after_steps } => {
             let (config, run_dir) = match (&resume, &config) {
@@ -202,16 +229,16 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 eprintln!("\ninterrupted: saving a checkpoint (press Ctrl-C again to quit at once)");
             })
             .context("installing the Ctrl-C handler")?;
-            let summary = with_task(
-                &config,
-                trainer::TrainJob {
-                    run_dir,
-                    resume: resume.is_some(),
-                    device,
-                    data_parallel,
-                    stop_after: stop_after_steps,
-                },
-            )?;
+            let single_device = data_parallel.is_empty();
+            let job = trainer::TrainJob {
+                run_dir,
+                resume: resume.is_some(),
+                device,
+                data_parallel,
+                stop_after: stop_after_steps,
+            };
+            let summary =
+                if pool && single_device { on_worker(|| with_task(&config, job)) } else { with_task(&config, job) }?;
             trainer::report(&summary);
             Ok(if summary.ending == trainer::Ending::Interrupted && trainer::INTERRUPTED.load(Ordering::SeqCst) {
                 130
