@@ -22,12 +22,12 @@ is: build the batch, forward, backward, clip, optimiser step (and zeroing the gr
 """
 import argparse
 import json
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from train_step_torch import median_step_ms
 
 
 class Block(nn.Module):
@@ -126,17 +126,7 @@ def main():
             labels = torch.randint(0, 10, (batch,), generator=g)
             return F.cross_entropy(model(images), labels)
 
-    times = []
-    for step in range(a.warmup + a.steps):
-        start = time.perf_counter()
-        loss = batch_and_loss()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if step >= a.warmup:
-            times.append(time.perf_counter() - start)
-    step_ms = statistics.median(times) * 1e3
+    step_ms = median_step_ms(model, opt, batch_and_loss, a.warmup, a.steps)
     print(json.dumps({
         "impl_name": "pytorch", "config": config, "items_per_step": items, "tokens_per_step": tokens,
         "step_ms": step_ms, "items_per_s": items / step_ms * 1e3,
