@@ -89,7 +89,7 @@ impl TaskJob for StepJob {
         let (mut items, mut step_seconds, mut phase_seconds) = (0, Vec::with_capacity(self.steps), Vec::new());
         for step in 0..self.warmup + self.steps {
             let start = Instant::now();
-            let mut marks = [start; 4];
+            let mut marks = [start; 3];
             // With --phases, the end of each phase: the device synchronised, then the clock read.
             let mut mark = |i: usize| -> anyhow::Result<()> {
                 if self.phases {
@@ -202,7 +202,7 @@ pub fn train_step(args: BenchStepArgs) -> anyhow::Result<i32> {
     }
     if args.phases {
         println!();
-        println!("| config | {} (ms, medians) |", PHASES.join(" | "));
+        println!("| config (median ms per phase) | {} |", PHASES.join(" | "));
         println!("|---|{}", "---|".repeat(PHASES.len()));
         for ((path, _, _), rs) in configs.iter().zip(&rounds) {
             let cells: Vec<String> = (0..PHASES.len())
