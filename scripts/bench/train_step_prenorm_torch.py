@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from train_step_torch import median_step_ms
+from train_step_torch import median_step_ms, step_args
 
 
 class Block(nn.Module):
@@ -94,13 +94,7 @@ class Vit(nn.Module):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", choices=["lm", "vit"], default="lm")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
-    a = p.parse_args()
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
+    a = step_args(p)
     g = torch.Generator().manual_seed(1)
     if a.model == "lm":
         vocab, batch, context = 65, 12, 64

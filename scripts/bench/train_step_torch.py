@@ -43,6 +43,19 @@ class Classifier(nn.Module):
         return self.head(pooled)
 
 
+def step_args(p):
+    """Add the timing options shared by the twins in this folder, parse, and apply `--threads` and the
+    model seed."""
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
+    a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    return a
+
+
 def median_step_ms(model, opt, batch_and_loss, warmup, steps):
     """Median milliseconds of `steps` training steps after `warmup` untimed ones: batch and loss, backward,
     global-norm clipping at 1.0, optimiser step, gradients zeroed (shared by the twins in this folder)."""
@@ -64,13 +77,7 @@ def main():
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seq", type=int, default=128)
     p.add_argument("--min-len", type=int, default=101)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
-    a = p.parse_args()
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
+    a = step_args(p)
     model = Classifier(max_len=a.seq).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
     g = torch.Generator().manual_seed(1)

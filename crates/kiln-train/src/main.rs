@@ -150,11 +150,11 @@ fn main() {
     let cli = Cli::parse();
     // Workers with the main thread's stack size, since the command itself runs on one of them.
     let pool = rayon::ThreadPoolBuilder::new().stack_size(MAIN_STACK).build_global().is_ok();
-    let result = match &cli.command {
-        // `train` decides once it knows whether it trains data-parallel.
-        Command::Train { .. } => run(cli, pool),
-        _ if pool => on_worker(|| run(cli, pool)),
-        _ => run(cli, pool),
+    // `train` decides inside `run`, once it knows whether it trains data-parallel.
+    let result = if pool && !matches!(cli.command, Command::Train { .. }) {
+        on_worker(|| run(cli, pool))
+    } else {
+        run(cli, pool)
     };
     match result {
         Ok(code) => std::process::exit(code),
