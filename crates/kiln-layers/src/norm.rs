@@ -1,9 +1,12 @@
 //! Normalisation layers a block can use: LayerNorm (Ba et al. 2016, arXiv:1607.06450) or RMSNorm
-//! (Zhang & Sennrich 2019, arXiv:1910.07467), both Burn's own modules.
+//! (Zhang & Sennrich 2019, arXiv:1910.07467): Kiln's [`LayerNorm`] (Burn's parameters, its own
+//! backward pass in training on flex) and Burn's `RmsNorm`.
 
-use burn::nn::{LayerNorm, LayerNormConfig, RmsNorm, RmsNormConfig};
+use burn::nn::{RmsNorm, RmsNormConfig};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
+
+use crate::LayerNorm;
 
 /// Which normalisation. TOML: `norm = "layer_norm"` or `"rms_norm"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -20,7 +23,7 @@ impl NormKind {
     /// Build for width `d_model` with `eps`.
     pub fn init(self, d_model: usize, eps: f64, device: &Device) -> Norm {
         match self {
-            Self::LayerNorm => Norm::LayerNorm(LayerNormConfig::new(d_model).with_epsilon(eps).init(device)),
+            Self::LayerNorm => Norm::LayerNorm(LayerNorm::new(d_model, eps, device)),
             Self::RmsNorm => Norm::RmsNorm(RmsNormConfig::new(d_model).with_epsilon(eps).init(device)),
         }
     }

@@ -3,9 +3,9 @@
 //! LayerNorm and dropout. Reference: Hugging Face `transformers`, `BertEmbeddings` (position ids
 //! `0..n`, no offset; RoBERTa's `padding_idx + 1` offset is not this module).
 
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
+use burn::nn::{Embedding, EmbeddingConfig};
 use burn::prelude::*;
-use kiln_layers::Dropout;
+use kiln_layers::{Dropout, LayerNorm};
 
 /// Word + position + token-type embeddings, then LayerNorm.
 #[derive(Module, Debug)]
@@ -37,7 +37,7 @@ impl BertEmbeddings {
             word: EmbeddingConfig::new(vocab_size, d_model).init(device),
             position: EmbeddingConfig::new(max_positions, d_model).init(device),
             token_type: EmbeddingConfig::new(type_vocab_size, d_model).init(device),
-            norm: LayerNormConfig::new(d_model).with_epsilon(eps).init(device),
+            norm: LayerNorm::new(d_model, eps, device),
             dropout: Dropout::new(dropout),
         }
     }
