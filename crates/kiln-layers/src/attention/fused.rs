@@ -16,8 +16,9 @@
 //! ```
 //!
 //! so that the backward pass holds one block of `P` at a time (memory linear in `n` beyond the
-//! block) and the saved state is `Q, K, V, O` and the padding mask. The block operations are Burn
-//! backend ops on the inner backend (no autodiff graph inside).
+//! block) and the saved state is `Q, K, V, O` and the padding mask — and `P` itself when all of it
+//! fits in one block ([`keeps_probs`]), which the backward pass then uses instead of recomputing
+//! it. The block operations are Burn backend ops on the inner backend (no autodiff graph inside).
 
 use burn::backend::TensorMetadata;
 use burn::backend::autodiff::Autodiff;
@@ -303,8 +304,17 @@ impl<B: FusedAttentionBackend, C: CheckpointStrategy> FusedAttentionBackend for 
         match AttentionBackward.prepare::<C>([q.node(), k.node(), v.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let (q, k, v) = (q.into_primitive(), k.into_primitive(), v.into_primitive());
-                let out = B::kiln_attention(q.clone(), k.clone(), v.clone(), padding.clone(), causal);
-                prep.finish(Saved { q, k, v, out: out.clone(), padding, causal }, out)
+                let [b, h, n, d] = dims4(&q);
+                let m = dims4(&k)[2];
+                let (out, probs) = if keeps_probs(b * h, n, m) {
+                    let scale = (1.0 / (d as f64).sqrt()) as f32;
+                    let scores = B::float_matmul(q.clone(), B::float_swap_dims(k.clone(), 2, 3));
+                    let p = B::kiln_attention_probs(scores, padding.clone(), causal, 0, n, scale);
+                    (B::float_matmul(p.clone(), v.clone()), Some(p))
+                } else {
+                    (B::kiln_attention(q.clone(), k.clone(), v.clone(), padding.clone(), causal), None)
+                };
+                prep.finish(Saved { q, k, v, out: out.clone(), padding, causal, probs }, out)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::kiln_attention(
                 q.into_primitive(),
@@ -326,6 +336,17 @@ struct Saved<B: Backend> {
     out: FloatTensor<B>,
     padding: BoolTensor<B>,
     causal: bool,
+    /// The forward pass's `[b, h, n, m]` probabilities where they fit in one block
+    /// ([`keeps_probs`]); the backward pass recomputes them otherwise.
+    probs: Option<FloatTensor<B>>,
+}
+
+/// Whether the forward pass keeps the probabilities for the backward pass: when all `[bh, n, m]`
+/// of them fit in [`BLOCK_BYTES`], the size of one block of the backward pass, so that keeping
+/// them costs at most one block's memory per layer and saves recomputing `Q Kᵀ` and the softmax
+/// (the small models' steps: 12 × 4 × 64² and 64 × 4 × 49² scores per layer).
+fn keeps_probs(bh: usize, n: usize, m: usize) -> bool {
+    4 * bh * n * m <= BLOCK_BYTES
 }
 
 fn dims4<T: TensorMetadata>(t: &T) -> [usize; 4] {
@@ -363,7 +384,7 @@ fn attention_backward<B: FusedAttentionBackend>(
     grad: FloatTensor<B>,
     block_bytes: usize,
 ) -> [FloatTensor<B>; 3] {
-    let Saved { q, k, v, out, padding, causal } = saved;
+    let Saved { q, k, v, out, padding, causal, probs } = saved;
     let [b, h, n, d] = dims4(&q);
     let m = dims4(&k)[2];
     let device = q.device();
@@ -374,11 +395,17 @@ fn attention_backward<B: FusedAttentionBackend>(
     let delta = B::float_sum_dim(B::float_mul(grad.clone(), out), 3);
     let (mut dq, mut dk, mut dv) = (Vec::new(), None, None);
     let add = |acc: Option<FloatTensor<B>>, x: FloatTensor<B>| Some(acc.map_or(x.clone(), |a| B::float_add(a, x)));
-    for (r0, r) in row_blocks(b * h, m, n, block_bytes) {
+    // The kept probabilities are one block of all rows; otherwise blocks of `block_bytes`.
+    let blocks: Vec<(usize, usize, Option<FloatTensor<B>>)> = match probs {
+        Some(p) => vec![(0, n, Some(p))],
+        None => row_blocks(b * h, m, n, block_bytes).map(|(r0, r)| (r0, r, None)).collect(),
+    };
+    for (r0, r, kept) in blocks {
         let block = |t: &FloatTensor<B>, width: usize| B::float_slice(t.clone(), &rows(b, h, r0, r, width));
         let (q_b, grad_b, delta_b) = (block(&q, d), block(&grad, d), block(&delta, 1));
-        let p =
-            B::kiln_attention_probs(B::float_matmul(q_b.clone(), k_t.clone()), padding.clone(), causal, r0, n, scale);
+        let p = kept.unwrap_or_else(|| {
+            B::kiln_attention_probs(B::float_matmul(q_b.clone(), k_t.clone()), padding.clone(), causal, r0, n, scale)
+        });
         dv = add(dv, B::float_matmul(B::float_swap_dims(p.clone(), 2, 3), grad_b.clone()));
         let dp = B::float_matmul(grad_b, v_t.clone());
         let ds = B::kiln_attention_score_grad(p, dp, delta_b, scale);
@@ -431,6 +458,7 @@ mod tests {
     use super::*;
     use crate::mask::padding_from_lengths;
     use crate::test_util::*;
+    use burn::backend::ops::FloatTensorOps;
     use burn::tensor::module::attention;
 
     /// Burn's own differentiable attention graph (the reference the extension replaces).
@@ -548,6 +576,7 @@ mod tests {
             out: prim(out),
             padding: padding.try_into_primitive::<Flex>().expect("a flex tensor"),
             causal: true,
+            probs: None,
         };
         let backward = |rows: usize| {
             attention_backward::<Flex>(saved.clone(), prim(grad.clone()), rows * 4 * b * h * m)
@@ -559,6 +588,15 @@ mod tests {
             to_vec(Tensor::<4>::from_primitive::<Flex>(out))
         };
         let (whole, whole_out) = (backward(n), forward(n));
+        // With the forward pass's probabilities kept (the small-model path) instead of recomputed.
+        let Saved { q, k, padding, .. } = saved.clone();
+        let scores = Flex::float_matmul(q, Flex::float_swap_dims(k, 2, 3));
+        let kept = Saved { probs: Some(Flex::kiln_attention_probs(scores, padding, true, 0, n, 0.5)), ..saved.clone() };
+        let with_kept = attention_backward::<Flex>(kept, prim(grad.clone()), 4 * b * h * m)
+            .map(|g| to_vec(Tensor::<4>::from_primitive::<Flex>(g)));
+        for i in 0..3 {
+            assert!(max_abs_diff(&with_kept[i], &whole[i]) < 1e-6, "kept probabilities, gradient {i}");
+        }
         assert!(max_abs_diff(&whole_out, &to_vec(Tensor::<4>::from_primitive::<Flex>(saved.out.clone()))) < 1e-6);
         for rows in [1, 3, 7] {
             let blocks = backward(rows);
