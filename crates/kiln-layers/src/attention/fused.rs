@@ -179,12 +179,14 @@ impl FusedAttentionBackend for Flex {
     ) -> FloatTensor<Self> {
         let [b, h, r, m] = dims4(&scores);
         let padding: Vec<bool> = padding.into_data().iter::<bool>().collect();
+        // Each sequence's padding, `None` where it has none (its rows skip the masking pass).
+        let padding: Vec<Option<&[bool]>> = padding.chunks(m.max(1)).map(|p| p.contains(&true).then_some(p)).collect();
         let mut values = host_vec(scores);
         values.par_chunks_mut(m.max(1)).enumerate().for_each(|(row, x)| {
             let (batch, i) = (row / (h * r), row0 + row % r);
             // Causal: keys j ≤ i + (m − n) are visible, a prefix of the row.
             let visible = if causal { (i + m + 1).saturating_sub(n).min(m) } else { m };
-            softmax_row(x, &padding[batch * m..(batch + 1) * m], visible, scale);
+            softmax_row(x, padding[batch], visible, scale);
         });
         FlexTensor::from_data(TensorData::new(values, [b, h, r, m]))
     }
@@ -216,9 +218,9 @@ impl FusedAttentionBackend for Flex {
 }
 
 /// One row of [`FusedAttentionBackend::kiln_attention_probs`] in place: keys with `padding` set or at
-/// or after `visible` are masked, then the row softmax of [`super::row_softmax`]; AVX-512 where the
-/// CPU has it.
-fn softmax_row(x: &mut [f32], padding: &[bool], visible: usize, scale: f32) {
+/// or after `visible` are masked, then the row softmax of [`super::row_softmax`] with `scale`
+/// inside; AVX-512 where the CPU has it.
+fn softmax_row(x: &mut [f32], padding: Option<&[bool]>, visible: usize, scale: f32) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU has AVX-512F, checked just above.
@@ -235,17 +237,19 @@ fn softmax_row(x: &mut [f32], padding: &[bool], visible: usize, scale: f32) {
 /// The CPU must support AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn softmax_row_avx512(x: &mut [f32], padding: &[bool], visible: usize, scale: f32) {
+unsafe fn softmax_row_avx512(x: &mut [f32], padding: Option<&[bool]>, visible: usize, scale: f32) {
     softmax_row_portable(x, padding, visible, scale);
 }
 
 #[inline(always)]
-fn softmax_row_portable(x: &mut [f32], padding: &[bool], visible: usize, scale: f32) {
-    for (v, &p) in x.iter_mut().zip(padding) {
-        *v = if p { f32::NEG_INFINITY } else { *v * scale };
+fn softmax_row_portable(x: &mut [f32], padding: Option<&[bool]>, visible: usize, scale: f32) {
+    if let Some(padding) = padding {
+        for (v, &p) in x.iter_mut().zip(padding) {
+            *v = if p { f32::NEG_INFINITY } else { *v };
+        }
     }
     x[visible..].fill(f32::NEG_INFINITY);
-    super::row_softmax::softmax_in_place(x);
+    super::row_softmax::softmax_in_place(x, scale);
 }
 
 /// One row of [`FusedAttentionBackend::kiln_attention_score_grad`]: `g ← scale · p ⊙ (g − d)`.

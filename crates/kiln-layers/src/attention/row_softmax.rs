@@ -131,7 +131,7 @@ fn task_len(m: usize) -> usize {
 /// [`softmax_in_place`] on each row of `m` elements.
 #[inline(always)]
 fn normalise_rows(rows: &mut [f32], m: usize) {
-    rows.chunks_exact_mut(m).for_each(softmax_in_place);
+    rows.chunks_exact_mut(m).for_each(|x| softmax_in_place(x, 1.0));
 }
 
 /// [`normalise_rows`] compiled for AVX-512 (called directly: through a function pointer the row
@@ -170,11 +170,12 @@ unsafe fn grad_rows_avx512(g: &mut [f32], y: &[f32], m: usize) {
 
 const LANES: usize = 16;
 
-/// `x ← softmax(x)` on one row, in place: lane-wise maximum and sum (16 partial results) so that the
-/// loops vectorise, `exp` without calls. A row whose maximum is `−∞` (every entry masked) becomes
-/// zeros, Burn's rule for a fully masked attention row.
+/// `x ← softmax(scale · x)` on one row, in place, for `scale > 0`: lane-wise maximum and sum (16
+/// partial results) so that the loops vectorise, `exp` without calls, `scale` applied inside the
+/// exponential (`exp(scale · (x − max x))`, no pass of its own). A row whose maximum is `−∞` (every
+/// entry masked) becomes zeros, Burn's rule for a fully masked attention row.
 #[inline(always)]
-pub(crate) fn softmax_in_place(x: &mut [f32]) {
+pub(crate) fn softmax_in_place(x: &mut [f32], scale: f32) {
     let mut lanes = [f32::NEG_INFINITY; LANES];
     let mut chunks = x.chunks_exact(LANES);
     for c in &mut chunks {
@@ -191,13 +192,13 @@ pub(crate) fn softmax_in_place(x: &mut [f32]) {
     let mut chunks = x.chunks_exact_mut(LANES);
     for c in &mut chunks {
         for (s, v) in sums.iter_mut().zip(c.iter_mut()) {
-            *v = exp_non_positive(*v - max);
+            *v = exp_non_positive(scale * (*v - max));
             *s += *v;
         }
     }
     let mut sum: f32 = sums.iter().sum();
     for v in chunks.into_remainder() {
-        *v = exp_non_positive(*v - max);
+        *v = exp_non_positive(scale * (*v - max));
         sum += *v;
     }
     let inv = 1.0 / sum;
