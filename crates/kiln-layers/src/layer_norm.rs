@@ -58,8 +58,14 @@ impl LayerNorm {
     /// # Shapes
     ///
     /// - `x`: `[.., d_model]` → same
+    ///
+    /// # Panics
+    ///
+    /// If the last dimension of `x` is not `d_model`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let gamma = self.gamma.val();
+        let (width, [d_model]) = (x.dims()[D - 1], gamma.dims());
+        assert_eq!(width, d_model, "LayerNorm of width {d_model} applied to rows of {width}");
         let beta = self.beta.as_ref().map(|b| b.val());
         if host_on(&x.device()) && x.dtype() == burn::tensor::DType::F32 {
             let beta = beta.unwrap_or_else(|| gamma.zeros_like());
@@ -131,7 +137,7 @@ fn grad_by_backend_ops<B: Backend>(
     (B::float_reshape(dx, shape), d_gamma, column_sum(dy))
 }
 
-/// flex: one host pass per row each way, rows grouped into tasks of about [`HOST_CHUNK`] elements.
+/// flex: one host pass per row each way, rows grouped into tasks of about `HOST_CHUNK` elements.
 impl LayerNormBackend for Flex {
     fn kiln_layer_norm(
         x: FloatTensor<Self>,

@@ -17,7 +17,7 @@
 //!
 //! so that the backward pass holds one block of `P` at a time (memory linear in `n` beyond the
 //! block) and the saved state is `Q, K, V, O` and the padding mask — and `P` itself when all of it
-//! fits in one block ([`keeps_probs`]), which the backward pass then uses instead of recomputing
+//! fits in one block (`keeps_probs`), which the backward pass then uses instead of recomputing
 //! it. The block operations are Burn backend ops on the inner backend (no autodiff graph inside).
 
 use burn::backend::TensorMetadata;
