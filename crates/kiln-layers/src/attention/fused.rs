@@ -497,16 +497,20 @@ mod tests {
 
     /// The extension equals Burn's autodiff attention in output and in all three gradients: with
     /// padded keys (one sequence fully unpadded, one padded), causal (including keys longer than
-    /// queries), and both; and it is what `SoftmaxAttention` runs in training on flex.
+    /// queries), and both, with the forward pass's probabilities kept and (one long sequence)
+    /// recomputed; and it is what `SoftmaxAttention` runs in training on flex.
     #[test]
     fn fused_attention_equals_burns_attention_graph_with_gradients() {
         let device = dev().autodiff();
         assert!(fused_on(&device) && !fused_on(&dev()));
+        assert!(keeps_probs(2 * 3, 7, 7) && !keeps_probs(1, 1500, 1500));
         for (shape, lengths, causal) in [
             ([2, 3, 7, 7, 8], Some(vec![7, 4]), false),
             ([2, 3, 7, 7, 8], None, true),
             ([2, 2, 5, 9, 4], Some(vec![9, 6]), true),
             ([1, 2, 33, 33, 16], Some(vec![20]), false),
+            // Scores over one backward block: the probabilities recomputed, not kept.
+            ([1, 1, 1500, 1500, 8], Some(vec![1400]), true),
         ] {
             let m = shape[3];
             let padding = lengths.as_ref().map(|l| padding_from_lengths(l, m, &device));
