@@ -28,7 +28,7 @@ use burn::prelude::*;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
-use crate::feed_forward::HOST_CHUNK;
+use crate::host::{host_vec, is_flex, row_task_len};
 
 /// LayerNorm over the last dimension, with a learned scale `gamma` and an optional shift `beta`.
 /// The same parameters (and record keys) as Burn's `burn::nn::LayerNorm`; in training on flex it
@@ -82,7 +82,7 @@ impl LayerNorm {
 
 /// Whether [`LayerNorm::forward`] runs [`LayerNormBackend`]: flex with autodiff (training).
 fn host_on(device: &Device) -> bool {
-    device.is_autodiff() && format!("{:?}", device.clone().without_autodiff()).contains("Flex")
+    device.is_autodiff() && is_flex(device)
 }
 
 /// The backend operations: LayerNorm of `x` `[.., d]` with `gamma`, `beta` `[d]`, and its gradients.
@@ -153,7 +153,7 @@ impl LayerNormBackend for Flex {
         // would copy it) and written once into a fresh buffer.
         let x = x.to_contiguous();
         let x = x.as_slice::<f32>().expect("f32 activations");
-        let len = task_len(d);
+        let len = row_task_len(d);
         let mut out = Vec::with_capacity(x.len());
         out.spare_capacity_mut().par_chunks_mut(len).zip(x.par_chunks(len)).for_each(|(out, x)| {
             #[cfg(target_arch = "x86_64")]
@@ -182,7 +182,7 @@ impl LayerNormBackend for Flex {
         let x = x.to_contiguous();
         let x = x.as_slice::<f32>().expect("f32 activations");
         let mut dx = host_vec(grad);
-        let len = task_len(d);
+        let len = row_task_len(d);
         // One partial (dγ, dβ) per task, summed in task order: the same result on any number of threads.
         let partials: Vec<Vec<f32>> = dx
             .par_chunks_mut(len)
@@ -250,16 +250,6 @@ impl<B: LayerNormBackend, C: CheckpointStrategy> LayerNormBackend for Autodiff<B
             )),
         }
     }
-}
-
-/// Elements per task: whole rows of `d`, about [`HOST_CHUNK`] of them.
-fn task_len(d: usize) -> usize {
-    d * (HOST_CHUNK / d).max(1)
-}
-
-/// The f32 values of a flex tensor, in row-major order (the buffer itself when the tensor owns it).
-fn host_vec(t: FlexTensor) -> Vec<f32> {
-    t.into_data().try_into_vec::<f32>().expect("an f32 tensor")
 }
 
 const LANES: usize = 16;

@@ -6,6 +6,7 @@ mod block;
 pub mod dropout;
 mod error;
 mod feed_forward;
+mod host;
 mod layer_norm;
 pub mod mask;
 mod norm;

@@ -34,6 +34,8 @@ use burn::prelude::*;
 use burn::tensor::{Shape, Slice};
 use rayon::prelude::*;
 
+use crate::host::{host_vec, is_flex};
+
 /// Bytes of one block of scores in the backward pass (the block's query rows follow from it): small
 /// enough that a block's probabilities stay in the last-level cache between the steps that use them.
 const BLOCK_BYTES: usize = 8 << 20;
@@ -271,11 +273,6 @@ unsafe fn score_grad_row_avx512(g: &mut [f32], p: &[f32], d: f32, scale: f32) {
     score_grad_row(g, p, d, scale);
 }
 
-/// The f32 values of a flex tensor, in row-major order (the buffer itself when the tensor owns it).
-fn host_vec(t: FlexTensor) -> Vec<f32> {
-    t.into_data().try_into_vec::<f32>().expect("an f32 tensor")
-}
-
 impl<B: FusedAttentionBackend, C: CheckpointStrategy> FusedAttentionBackend for Autodiff<B, C> {
     fn kiln_attention(
         q: FloatTensor<Self>,
@@ -425,7 +422,7 @@ fn attention_backward<B: FusedAttentionBackend>(
 /// own attention kernel runs directly (a blockwise forward from GEMMs and the host softmax was
 /// slower: 513 against 398 ms at n = 4,096).
 pub(crate) fn fused_on(device: &Device) -> bool {
-    device.is_autodiff() && format!("{:?}", device.clone().without_autodiff()).contains("Flex")
+    device.is_autodiff() && is_flex(device)
 }
 
 /// Softmax attention through [`FusedAttentionBackend`]; call only where [`fused_on`] holds.

@@ -23,7 +23,8 @@ use burn::backend::{Backend, Dispatch, Flex, backend_extension};
 use burn::prelude::*;
 use rayon::prelude::*;
 
-use crate::feed_forward::{HOST_CHUNK, exp_non_positive};
+use crate::feed_forward::exp_non_positive;
+use crate::host::{host_vec, is_flex, row_task_len};
 
 /// The backend operations on a float tensor of any rank, along its last dimension.
 #[backend_extension(Flex, Autodiff)]
@@ -58,13 +59,13 @@ fn grad_by_backend_ops<B: Backend>(y: FloatTensor<B>, dy: FloatTensor<B>) -> Flo
     B::float_mul(y, B::float_sub(dy, dot))
 }
 
-/// flex: one host pass per row each way, rows grouped into tasks of about [`HOST_CHUNK`] elements.
+/// flex: one host pass per row each way, rows grouped into tasks of about `HOST_CHUNK` elements.
 impl RowSoftmaxBackend for Flex {
     fn kiln_row_softmax(x: FloatTensor<Self>) -> FloatTensor<Self> {
         let shape = x.shape();
         let m = shape.as_slice().last().copied().unwrap_or(1).max(1);
         let mut values = host_vec(x);
-        values.par_chunks_mut(task_len(m)).for_each(|rows| {
+        values.par_chunks_mut(row_task_len(m)).for_each(|rows| {
             #[cfg(target_arch = "x86_64")]
             if std::arch::is_x86_feature_detected!("avx512f") {
                 // SAFETY: the CPU has AVX-512F, checked just above.
@@ -82,7 +83,7 @@ impl RowSoftmaxBackend for Flex {
         let y = y.to_contiguous();
         let y = y.as_slice::<f32>().expect("f32 probabilities");
         let mut values = host_vec(dy);
-        let len = task_len(m);
+        let len = row_task_len(m);
         values.par_chunks_mut(len).zip(y.par_chunks(len)).for_each(|(g, y)| {
             #[cfg(target_arch = "x86_64")]
             if std::arch::is_x86_feature_detected!("avx512f") {
@@ -121,11 +122,6 @@ impl<B: RowSoftmaxBackend, C: CheckpointStrategy> RowSoftmaxBackend for Autodiff
             OpsKind::UnTracked(prep) => prep.finish(B::kiln_row_softmax(x.into_primitive())),
         }
     }
-}
-
-/// Elements per task: whole rows of `m`, about [`HOST_CHUNK`] of them.
-fn task_len(m: usize) -> usize {
-    m * (HOST_CHUNK / m).max(1)
 }
 
 /// [`softmax_in_place`] on each row of `m` elements.
@@ -205,14 +201,9 @@ pub(crate) fn softmax_in_place(x: &mut [f32], scale: f32) {
     x.iter_mut().for_each(|v| *v *= inv);
 }
 
-/// The f32 values of a flex tensor, in row-major order (the buffer itself when the tensor owns it).
-fn host_vec(t: FlexTensor) -> Vec<f32> {
-    t.into_data().try_into_vec::<f32>().expect("an f32 tensor")
-}
-
 /// Whether [`row_softmax`] runs on `device`: flex, in inference and training.
 pub(crate) fn row_softmax_on(device: &Device) -> bool {
-    format!("{:?}", device.clone().without_autodiff()).contains("Flex")
+    is_flex(device)
 }
 
 /// Softmax along the last dimension through [`RowSoftmaxBackend`]; call only where

@@ -27,6 +27,8 @@ use burn::prelude::*;
 use burn::tensor::{Shape, Slice};
 use rayon::prelude::*;
 
+use crate::host::{host_vec, is_flex};
+
 /// The backend operation on `v` `[b, h, n, d]` and kernels `w` `[h, 1, taps, 1]` (`taps` odd).
 #[backend_extension(Flex, Autodiff)]
 pub trait SeqConvBackend: Backend {
@@ -216,14 +218,9 @@ pub(crate) fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
-/// The f32 values of a flex tensor, in row-major order (the buffer itself when the tensor owns it).
-fn host_vec(t: FlexTensor) -> Vec<f32> {
-    t.into_data().try_into_vec::<f32>().expect("an f32 tensor")
-}
-
 /// Whether [`seq_conv`] runs on `device`: flex (inference and training) with an odd number of taps.
 pub(crate) fn seq_conv_on(device: &Device, taps: usize) -> bool {
-    taps % 2 == 1 && format!("{:?}", device.clone().without_autodiff()).contains("Flex")
+    taps % 2 == 1 && is_flex(device)
 }
 
 /// The depthwise sequence convolution through [`SeqConvBackend`]; call only where [`seq_conv_on`]
