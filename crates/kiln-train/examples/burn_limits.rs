@@ -18,10 +18,13 @@
 //! 5. GEMM throughput (GFLOP/s) of flex's `matmul` at the shapes of the benchmarks' largest products:
 //!    BERT's feed-forward `[1280, 384] × [384, 1536]` (64 sentences of 20 tokens) and the training
 //!    step's `[2048, 256] × [256, 1024]`; `scripts/bench/gemm_torch.py` times PyTorch on the same.
+//! 6. burn-autodiff has no `layer_norm` of its own, so `LayerNorm` in training runs the decomposition
+//!    of `ModuleOps::layer_norm` and differentiates each op: forward+backward against Kiln's
+//!    `kiln_layers::LayerNorm` (one host pass per row each way) at the ViT's and the encoder's shapes.
 
 use std::time::Instant;
 
-use burn::nn::LinearConfig;
+use burn::nn::{LayerNormConfig, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use burn::tensor::activation::gelu;
@@ -86,5 +89,16 @@ fn main() {
         let ms = time(21, &device, || drop(a.clone().matmul(b.clone())));
         let gflops = 2.0 * (m * k * n) as f64 / (ms * 1e6);
         println!("5. matmul [{m}, {k}] × [{k}, {n}]: {ms:.2} ms, {gflops:.0} GFLOP/s");
+    }
+
+    for dims in [[64, 49, 64], [16, 128, 256]] {
+        let d = dims[2];
+        let burns = LayerNormConfig::new(d).init(&ad);
+        let ours = kiln_layers::LayerNorm::new(d, 1e-5, &ad);
+        let x = Tensor::<3>::random(dims, Distribution::Normal(0.0, 1.0), &ad).require_grad();
+        let upstream = Tensor::<3>::random(dims, Distribution::Normal(0.0, 1.0), &ad);
+        let burn_ms = time(21, &ad, || drop((burns.forward(x.clone()) * upstream.clone()).sum().backward()));
+        let kiln_ms = time(21, &ad, || drop((ours.forward(x.clone()) * upstream.clone()).sum().backward()));
+        println!("6. LayerNorm forward+backward on {dims:?}: Burn's {burn_ms:.2} ms, Kiln's {kiln_ms:.2} ms");
     }
 }
