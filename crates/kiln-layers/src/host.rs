@@ -11,6 +11,11 @@ pub(crate) fn is_flex(device: &Device) -> bool {
     format!("{:?}", device.clone().without_autodiff()).contains("Flex")
 }
 
+/// Whether `device` is flex with autodiff (training), where the training-only extensions run.
+pub(crate) fn is_flex_training(device: &Device) -> bool {
+    device.is_autodiff() && is_flex(device)
+}
+
 /// The f32 values of a flex tensor, in row-major order (the buffer itself when the tensor owns it).
 pub(crate) fn host_vec(t: FlexTensor) -> Vec<f32> {
     t.into_data().try_into_vec::<f32>().expect("an f32 tensor")

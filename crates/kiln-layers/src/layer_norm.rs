@@ -28,7 +28,7 @@ use burn::prelude::*;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
-use crate::host::{host_vec, is_flex, row_task_len};
+use crate::host::{host_vec, is_flex_training, row_task_len};
 
 /// LayerNorm over the last dimension, with a learned scale `gamma` and an optional shift `beta`.
 /// The same parameters (and record keys) as Burn's `burn::nn::LayerNorm`; in training on flex it
@@ -53,7 +53,7 @@ impl LayerNorm {
         }
     }
 
-    /// Normalise over the last dimension.
+    /// Normalise over the last dimension; in training on flex through [`LayerNormBackend`].
     ///
     /// # Shapes
     ///
@@ -67,7 +67,7 @@ impl LayerNorm {
         let (width, [d_model]) = (x.dims()[D - 1], gamma.dims());
         assert_eq!(width, d_model, "LayerNorm of width {d_model} applied to rows of {width}");
         let beta = self.beta.as_ref().map(|b| b.val());
-        if host_on(&x.device()) && x.dtype() == burn::tensor::DType::F32 {
+        if is_flex_training(&x.device()) && x.dtype() == burn::tensor::DType::F32 {
             let beta = beta.unwrap_or_else(|| gamma.zeros_like());
             return Tensor::from_dispatch(<Dispatch as LayerNormBackend>::kiln_layer_norm(
                 x.into_dispatch(),
@@ -78,11 +78,6 @@ impl LayerNorm {
         }
         burn::tensor::module::layer_norm(x, gamma, beta, self.epsilon)
     }
-}
-
-/// Whether [`LayerNorm::forward`] runs [`LayerNormBackend`]: flex with autodiff (training).
-fn host_on(device: &Device) -> bool {
-    device.is_autodiff() && is_flex(device)
 }
 
 /// The backend operations: LayerNorm of `x` `[.., d]` with `gamma`, `beta` `[d]`, and its gradients.
@@ -345,7 +340,7 @@ mod tests {
     #[test]
     fn layer_norm_equals_burns_with_gradients() {
         let device = dev().autodiff();
-        assert!(host_on(&device) && !host_on(&dev()));
+        assert!(is_flex_training(&device) && !is_flex_training(&dev()));
         for (dims, offset) in [([2, 3, 5], 0.0), ([3, 7, 16], 100.0), ([2, 5, 70], -3.0)] {
             let d = dims[2];
             let run = |ours: bool| {

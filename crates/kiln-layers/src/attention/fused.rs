@@ -34,7 +34,7 @@ use burn::prelude::*;
 use burn::tensor::{Shape, Slice};
 use rayon::prelude::*;
 
-use crate::host::{host_vec, is_flex};
+use crate::host::{host_vec, is_flex_training};
 
 /// Bytes of one block of scores in the backward pass (the block's query rows follow from it): small
 /// enough that a block's probabilities stay in the last-level cache between the steps that use them.
@@ -308,10 +308,9 @@ impl<B: FusedAttentionBackend, C: CheckpointStrategy> FusedAttentionBackend for 
                 let [b, h, n, d] = dims4(&q);
                 let m = dims4(&k)[2];
                 let (out, probs) = if keeps_probs(b * h, n, m) {
-                    let scale = (1.0 / (d as f64).sqrt()) as f32;
-                    let scores = B::float_matmul(q.clone(), B::float_swap_dims(k.clone(), 2, 3));
-                    let p = B::kiln_attention_probs(scores, padding.clone(), causal, 0, n, scale);
-                    (B::float_matmul(p.clone(), v.clone()), Some(p))
+                    let k_t = B::float_swap_dims(k.clone(), 2, 3);
+                    let (p, out) = forward_block::<B>(q.clone(), k_t, &v, &padding, causal, 0, n, scale_of(d));
+                    (out, Some(p))
                 } else {
                     (B::kiln_attention(q.clone(), k.clone(), v.clone(), padding.clone(), causal), None)
                 };
@@ -366,16 +365,37 @@ fn attention_forward_blocks<B: FusedAttentionBackend>(
 ) -> FloatTensor<B> {
     let [b, h, n, d] = dims4(&q);
     let m = dims4(&k)[2];
-    let scale = (1.0 / (d as f64).sqrt()) as f32;
     let k_t = B::float_swap_dims(k, 2, 3);
     let mut out: Vec<_> = row_blocks(b * h, m, n, block_bytes)
         .map(|(r0, r)| {
             let q_b = B::float_slice(q.clone(), &rows(b, h, r0, r, d));
-            let p = B::kiln_attention_probs(B::float_matmul(q_b, k_t.clone()), padding.clone(), causal, r0, n, scale);
-            B::float_matmul(p, v.clone())
+            forward_block::<B>(q_b, k_t.clone(), &v, &padding, causal, r0, n, scale_of(d)).1
         })
         .collect();
     if out.len() == 1 { out.pop().expect("one block") } else { B::float_cat(out, 2) }
+}
+
+/// One block of query rows `r0..` (of `n`): its probabilities `P = softmax(scale·Q_b Kᵀ + mask)` and
+/// its output rows `P V`.
+#[allow(clippy::too_many_arguments)]
+fn forward_block<B: FusedAttentionBackend>(
+    q_b: FloatTensor<B>,
+    k_t: FloatTensor<B>,
+    v: &FloatTensor<B>,
+    padding: &BoolTensor<B>,
+    causal: bool,
+    r0: usize,
+    n: usize,
+    scale: f32,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let p = B::kiln_attention_probs(B::float_matmul(q_b, k_t), padding.clone(), causal, r0, n, scale);
+    let out = B::float_matmul(p.clone(), v.clone());
+    (p, out)
+}
+
+/// The score scale `1/√d` of heads of size `d`.
+fn scale_of(d: usize) -> f32 {
+    (1.0 / (d as f64).sqrt()) as f32
 }
 
 /// `[dQ, dK, dV]` from the saved forward pass and `dO`, one block of query rows at a time, each
@@ -389,7 +409,7 @@ fn attention_backward<B: FusedAttentionBackend>(
     let [b, h, n, d] = dims4(&q);
     let m = dims4(&k)[2];
     let device = q.device();
-    let scale = (1.0 / (d as f64).sqrt()) as f32;
+    let scale = scale_of(d);
     let k_t = B::float_swap_dims(k.clone(), 2, 3);
     let v_t = B::float_swap_dims(v.clone(), 2, 3);
     // rowsum(dO ⊙ O) = rowsum(dP ⊙ P), [b, h, n, 1].
@@ -422,7 +442,7 @@ fn attention_backward<B: FusedAttentionBackend>(
 /// own attention kernel runs directly (a blockwise forward from GEMMs and the host softmax was
 /// slower: 513 against 398 ms at n = 4,096).
 pub(crate) fn fused_on(device: &Device) -> bool {
-    device.is_autodiff() && is_flex(device)
+    is_flex_training(device)
 }
 
 /// Softmax attention through [`FusedAttentionBackend`]; call only where [`fused_on`] holds.
