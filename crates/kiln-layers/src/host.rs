@@ -7,7 +7,7 @@ use burn::prelude::*;
 use crate::feed_forward::HOST_CHUNK;
 
 /// Whether `device` is flex, with or without autodiff.
-pub(crate) fn is_flex(device: &Device) -> bool {
+pub fn is_flex(device: &Device) -> bool {
     format!("{:?}", device.clone().without_autodiff()).contains("Flex")
 }
 

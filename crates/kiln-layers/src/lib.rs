@@ -24,6 +24,7 @@ pub use block::{NormPosition, TransformerBlock};
 pub use dropout::Dropout;
 pub use error::LayerConfigError;
 pub use feed_forward::{FeedForward, gelu_exact, gelu_in_place, linear_rows, relu_between};
+pub use host::is_flex;
 pub use layer_norm::{LayerNorm, LayerNormBackend};
 pub use norm::{Norm, NormKind};
 pub use position::{Position, PositionConfig, Rotary, TokenLayout};
