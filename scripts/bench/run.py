@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 KINDS = ["softmax", "linear-elu", "linear-exp", "performer", "nystrom"]
@@ -101,21 +102,43 @@ def train_step(kiln, py, rounds, steps, which="train_step"):
     return {"kiln": ours, "pytorch": theirs}
 
 
-def attention_points(kiln, py, points, repeats, max_gib):
+def attention_points(kiln, py, points, repeats, max_gib, rounds=1, slow_s=20.0):
+    """Each point measured `rounds` times, Kiln and PyTorch alternating, each run a fresh process; a point
+    whose first pair of runs took longer than `slow_s` seconds is measured once. A side's time is the
+    median over its rounds, its memory the largest peak."""
     rows = []
     for kind, n, mode in points:
         point = f"{kind},{n},{mode}"
-        # kiln reports a softmax point over --max-gib as skipped, with the reason, instead of running it.
-        k = json_lines(sh([kiln, "bench", "attention", "--point", point, "--repeats", str(repeats),
-                           "--max-gib", str(max_gib)]))[0]
-        try:
-            t = json_lines(sh([py, "scripts/bench/attention_torch.py", "--point", point, "--repeats", str(repeats)]))[0]
-        except subprocess.CalledProcessError as e:
-            t = {"ms": None, "peak_mib": None, "note": f"failed: {e.stderr.strip().splitlines()[-1:]}"}
-        rows.append({"kind": kind, "n": n, "mode": mode, "kiln": k, "pytorch": t})
-        print(f"{point}: kiln {k.get('ms')} ms {k.get('peak_mib')} MiB | pytorch {t.get('ms')} ms "
-              f"{t.get('peak_mib')} MiB", file=sys.stderr)
+        ks, ts = [], []
+        for r in range(rounds):
+            start = time.monotonic()
+            # kiln reports a softmax point over --max-gib as skipped, with the reason, instead of running it.
+            k = json_lines(sh([kiln, "bench", "attention", "--point", point, "--repeats", str(repeats),
+                               "--max-gib", str(max_gib)]))[0]
+            try:
+                t = json_lines(sh([py, "scripts/bench/attention_torch.py", "--point", point, "--repeats",
+                                   str(repeats)]))[0]
+            except subprocess.CalledProcessError as e:
+                t = {"ms": None, "peak_mib": None, "note": f"failed: {e.stderr.strip().splitlines()[-1:]}"}
+            ks.append(k)
+            ts.append(t)
+            print(f"{point} round {r + 1}: kiln {k.get('ms')} ms {k.get('peak_mib')} MiB | pytorch {t.get('ms')} ms "
+                  f"{t.get('peak_mib')} MiB", file=sys.stderr)
+            if k.get("ms") is None or t.get("ms") is None or time.monotonic() - start > slow_s:
+                break
+        rows.append({"kind": kind, "n": n, "mode": mode, "kiln": combine(ks), "pytorch": combine(ts),
+                     "rounds": [[k.get("ms"), t.get("ms")] for k, t in zip(ks, ts)]})
     return rows
+
+
+def combine(runs):
+    """One side of a point over its rounds: the median time, the largest peak memory."""
+    out = dict(runs[0])
+    times = [r["ms"] for r in runs if r.get("ms") is not None]
+    peaks = [r["peak_mib"] for r in runs if r.get("peak_mib") is not None]
+    out["ms"] = statistics.median(times) if times else None
+    out["peak_mib"] = max(peaks) if peaks else None
+    return out
 
 
 def all_points(ns):
@@ -161,7 +184,10 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--python", default="python3")
     p.add_argument("--kiln", default=None)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5, help="training-step rounds")
+    p.add_argument("--point-rounds", type=int, default=3,
+                   help="rounds per attention point (points whose first round takes over --slow-s run once)")
+    p.add_argument("--slow-s", type=float, default=20.0)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--max-gib", type=float, default=10.0)
@@ -179,6 +205,7 @@ def main():
         kiln = os.path.join(ROOT, "target", "release", "kiln")
     ns = [256, 1024, 4096] if a.quick else [256, 512, 1024, 2048, 4096, 8192, 16384]
     rounds = 1 if a.quick else a.rounds
+    point_rounds = 1 if a.quick else a.point_rounds
     raw_path = os.path.splitext(a.out)[0] + ".json"
     if a.redo or a.redo_step:
         # Re-measure some attention points, or the training step, of the saved run and render again.
@@ -188,7 +215,7 @@ def main():
                 data[which] = train_step(kiln, a.python, rounds, a.steps, which)
             data["train_step_redone"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
         redo = [(k, int(n), m) for k, n, m in (r.split(",") for r in a.redo)]
-        fresh = attention_points(kiln, a.python, redo, a.repeats, a.max_gib)
+        fresh = attention_points(kiln, a.python, redo, a.repeats, a.max_gib, point_rounds, a.slow_s)
         for f in fresh:
             f["redone"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
             data["rows"] = [r for r in data["rows"] if (r["kind"], r["n"], r["mode"]) != (f["kind"], f["n"], f["mode"])]
@@ -198,11 +225,12 @@ def main():
     else:
         started = datetime.datetime.now(datetime.timezone.utc)
         data = {"started": started.strftime("%Y-%m-%d %H:%M"), "quick": a.quick, "steps": a.steps,
-                "repeats": a.repeats, "machine": machine(a.python)}
+                "repeats": a.repeats, "point_rounds": point_rounds, "slow_s": a.slow_s,
+                "machine": machine(a.python)}
         print(f"machine: {data['machine']}", file=sys.stderr)
         for which in STEPS:
             data[which] = train_step(kiln, a.python, rounds, a.steps, which)
-        data["rows"] = attention_points(kiln, a.python, all_points(ns), a.repeats, a.max_gib)
+        data["rows"] = attention_points(kiln, a.python, all_points(ns), a.repeats, a.max_gib, point_rounds, a.slow_s)
         data["errors"] = sh([kiln, "bench", "attention", "--errors-only"]).split("relative error", 1)[-1]
         data["embed"] = embed(kiln, a.python)
         data["minutes"] = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds() / 60
@@ -259,14 +287,18 @@ def render(data, out):
              "`scripts/bench/attention_torch.py`: softmax = `scaled_dot_product_attention`; linear = plain PyTorch "
              "(no reference package); performer = `performer_pytorch.SelfAttention` (266 features); nystrom = "
              "`nystrom_attention.NystromAttention` (64 landmarks, 6 pseudo-inverse iterations, 33-tap residual "
-             f"convolution). Time: median of {data['repeats']} runs after a warm-up. Memory: peak resident growth (MiB) over "
-             "the resident set once layer and input exist. Forward runs without autograd on both sides.")
+             f"convolution). Time: median of {data['repeats']} runs after a warm-up in one process"
+             + (f"; each point is measured in {data['point_rounds']} rounds, Kiln and PyTorch alternating, each run a "
+                f"fresh process (once where the first round took over {data['slow_s']:.0f} s), and the table gives "
+                "the median over rounds and, last, each round's ratio" if data.get("point_rounds", 1) > 1 else "")
+             + ". Memory: peak resident growth (MiB) over the resident set once layer and input exist (largest over "
+             "rounds). Forward runs without autograd on both sides.")
     for mode, title in [("forward", "Forward"), ("backward", "Forward + backward")]:
         L.append("")
         L.append(f"### {title}")
         L.append("")
-        L.append("| kind | n | Kiln ms | PyTorch ms | ratio | Kiln MiB | PyTorch MiB |")
-        L.append("|---|---|---|---|---|---|---|")
+        L.append("| kind | n | Kiln ms | PyTorch ms | ratio | Kiln MiB | PyTorch MiB | ratio per round |")
+        L.append("|---|---|---|---|---|---|---|---|")
         for r in rows:
             if r["mode"] != mode:
                 continue
@@ -274,7 +306,8 @@ def render(data, out):
             note = k.get("note") or t.get("note") or ""
             star = "*" if r.get("redone") else ""
             L.append(f"| {r['kind']}{star} | {r['n']:,} | {fmt(k.get('ms'))} | {fmt(t.get('ms'))} | "
-                     f"{ratio(k.get('ms'), t.get('ms'))} | {fmt(k.get('peak_mib'), 0)} | {fmt(t.get('peak_mib'), 0)} |"
+                     f"{ratio(k.get('ms'), t.get('ms'))} | {fmt(k.get('peak_mib'), 0)} | {fmt(t.get('peak_mib'), 0)} | "
+                     f"{', '.join(ratio(a, b) for a, b in r.get('rounds', []))} |"
                      + (f" {note}" if note else ""))
     if not quick:
         L.append("")
