@@ -108,26 +108,9 @@ pub fn scaled_keep_mask(n: usize, keep: f64, seed: u64) -> Vec<f32> {
     out
 }
 
-/// One block of [`scaled_keep_mask`], on AVX-512 where the CPU has it.
-fn fill_mask_block(block: &mut [f32], key: u64, threshold: u32, scale: f32) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F, checked just above.
-        unsafe { fill_mask_block_avx512(block, key, threshold, scale) };
-        return;
-    }
-    fill_mask_block_portable(block, key, threshold, scale);
-}
-
-/// [`fill_mask_block`] compiled for AVX-512.
-///
-/// # Safety
-///
-/// The CPU must support AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn fill_mask_block_avx512(block: &mut [f32], key: u64, threshold: u32, scale: f32) {
-    fill_mask_block_portable(block, key, threshold, scale);
+crate::avx512_dispatch! {
+    /// One block of [`scaled_keep_mask`], on AVX-512 where the CPU has it.
+    fn fill_mask_block(block: &mut [f32], key: u64, threshold: u32, scale: f32) => fill_mask_block_portable
 }
 
 #[inline(always)]

@@ -165,53 +165,30 @@ pub(crate) fn linearise_in_place(values: &mut [f32], f: impl Fn(f32) -> (f32, f3
     slopes
 }
 
-/// `x ← f(x)` over one block, in a loop compiled for AVX-512 (16 lanes) where the CPU has it, chosen
-/// at run time: the binary targets baseline x86-64, where the compiler vectorises with SSE2's 4 lanes.
-fn map_chunk(values: &mut [f32], f: impl Fn(f32) -> f32 + Copy) {
-    #[inline(always)]
-    fn apply(values: &mut [f32], f: impl Fn(f32) -> f32) {
-        values.iter_mut().for_each(|v| *v = f(*v));
-    }
-    /// # Safety
-    ///
-    /// The CPU must support AVX-512F.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn apply_avx512(values: &mut [f32], f: impl Fn(f32) -> f32) {
-        apply(values, f);
-    }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F, checked just above.
-        unsafe { apply_avx512(values, f) };
-        return;
-    }
-    apply(values, f);
+crate::avx512_dispatch! {
+    /// `x ← f(x)` over one block, in a loop compiled for AVX-512 (16 lanes) where the CPU has it.
+    fn map_chunk(values: &mut [f32], f: impl Fn(f32) -> f32 + Copy) => map_chunk_portable
 }
 
-/// `(slope, x) ← f(x)` over one block, dispatched as [`map_chunk`].
-fn linearise_chunk(values: &mut [f32], slopes: &mut [f32], f: impl Fn(f32) -> (f32, f32) + Copy) {
-    #[inline(always)]
-    fn apply(values: &mut [f32], slopes: &mut [f32], f: impl Fn(f32) -> (f32, f32)) {
-        for (v, s) in values.iter_mut().zip(slopes.iter_mut()) {
-            (*s, *v) = f(*v);
-        }
+#[inline(always)]
+fn map_chunk_portable(values: &mut [f32], f: impl Fn(f32) -> f32) {
+    values.iter_mut().for_each(|v| *v = f(*v));
+}
+
+crate::avx512_dispatch! {
+    /// `(slope, x) ← f(x)` over one block, dispatched as [`map_chunk`].
+    fn linearise_chunk(
+        values: &mut [f32],
+        slopes: &mut [f32],
+        f: impl Fn(f32) -> (f32, f32) + Copy,
+    ) => linearise_chunk_portable
+}
+
+#[inline(always)]
+fn linearise_chunk_portable(values: &mut [f32], slopes: &mut [f32], f: impl Fn(f32) -> (f32, f32)) {
+    for (v, s) in values.iter_mut().zip(slopes.iter_mut()) {
+        (*s, *v) = f(*v);
     }
-    /// # Safety
-    ///
-    /// The CPU must support AVX-512F.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn apply_avx512(values: &mut [f32], slopes: &mut [f32], f: impl Fn(f32) -> (f32, f32)) {
-        apply(values, slopes, f);
-    }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F, checked just above.
-        unsafe { apply_avx512(values, slopes, f) };
-        return;
-    }
-    apply(values, slopes, f);
 }
 
 /// `(Φ(x), φ(x))` of the standard normal, branch-free: erf by Abramowitz & Stegun 7.1.26 (absolute

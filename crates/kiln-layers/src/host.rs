@@ -1,5 +1,6 @@
 //! What the host loops that stand in for Burn ops on flex share: whether a device is flex, a
-//! tensor's values as a `Vec`, and how many whole rows make one Rayon task.
+//! tensor's values as a `Vec`, how many whole rows make one Rayon task, and [`avx512_dispatch!`]
+//! (`crate::avx512_dispatch`), which compiles a loop a second time for AVX-512.
 
 use burn::backend::flex::FlexTensor;
 use burn::prelude::*;
@@ -25,4 +26,40 @@ pub(crate) fn host_vec(t: FlexTensor) -> Vec<f32> {
 pub(crate) fn row_task_len(row: usize) -> usize {
     let row = row.max(1);
     row * (HOST_CHUNK / row).max(1)
+}
+
+/// Defines `fn NAME(ARGS) -> RET` that runs `PORTABLE` (an `#[inline(always)]` function of the same
+/// arguments) in a copy compiled for AVX-512 when the CPU has it, chosen at run time, and as compiled
+/// otherwise. The binary targets baseline x86-64, where the compiler vectorises loops 4 lanes wide
+/// (SSE2); the copy runs the same operations 16 lanes wide, which for IEEE additions, multiplications,
+/// divisions and square roots gives the same bits (the compiler fuses nothing without being told).
+///
+/// ```ignore
+/// avx512_dispatch! {
+///     /// Doc of the dispatching function.
+///     fn scale(values: &mut [f32], by: f32) => scale_portable
+/// }
+/// ```
+#[macro_export]
+#[doc(hidden)]
+macro_rules! avx512_dispatch {
+    ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $portable:path) => {
+        $(#[$attr])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            /// # Safety
+            ///
+            /// The CPU must support AVX-512F.
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f")]
+            unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
+                $portable($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F, checked just above.
+                return unsafe { avx512($($arg),*) };
+            }
+            $portable($($arg),*)
+        }
+    };
 }

@@ -151,12 +151,6 @@ impl LayerNormBackend for Flex {
         let len = row_task_len(d);
         let mut out = Vec::with_capacity(x.len());
         out.spare_capacity_mut().par_chunks_mut(len).zip(x.par_chunks(len)).for_each(|(out, x)| {
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has AVX-512F, checked just above.
-                unsafe { normalise_rows_avx512(out, x, &gamma, &beta, eps) };
-                return;
-            }
             normalise_rows(out, x, &gamma, &beta, eps);
         });
         // SAFETY: the chunks cover the whole spare capacity and every element of each was written.
@@ -184,12 +178,6 @@ impl LayerNormBackend for Flex {
             .zip(x.par_chunks(len))
             .map(|(g, x)| {
                 let mut acc = vec![0.0f32; 2 * d];
-                #[cfg(target_arch = "x86_64")]
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has AVX-512F, checked just above.
-                    unsafe { grad_rows_avx512(g, x, &gamma, eps, &mut acc) };
-                    return acc;
-                }
                 grad_rows(g, x, &gamma, eps, &mut acc);
                 acc
             })
@@ -272,9 +260,19 @@ fn row_stats(x: &[f32], eps: f32) -> (f32, f32) {
     (mean, 1.0 / (var + eps).sqrt())
 }
 
-/// `out ← x̂ ⊙ γ + β` on each row of `γ.len()` elements.
+crate::avx512_dispatch! {
+    /// `out ← x̂ ⊙ γ + β` on each row of `γ.len()` elements.
+    fn normalise_rows(
+        out: &mut [MaybeUninit<f32>],
+        x: &[f32],
+        gamma: &[f32],
+        beta: &[f32],
+        eps: f32,
+    ) => normalise_rows_portable
+}
+
 #[inline(always)]
-fn normalise_rows(out: &mut [MaybeUninit<f32>], x: &[f32], gamma: &[f32], beta: &[f32], eps: f32) {
+fn normalise_rows_portable(out: &mut [MaybeUninit<f32>], x: &[f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let d = gamma.len();
     for (out, x) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
         let (mean, r) = row_stats(x, eps);
@@ -284,20 +282,13 @@ fn normalise_rows(out: &mut [MaybeUninit<f32>], x: &[f32], gamma: &[f32], beta: 
     }
 }
 
-/// [`normalise_rows`] compiled for AVX-512.
-///
-/// # Safety
-///
-/// The CPU must support AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn normalise_rows_avx512(out: &mut [MaybeUninit<f32>], x: &[f32], gamma: &[f32], beta: &[f32], eps: f32) {
-    normalise_rows(out, x, gamma, beta, eps);
+crate::avx512_dispatch! {
+    /// `dy ← dx` on each row of `γ.len()` elements, adding `dy ⊙ x̂` to `acc[..d]` and `dy` to `acc[d..]`.
+    fn grad_rows(dy: &mut [f32], x: &[f32], gamma: &[f32], eps: f32, acc: &mut [f32]) => grad_rows_portable
 }
 
-/// `dy ← dx` on each row of `γ.len()` elements, adding `dy ⊙ x̂` to `acc[..d]` and `dy` to `acc[d..]`.
 #[inline(always)]
-fn grad_rows(dy: &mut [f32], x: &[f32], gamma: &[f32], eps: f32, acc: &mut [f32]) {
+fn grad_rows_portable(dy: &mut [f32], x: &[f32], gamma: &[f32], eps: f32, acc: &mut [f32]) {
     let d = gamma.len();
     let (acc_gamma, acc_beta) = acc.split_at_mut(d);
     for (dy, x) in dy.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
@@ -316,16 +307,6 @@ fn grad_rows(dy: &mut [f32], x: &[f32], gamma: &[f32], eps: f32, acc: &mut [f32]
             *g = r * (*g - mean_g - (x - mean) * r * mean_gx);
         }
     }
-}
-/// [`grad_rows`] compiled for AVX-512.
-///
-/// # Safety
-///
-/// The CPU must support AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn grad_rows_avx512(dy: &mut [f32], x: &[f32], gamma: &[f32], eps: f32, acc: &mut [f32]) {
-    grad_rows(dy, x, gamma, eps, acc);
 }
 
 #[cfg(test)]

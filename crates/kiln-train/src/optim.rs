@@ -151,33 +151,20 @@ struct AdamWStep {
     lr: f32,
 }
 
-/// One block of the AdamW update, the operations of Burn's AdamW in its order (IEEE division and
-/// square root, vectorised or not, round the same), compiled for AVX-512 where the CPU has it.
-fn adamw_chunk(p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], s: AdamWStep) {
-    #[inline(always)]
-    fn apply(p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], s: AdamWStep) {
-        for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
-            *m = *m * s.b1 + g * s.f1;
-            *v = *v * s.b2 + g * g * s.f2;
-            let delta = (*m / s.c1) / ((*v / s.c2).sqrt() + s.eps);
-            *p = *p * s.decay - delta * s.lr;
-        }
+kiln_layers::avx512_dispatch! {
+    /// One block of the AdamW update, the operations of Burn's AdamW in its order (IEEE division and
+    /// square root, vectorised or not, round the same), compiled for AVX-512 where the CPU has it.
+    fn adamw_chunk(p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], s: AdamWStep) => adamw_chunk_portable
+}
+
+#[inline(always)]
+fn adamw_chunk_portable(p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], s: AdamWStep) {
+    for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+        *m = *m * s.b1 + g * s.f1;
+        *v = *v * s.b2 + g * g * s.f2;
+        let delta = (*m / s.c1) / ((*v / s.c2).sqrt() + s.eps);
+        *p = *p * s.decay - delta * s.lr;
     }
-    /// # Safety
-    ///
-    /// The CPU must support AVX-512F.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn apply_avx512(p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], s: AdamWStep) {
-        apply(p, m, v, g, s);
-    }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F, checked just above.
-        unsafe { apply_avx512(p, m, v, g, s) };
-        return;
-    }
-    apply(p, m, v, g, s);
 }
 
 /// Sum of squared gradient entries over every float parameter of a module.

@@ -207,40 +207,17 @@ impl FusedAttentionBackend for Flex {
             (probs.as_slice::<f32>().expect("f32 probabilities"), delta.as_slice::<f32>().expect("f32 row sums"));
         let mut values = host_vec(grad_probs);
         values.par_chunks_mut(m).zip(p.par_chunks(m)).zip(delta.par_iter()).for_each(|((g, p), &d)| {
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has AVX-512F, checked just above.
-                unsafe { score_grad_row_avx512(g, p, d, scale) };
-                return;
-            }
             score_grad_row(g, p, d, scale);
         });
         FlexTensor::from_data(TensorData::new(values, shape))
     }
 }
 
-/// One row of [`FusedAttentionBackend::kiln_attention_probs`] in place: keys with `padding` set or at
-/// or after `visible` are masked, then the row softmax of [`super::row_softmax`] with `scale`
-/// inside; AVX-512 where the CPU has it.
-fn softmax_row(x: &mut [f32], padding: Option<&[bool]>, visible: usize, scale: f32) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F, checked just above.
-        unsafe { softmax_row_avx512(x, padding, visible, scale) };
-        return;
-    }
-    softmax_row_portable(x, padding, visible, scale);
-}
-
-/// [`softmax_row`] compiled for AVX-512.
-///
-/// # Safety
-///
-/// The CPU must support AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn softmax_row_avx512(x: &mut [f32], padding: Option<&[bool]>, visible: usize, scale: f32) {
-    softmax_row_portable(x, padding, visible, scale);
+crate::avx512_dispatch! {
+    /// One row of [`FusedAttentionBackend::kiln_attention_probs`] in place: keys with `padding` set or at
+    /// or after `visible` are masked, then the row softmax of [`super::row_softmax`] with `scale`
+    /// inside; AVX-512 where the CPU has it.
+    fn softmax_row(x: &mut [f32], padding: Option<&[bool]>, visible: usize, scale: f32) => softmax_row_portable
 }
 
 #[inline(always)]
@@ -254,23 +231,16 @@ fn softmax_row_portable(x: &mut [f32], padding: Option<&[bool]>, visible: usize,
     super::row_softmax::softmax_in_place(x, scale);
 }
 
-/// One row of [`FusedAttentionBackend::kiln_attention_score_grad`]: `g ← scale · p ⊙ (g − d)`.
+crate::avx512_dispatch! {
+    /// One row of [`FusedAttentionBackend::kiln_attention_score_grad`]: `g ← scale · p ⊙ (g − d)`.
+    fn score_grad_row(g: &mut [f32], p: &[f32], d: f32, scale: f32) => score_grad_row_portable
+}
+
 #[inline(always)]
-fn score_grad_row(g: &mut [f32], p: &[f32], d: f32, scale: f32) {
+fn score_grad_row_portable(g: &mut [f32], p: &[f32], d: f32, scale: f32) {
     for (g, &p) in g.iter_mut().zip(p) {
         *g = scale * p * (*g - d);
     }
-}
-
-/// [`score_grad_row`] compiled for AVX-512.
-///
-/// # Safety
-///
-/// The CPU must support AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn score_grad_row_avx512(g: &mut [f32], p: &[f32], d: f32, scale: f32) {
-    score_grad_row(g, p, d, scale);
 }
 
 impl<B: FusedAttentionBackend, C: CheckpointStrategy> FusedAttentionBackend for Autodiff<B, C> {

@@ -285,64 +285,56 @@ pub fn exp_features(x: Tensor<4>, is_query: bool, padding: Option<&Tensor<2, Boo
     }
 }
 
-/// One task of [`exp_features`]: rows of `m` queries, or one head's `n` keys (`keep`: which are real).
-/// With `slopes`, linearised: `slopes ← φ`, `values ← φ (1 − x)`; else `values ← φ`. The loops are
-/// compiled for AVX-512 where the CPU has it.
-fn exp_task(values: &mut [f32], slopes: Option<&mut [f32]>, m: usize, is_query: bool, keep: Option<&[bool]>) {
-    #[inline(always)]
-    fn apply(values: &mut [f32], mut slopes: Option<&mut [f32]>, m: usize, is_query: bool, keep: Option<&[bool]>) {
-        let real = |j: usize| keep.is_none_or(|k| k[j]);
-        let shift = if is_query {
-            None
-        } else {
-            Some(
-                values
-                    .chunks(m)
-                    .enumerate()
-                    .filter(|&(j, _)| real(j))
-                    .map(|(_, row)| row_max(row))
-                    .fold(f32::MIN, f32::max),
-            )
-        };
-        for (j, row) in values.chunks_mut(m).enumerate() {
-            let slope_row = slopes.as_deref_mut().map(|s| &mut s[j * m..(j + 1) * m]);
-            if !real(j) {
-                row.fill(0.0);
-                continue; // slopes are zero already
-            }
-            let shift = shift.unwrap_or_else(|| row_max(row));
-            match slope_row {
-                None => row.iter_mut().for_each(|v| *v = exp_le0(*v - shift)),
-                Some(s) => {
-                    for (v, a) in row.iter_mut().zip(s) {
-                        let e = exp_le0(*v - shift);
-                        (*a, *v) = (e, e * (1.0 - *v));
-                    }
-                }
-            }
-        }
-    }
-    /// # Safety
-    ///
-    /// The CPU must support AVX-512F.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn apply_avx512(
+crate::avx512_dispatch! {
+    /// One task of [`exp_features`]: rows of `m` queries, or one head's `n` keys (`keep`: which are
+    /// real). With `slopes`, linearised: `slopes ← φ`, `values ← φ (1 − x)`; else `values ← φ`.
+    fn exp_task(
         values: &mut [f32],
         slopes: Option<&mut [f32]>,
         m: usize,
         is_query: bool,
         keep: Option<&[bool]>,
-    ) {
-        apply(values, slopes, m, is_query, keep);
+    ) => exp_task_portable
+}
+
+#[inline(always)]
+fn exp_task_portable(
+    values: &mut [f32],
+    mut slopes: Option<&mut [f32]>,
+    m: usize,
+    is_query: bool,
+    keep: Option<&[bool]>,
+) {
+    let real = |j: usize| keep.is_none_or(|k| k[j]);
+    let shift = if is_query {
+        None
+    } else {
+        Some(
+            values
+                .chunks(m)
+                .enumerate()
+                .filter(|&(j, _)| real(j))
+                .map(|(_, row)| row_max(row))
+                .fold(f32::MIN, f32::max),
+        )
+    };
+    for (j, row) in values.chunks_mut(m).enumerate() {
+        let slope_row = slopes.as_deref_mut().map(|s| &mut s[j * m..(j + 1) * m]);
+        if !real(j) {
+            row.fill(0.0);
+            continue; // slopes are zero already
+        }
+        let shift = shift.unwrap_or_else(|| row_max(row));
+        match slope_row {
+            None => row.iter_mut().for_each(|v| *v = exp_le0(*v - shift)),
+            Some(s) => {
+                for (v, a) in row.iter_mut().zip(s) {
+                    let e = exp_le0(*v - shift);
+                    (*a, *v) = (e, e * (1.0 - *v));
+                }
+            }
+        }
     }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F, checked just above.
-        unsafe { apply_avx512(values, slopes, m, is_query, keep) };
-        return;
-    }
-    apply(values, slopes, m, is_query, keep);
 }
 
 /// The largest of `row` (`f32::MIN` if empty), 16 lanes at a time so that it vectorises.

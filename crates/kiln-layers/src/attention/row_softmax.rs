@@ -66,12 +66,6 @@ impl RowSoftmaxBackend for Flex {
         let m = shape.as_slice().last().copied().unwrap_or(1).max(1);
         let mut values = host_vec(x);
         values.par_chunks_mut(row_task_len(m)).for_each(|rows| {
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has AVX-512F, checked just above.
-                unsafe { normalise_rows_avx512(rows, m) };
-                return;
-            }
             normalise_rows(rows, m);
         });
         FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
@@ -85,12 +79,6 @@ impl RowSoftmaxBackend for Flex {
         let mut values = host_vec(dy);
         let len = row_task_len(m);
         values.par_chunks_mut(len).zip(y.par_chunks(len)).for_each(|(g, y)| {
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has AVX-512F, checked just above.
-                unsafe { grad_rows_avx512(g, y, m) };
-                return;
-            }
             grad_rows(g, y, m);
         });
         FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
@@ -124,44 +112,29 @@ impl<B: RowSoftmaxBackend, C: CheckpointStrategy> RowSoftmaxBackend for Autodiff
     }
 }
 
-/// [`softmax_in_place`] on each row of `m` elements.
+crate::avx512_dispatch! {
+    /// [`softmax_in_place`] on each row of `m` elements.
+    fn normalise_rows(rows: &mut [f32], m: usize) => normalise_rows_portable
+}
+
 #[inline(always)]
-fn normalise_rows(rows: &mut [f32], m: usize) {
+fn normalise_rows_portable(rows: &mut [f32], m: usize) {
     rows.chunks_exact_mut(m).for_each(|x| softmax_in_place(x, 1.0));
 }
 
-/// [`normalise_rows`] compiled for AVX-512 (called directly: through a function pointer the row
-/// loop would not be inlined into the AVX-512 copy).
-///
-/// # Safety
-///
-/// The CPU must support AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn normalise_rows_avx512(rows: &mut [f32], m: usize) {
-    normalise_rows(rows, m);
+crate::avx512_dispatch! {
+    /// `g ← y ⊙ (g − g·y)` on each row of `m` elements.
+    fn grad_rows(g: &mut [f32], y: &[f32], m: usize) => grad_rows_portable
 }
 
-/// `g ← y ⊙ (g − g·y)` on each row of `m` elements.
 #[inline(always)]
-fn grad_rows(g: &mut [f32], y: &[f32], m: usize) {
+fn grad_rows_portable(g: &mut [f32], y: &[f32], m: usize) {
     for (g, y) in g.chunks_exact_mut(m).zip(y.chunks_exact(m)) {
         let dot = super::seq_conv::dot_portable(g, y);
         for (g, &y) in g.iter_mut().zip(y) {
             *g = y * (*g - dot);
         }
     }
-}
-
-/// [`grad_rows`] compiled for AVX-512.
-///
-/// # Safety
-///
-/// The CPU must support AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn grad_rows_avx512(g: &mut [f32], y: &[f32], m: usize) {
-    grad_rows(g, y, m);
 }
 
 const LANES: usize = 16;

@@ -136,26 +136,9 @@ impl<B: SeqConvBackend, C: CheckpointStrategy> SeqConvBackend for Autodiff<B, C>
     }
 }
 
-/// One `[n, d]` plane of the convolution, `o += Σₜ kernel[t] · v shifted by t − taps/2 rows`.
-fn conv_plane(o: &mut [f32], v: &[f32], kernel: &[f32], n: usize, d: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F, checked just above.
-        unsafe { conv_plane_avx512(o, v, kernel, n, d) };
-        return;
-    }
-    conv_plane_portable(o, v, kernel, n, d);
-}
-
-/// [`conv_plane`] compiled for AVX-512.
-///
-/// # Safety
-///
-/// The CPU must support AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn conv_plane_avx512(o: &mut [f32], v: &[f32], kernel: &[f32], n: usize, d: usize) {
-    conv_plane_portable(o, v, kernel, n, d);
+crate::avx512_dispatch! {
+    /// One `[n, d]` plane of the convolution, `o += Σₜ kernel[t] · v shifted by t − taps/2 rows`.
+    fn conv_plane(o: &mut [f32], v: &[f32], kernel: &[f32], n: usize, d: usize) => conv_plane_portable
 }
 
 #[inline(always)]
@@ -184,23 +167,12 @@ fn shifted_dot(g: &[f32], v: &[f32], shift: isize, n: usize, d: usize) -> f32 {
     }
     let g = &g[first * d..last * d];
     let v = &v[(first as isize + shift) as usize * d..(last as isize + shift) as usize * d];
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F, checked just above.
-        return unsafe { dot_avx512(g, v) };
-    }
-    dot_portable(g, v)
+    dot(g, v)
 }
 
-/// [`dot_portable`] compiled for AVX-512.
-///
-/// # Safety
-///
-/// The CPU must support AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
-    dot_portable(a, b)
+crate::avx512_dispatch! {
+    /// [`dot_portable`], AVX-512 where the CPU has it.
+    fn dot(a: &[f32], b: &[f32]) -> f32 => dot_portable
 }
 
 /// `Σ aᵢ bᵢ` in 16 partial sums, an order the compiler vectorises.
