@@ -34,11 +34,20 @@ pub(crate) fn row_task_len(row: usize) -> usize {
 /// (SSE2); the copy runs the same operations 16 lanes wide, which for IEEE additions, multiplications,
 /// divisions and square roots gives the same bits (the compiler fuses nothing without being told).
 ///
-/// ```ignore
-/// avx512_dispatch! {
-///     /// Doc of the dispatching function.
+/// ```
+/// #[inline(always)]
+/// fn scale_portable(values: &mut [f32], by: f32) {
+///     values.iter_mut().for_each(|v| *v *= by);
+/// }
+///
+/// kiln_layers::avx512_dispatch! {
+///     /// Multiply every value by `by`.
 ///     fn scale(values: &mut [f32], by: f32) => scale_portable
 /// }
+///
+/// let mut v: Vec<f32> = (0..37).map(|i| i as f32).collect();
+/// scale(&mut v, 0.5);
+/// assert!(v.iter().enumerate().all(|(i, &x)| x == i as f32 * 0.5));
 /// ```
 #[macro_export]
 #[doc(hidden)]
