@@ -3,7 +3,7 @@
 //! Burn's [`AdamW`] updates a parameter with fifteen tensor operations (two moments, two bias
 //! corrections, a square root, the decay and the step) and its [`Adam`] with about as many, each a
 //! pass over memory into a fresh buffer: on the language model's 0.8 M parameters that was 2.2 ms of
-//! a 35 ms training step, on the vMF-VAE's 0.83 ms of 5.6 ms. On flex, [`FusedAdamW`] and
+//! a 35 ms training step, on the vMF-VAE's 0.8–1.6 ms of a 6–8 ms step. On flex, [`FusedAdamW`] and
 //! [`FusedAdam`] read the parameter, its gradient and both moments once and write them once, split
 //! over Rayon's threads, with Burn's f32 operations in Burn's order, so the result is Burn's to the
 //! bit (tested). Their states are Burn's [`AdamWState`] and [`AdamState`]: optimiser files are
