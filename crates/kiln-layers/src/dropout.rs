@@ -15,6 +15,8 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use rayon::prelude::*;
 
+use crate::host::on_host;
+
 /// Dropout with probability `prob`; no parameters, nothing in checkpoints.
 #[derive(Module, Debug)]
 pub struct Dropout {
@@ -69,12 +71,6 @@ impl Dropout {
         (self.prob > 0.0 && device.is_autodiff() && on_host(device))
             .then(|| scaled_keep_mask(n, 1.0 - self.prob, draw_seed(device)))
     }
-}
-
-/// Whether `device` computes on the host (flex, ndarray), where a host-drawn mask costs no transfer.
-pub(crate) fn on_host(device: &Device) -> bool {
-    let name = format!("{:?}", device.clone().without_autodiff());
-    name.contains("Flex") || name.contains("NdArray")
 }
 
 /// One 64-bit seed from the device's generator (so that `Device::seed` fixes it).

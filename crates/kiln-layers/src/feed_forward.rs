@@ -54,8 +54,7 @@ pub fn gelu_dropout<const D: usize>(x: Tensor<D>, dropout: &Dropout) -> Tensor<D
     if x.dtype() != DType::F32 {
         return dropout.forward(gelu_exact(x));
     }
-    let dims = x.dims();
-    match dropout.host_mask(dims.iter().product(), &device) {
+    match dropout.host_mask(x.dims().iter().product(), &device) {
         Some(mask) => gelu_masked(x, &mask),
         None => dropout.forward(gelu_exact(x)),
     }
@@ -64,23 +63,14 @@ pub fn gelu_dropout<const D: usize>(x: Tensor<D>, dropout: &Dropout) -> Tensor<D
 /// `gelu_exact(x) · mask` (elementwise, `mask` row-major) on an autodiff host device with f32 `x`,
 /// the mask folded into the linearisation.
 fn gelu_masked<const D: usize>(x: Tensor<D>, mask: &[f32]) -> Tensor<D> {
-    let (device, dims) = (x.device(), x.dims());
-    let mut values = x.clone().into_data().try_into_vec::<f32>().expect("an f32 tensor (checked above)");
-    let mut slopes = vec![0.0f32; values.len()];
-    values.par_chunks_mut(HOST_CHUNK).zip(slopes.par_chunks_mut(HOST_CHUNK)).zip(mask.par_chunks(HOST_CHUNK)).for_each(
-        |((values, slopes), mask)| {
-            linearise_chunk(values, slopes, gelu_linearised);
-            for ((v, s), m) in values.iter_mut().zip(slopes.iter_mut()).zip(mask) {
-                *v *= m;
-                *s *= m;
-            }
-        },
-    );
-    let tensor = |values: Vec<f32>| {
-        let n = values.len();
-        Tensor::<1>::from_data(TensorData::new(values, [n]), &device).reshape(dims)
-    };
-    x * tensor(slopes) + tensor(values)
+    crate::host::host_blocks(x, HOST_CHUNK, |t, values, slopes| {
+        let slopes = slopes.expect("a host mask is drawn in training only");
+        linearise_chunk(values, slopes, gelu_linearised);
+        for ((v, s), m) in values.iter_mut().zip(slopes.iter_mut()).zip(&mask[t * HOST_CHUNK..]) {
+            *v *= m;
+            *s *= m;
+        }
+    })
 }
 
 /// The exact (erf) GELU `x · Φ(x)`. On flex and ndarray it is computed on the host with
@@ -119,50 +109,27 @@ pub const HOST_CHUNK: usize = 1 << 15;
 
 /// An elementwise function computed on the host where that is cheaper (flex and ndarray, f32): `value`
 /// in inference; in training `linearised` gives `(a, b)` with `a·x + b = f(x)` and `a = f'(x)`, and
-/// the result is `x·a + b`, whose backward pass is one multiplication. Elsewhere `ops`, the same
-/// function from backend ops.
+/// the result is `x·a + b`, whose backward pass is one multiplication ([`crate::host::host_blocks`]).
+/// Elsewhere `ops`, the same function from backend ops.
 pub(crate) fn host_elementwise<const D: usize>(
     x: Tensor<D>,
     value: impl Fn(f32) -> f32 + Sync + Copy,
     linearised: impl Fn(f32) -> (f32, f32) + Sync + Copy,
     ops: impl FnOnce(Tensor<D>) -> Tensor<D>,
 ) -> Tensor<D> {
-    let device = x.device();
-    if !crate::dropout::on_host(&device) || x.dtype() != DType::F32 {
+    if !crate::host::host_f32(&x) {
         return ops(x);
     }
-    let dims = x.dims();
-    let tensor = |values: Vec<f32>| {
-        let n = values.len();
-        Tensor::<1>::from_data(TensorData::new(values, [n]), &device).reshape(dims)
-    };
-    let host = |x: Tensor<D>| x.into_data().try_into_vec::<f32>().expect("an f32 tensor (checked above)");
-    if !device.is_autodiff() {
-        // Moved, not cloned, so that flex can hand over its buffer instead of copying it.
-        let mut values = host(x);
-        map_in_place(&mut values, value);
-        return tensor(values);
-    }
-    let mut values = host(x.clone());
-    let slopes = linearise_in_place(&mut values, linearised);
-    x * tensor(slopes) + tensor(values)
+    crate::host::host_blocks(x, HOST_CHUNK, |_, values, slopes| match slopes {
+        None => map_chunk(values, value),
+        Some(slopes) => linearise_chunk(values, slopes, linearised),
+    })
 }
 
 /// `x ← f(x)` over a slice, split over Rayon's threads in [`HOST_CHUNK`] blocks, each loop compiled
 /// for AVX-512 where the CPU has it (`f` is inlined into it).
 pub(crate) fn map_in_place(values: &mut [f32], f: impl Fn(f32) -> f32 + Sync + Copy) {
     values.par_chunks_mut(HOST_CHUNK).for_each(|values| map_chunk(values, f));
-}
-
-/// A function linearised at each `x`: `f` gives `(a, b)` with `a·x + b = f(x)` and `a = f'(x)`;
-/// returns the slopes `a` and leaves `b` in `values`. Threads and AVX-512 as [`map_in_place`].
-pub(crate) fn linearise_in_place(values: &mut [f32], f: impl Fn(f32) -> (f32, f32) + Sync + Copy) -> Vec<f32> {
-    let mut slopes = vec![0.0f32; values.len()];
-    values
-        .par_chunks_mut(HOST_CHUNK)
-        .zip(slopes.par_chunks_mut(HOST_CHUNK))
-        .for_each(|(values, slopes)| linearise_chunk(values, slopes, f));
-    slopes
 }
 
 crate::avx512_dispatch! {
@@ -327,8 +294,10 @@ mod gelu_tests {
         gelu_in_place(&mut dispatched);
         let portable: Vec<f32> = grid.iter().map(|&x| gelu_value(x)).collect();
         assert_eq!(dispatched, portable);
-        let mut dispatched = grid.clone();
-        let slopes = linearise_in_place(&mut dispatched, gelu_linearised);
+        let (mut dispatched, mut slopes) = (grid.clone(), vec![0.0; grid.len()]);
+        for (v, s) in dispatched.chunks_mut(HOST_CHUNK).zip(slopes.chunks_mut(HOST_CHUNK)) {
+            linearise_chunk(v, s, gelu_linearised);
+        }
         let (portable_slopes, portable): (Vec<f32>, Vec<f32>) = grid.iter().map(|&x| gelu_linearised(x)).unzip();
         assert_eq!((dispatched, slopes), (portable, portable_slopes));
     }

@@ -1,15 +1,68 @@
-//! What the host loops that stand in for Burn ops on flex share: whether a device is flex, a
-//! tensor's values as a `Vec`, how many whole rows make one Rayon task, and [`avx512_dispatch!`]
-//! (`crate::avx512_dispatch`), which compiles a loop a second time for AVX-512.
+//! What the host loops that stand in for Burn ops on flex share: which devices compute on the host,
+//! a tensor's values as a `Vec`, how many whole rows make one Rayon task, [`host_blocks`] (a function
+//! of a tensor computed block by block on the host, linearised in training), and
+//! [`avx512_dispatch!`] (`crate::avx512_dispatch`), which compiles a loop a second time for AVX-512.
 
 use burn::backend::flex::FlexTensor;
 use burn::prelude::*;
+use burn::tensor::{DType, TensorData};
+use rayon::prelude::*;
 
 use crate::feed_forward::HOST_CHUNK;
 
+/// The backend's name in `device`'s debug form, autodiff stripped.
+fn backend_name(device: &Device) -> String {
+    format!("{:?}", device.clone().without_autodiff())
+}
+
 /// Whether `device` is flex, with or without autodiff.
 pub fn is_flex(device: &Device) -> bool {
-    format!("{:?}", device.clone().without_autodiff()).contains("Flex")
+    backend_name(device).contains("Flex")
+}
+
+/// Whether `device` computes on the host (flex, ndarray): there a host loop reads and writes tensor
+/// memory without a transfer.
+pub(crate) fn on_host(device: &Device) -> bool {
+    let name = backend_name(device);
+    name.contains("Flex") || name.contains("NdArray")
+}
+
+/// Whether [`host_blocks`] can compute a function of `x`: f32 on a host device.
+pub(crate) fn host_f32<const D: usize>(x: &Tensor<D>) -> bool {
+    x.dtype() == DType::F32 && on_host(&x.device())
+}
+
+/// `f(x)` computed on the host, `x`'s row-major values cut into blocks of `task` elements split over
+/// Rayon's threads: `kernel(t, values, slopes)` rewrites block `t`. In inference (`slopes` is `None`)
+/// it writes `f(x)`; in training (an autodiff device) it writes `b` into the values and `a` into the
+/// slopes, with `a·x + b = f(x)` and `a = ∂f/∂x` (anything `x`-dependent that `f` holds fixed, such
+/// as a stabiliser, treated as a constant), and the result is `x·a + b`, whose backward pass is one
+/// multiplication. Only where [`host_f32`] holds.
+pub(crate) fn host_blocks<const D: usize>(
+    x: Tensor<D>,
+    task: usize,
+    kernel: impl Fn(usize, &mut [f32], Option<&mut [f32]>) + Sync,
+) -> Tensor<D> {
+    let (device, dims, task) = (x.device(), x.dims(), task.max(1));
+    let tensor = |values: Vec<f32>| {
+        let n = values.len();
+        Tensor::<1>::from_data(TensorData::new(values, [n]), &device).reshape(dims)
+    };
+    let host = |x: Tensor<D>| x.into_data().try_into_vec::<f32>().expect("an f32 tensor (host_f32)");
+    if !device.is_autodiff() {
+        // Moved, not cloned, so that flex can hand over its buffer instead of copying it.
+        let mut values = host(x);
+        values.par_chunks_mut(task).enumerate().for_each(|(t, v)| kernel(t, v, None));
+        return tensor(values);
+    }
+    let mut values = host(x.clone());
+    let mut slopes = vec![0.0f32; values.len()];
+    values
+        .par_chunks_mut(task)
+        .zip(slopes.par_chunks_mut(task))
+        .enumerate()
+        .for_each(|(t, (v, s))| kernel(t, v, Some(s)));
+    x * tensor(slopes) + tensor(values)
 }
 
 /// Whether `device` is flex with autodiff (training), where the training-only extensions run.

@@ -28,8 +28,6 @@
 
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::{DType, TensorData};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::Rotary;
@@ -251,38 +249,18 @@ fn exp_le0(x: f32) -> f32 {
 ///
 /// - `x`: `[b, h, n, m]`, `padding`: `[b, n]` (`true` = pad) → `[b, h, n, m]`
 pub fn exp_features(x: Tensor<4>, is_query: bool, padding: Option<&Tensor<2, Bool>>) -> Tensor<4> {
-    let device = x.device();
-    if !crate::dropout::on_host(&device) || x.dtype() != DType::F32 {
+    if !crate::host::host_f32(&x) {
         return exp_features_ops(x, is_query, padding);
     }
-    let [b, h, n, m] = x.dims();
+    let [_, h, n, m] = x.dims();
     let keep: Option<Vec<bool>> = match (is_query, padding) {
         (false, Some(p)) => Some(p.clone().into_data().iter::<bool>().map(|pad| !pad).collect()),
         _ => None,
     };
-    let training = device.is_autodiff();
-    let input = training.then(|| x.clone());
-    let mut values = x.into_data().try_into_vec::<f32>().expect("an f32 tensor (checked above)");
     // Queries: tasks of whole rows; keys: one task per (batch, head) plane, `t / h` its batch.
-    let task = if is_query { crate::host::row_task_len(m) } else { (n * m).max(1) };
+    let task = if is_query { crate::host::row_task_len(m) } else { n * m };
     let keep_of = |t: usize| keep.as_deref().map(|k| &k[(t / h) * n..(t / h + 1) * n]);
-    let tensor =
-        |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [b * h * n * m]), &device).reshape([b, h, n, m]);
-    match input {
-        None => {
-            values.par_chunks_mut(task).enumerate().for_each(|(t, v)| exp_task(v, None, m, is_query, keep_of(t)));
-            tensor(values)
-        }
-        Some(x) => {
-            let mut slopes = vec![0.0f32; values.len()];
-            values
-                .par_chunks_mut(task)
-                .zip(slopes.par_chunks_mut(task))
-                .enumerate()
-                .for_each(|(t, (v, s))| exp_task(v, Some(s), m, is_query, keep_of(t)));
-            x * tensor(slopes) + tensor(values)
-        }
-    }
+    crate::host::host_blocks(x, task, |t, values, slopes| exp_task(values, slopes, m, is_query, keep_of(t)))
 }
 
 crate::avx512_dispatch! {
