@@ -70,9 +70,26 @@ pub(crate) fn is_flex_training(device: &Device) -> bool {
     device.is_autodiff() && is_flex(device)
 }
 
-/// The f32 values of a flex tensor, in row-major order (the buffer itself when the tensor owns it).
+/// The f32 values of a flex tensor, in row-major order (a copy: the buffer's alignment is not a
+/// `Vec<f32>`'s; [`host_in_place`] writes the tensor's own buffer).
 pub(crate) fn host_vec(t: FlexTensor) -> Vec<f32> {
     t.into_data().try_into_vec::<f32>().expect("an f32 tensor")
+}
+
+/// `t` after `f` has rewritten its f32 values (row-major), and what `f` returned: in `t`'s own
+/// buffer where `t` owns it contiguously (the result of a matmul or of another host loop), else in
+/// a contiguous copy. Saves the copy out of and back into a tensor that [`host_vec`] and
+/// `from_data` make (8 MB per block of the attention scores).
+pub(crate) fn host_in_place<R>(t: FlexTensor, f: impl FnOnce(&mut [f32]) -> R) -> (FlexTensor, R) {
+    // `to_contiguous` shares the buffer when it already is contiguous; taking `t` by value drops
+    // the caller's handle first, so the buffer stays uniquely owned and `storage_mut` copies nothing.
+    let mut t = owned_contiguous(t);
+    let out = f(t.storage_mut::<f32>());
+    (t, out)
+}
+
+fn owned_contiguous(t: FlexTensor) -> FlexTensor {
+    t.to_contiguous()
 }
 
 /// Elements per task of a row-wise loop: whole rows of `row` elements, about [`HOST_CHUNK`] of them.
@@ -124,4 +141,43 @@ macro_rules! avx512_dispatch {
             $portable($($arg),*)
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flex(values: Vec<f32>, shape: [usize; 2]) -> FlexTensor {
+        FlexTensor::from_data(TensorData::new(values, shape))
+    }
+
+    fn values(t: FlexTensor) -> Vec<f32> {
+        t.into_data().try_into_vec::<f32>().expect("f32")
+    }
+
+    /// `host_in_place` writes an owned tensor's own buffer, copies a shared one (the other handle
+    /// keeps its values) and a strided view (only the view's elements, in row-major order).
+    #[test]
+    fn host_in_place_writes_only_what_it_owns() {
+        let t = flex((0..6).map(|i| i as f32).collect(), [2, 3]);
+        let before = t.bytes().as_ptr();
+        let (t, sum) = host_in_place(t, |x| {
+            x.iter_mut().for_each(|v| *v *= 10.0);
+            x.iter().sum::<f32>()
+        });
+        assert_eq!((t.bytes().as_ptr(), sum), (before, 150.0));
+        let shared = t.clone();
+        let (doubled, _) = host_in_place(t, |x| x.iter_mut().for_each(|v| *v *= 2.0));
+        assert_eq!(values(shared), [0.0, 10.0, 20.0, 30.0, 40.0, 50.0]);
+        assert_eq!(values(doubled.clone()), [0.0, 20.0, 40.0, 60.0, 80.0, 100.0]);
+        // The transpose [3, 2] and its first column's rows [1, 2] of the [2, 3] tensor.
+        let (negated, seen) = host_in_place(doubled.transpose(0, 1).narrow(0, 1, 2), |x| {
+            let seen = x.to_vec();
+            x.iter_mut().for_each(|v| *v = -*v);
+            seen
+        });
+        assert_eq!(seen, [20.0, 80.0, 40.0, 100.0]);
+        assert_eq!(values(negated), [-20.0, -80.0, -40.0, -100.0]);
+        assert_eq!(values(doubled), [0.0, 20.0, 40.0, 60.0, 80.0, 100.0]);
+    }
 }

@@ -28,7 +28,7 @@ use burn::prelude::*;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
-use crate::host::{host_vec, is_flex_training, row_task_len};
+use crate::host::{host_in_place, host_vec, is_flex_training, row_task_len};
 
 /// LayerNorm over the last dimension, with a learned scale `gamma` and an optional shift `beta`.
 /// The same parameters (and record keys) as Burn's `burn::nn::LayerNorm`; in training on flex it
@@ -164,31 +164,30 @@ impl LayerNormBackend for Flex {
         grad: FloatTensor<Self>,
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let shape = x.shape();
         let gamma = host_vec(gamma);
         let d = gamma.len().max(1);
         let eps = epsilon as f32;
         let x = x.to_contiguous();
         let x = x.as_slice::<f32>().expect("f32 activations");
-        let mut dx = host_vec(grad);
         let len = row_task_len(d);
         // One partial (dγ, dβ) per task, summed in task order: the same result on any number of threads.
-        let partials: Vec<Vec<f32>> = dx
-            .par_chunks_mut(len)
-            .zip(x.par_chunks(len))
-            .map(|(g, x)| {
-                let mut acc = vec![0.0f32; 2 * d];
-                grad_rows(g, x, &gamma, eps, &mut acc);
-                acc
-            })
-            .collect();
+        let (dx, partials) = host_in_place(grad, |dx| -> Vec<Vec<f32>> {
+            dx.par_chunks_mut(len)
+                .zip(x.par_chunks(len))
+                .map(|(g, x)| {
+                    let mut acc = vec![0.0f32; 2 * d];
+                    grad_rows(g, x, &gamma, eps, &mut acc);
+                    acc
+                })
+                .collect()
+        });
         let mut sums = vec![0.0f32; 2 * d];
         for p in &partials {
             sums.iter_mut().zip(p).for_each(|(s, v)| *s += v);
         }
         let d_beta = sums.split_off(d);
         let vector = |v: Vec<f32>| FlexTensor::from_data(TensorData::new(v, [d]));
-        (FlexTensor::from_data(TensorData::new(dx, shape.to_vec())), vector(sums), vector(d_beta))
+        (dx, vector(sums), vector(d_beta))
     }
 }
 

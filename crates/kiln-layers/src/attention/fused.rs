@@ -1,15 +1,15 @@
-//! Exact softmax attention with its own backward pass, for training on flex (a Burn backend
-//! extension, `#[backend_extension]`).
+//! Exact softmax attention on flex, in inference and with its own backward pass in training (a
+//! Burn backend extension, `#[backend_extension]`).
 //!
 //! Burn's autodiff runs attention as its unfused fallback graph (matmul, mask, max, subtract, exp,
 //! sum, divide, matmul), keeps the `[b, h, n, m]` score and probability matrices of every layer
 //! until the backward pass, and differentiates each of those ops on its own: softmax
 //! forward+backward at n = 4,096 needed 2.7 GB and 0.27× PyTorch's time (docs/benchmarks.md). Here the
-//! forward pass runs over blocks of query rows too (`O = softmax(s·Q Kᵀ + mask) V` per block: two
-//! GEMMs and a host softmax, faster in training than flex's attention kernel, whose per-element `expf`
-//! is scalar) and the backward pass is the FlashAttention
-//! recurrence (Dao et al. 2022, arXiv:2205.14135, Alg. 4) over blocks of query rows: for each block,
-//! recompute `P = softmax(s·Q Kᵀ + mask)`, then
+//! forward pass runs over blocks (`O = softmax(s·Q Kᵀ + mask) V` per block: two GEMMs and a host
+//! softmax; faster than flex's attention kernel, whose per-element `expf` is scalar, in inference
+//! too: 550–560 → 285–290 ms at n = 4,096) and the backward pass is the FlashAttention recurrence
+//! (Dao et al. 2022, arXiv:2205.14135, Alg. 4) over blocks: for each block, recompute
+//! `P = softmax(s·Q Kᵀ + mask)`, then
 //!
 //! ```text
 //! dV += Pᵀ dO,   dP = dO Vᵀ,   dS = P ⊙ (dP − rowsum(dO ⊙ O)),   dQ = s·dS K,   dK += s·dSᵀ Q
@@ -19,6 +19,12 @@
 //! block) and the saved state is `Q, K, V, O` and the padding mask — and `P` itself when all of it
 //! fits in one block (`keeps_probs`), which the backward pass then uses instead of recomputing
 //! it. The block operations are Burn backend ops on the inner backend (no autodiff graph inside).
+//!
+//! A block is a group of heads ([`head_groups`]: whole sequences, or heads of one sequence) and,
+//! where one head's scores exceed the budget, a run of that head's query rows ([`row_blocks`]).
+//! Blocks across all heads of a long sequence would be a few rows each, and each of their GEMMs
+//! packs `K` and `V` of every head again: at n = 4,096 (8 heads) blocks of 64 rows spent as long
+//! packing as multiplying.
 
 use burn::backend::TensorMetadata;
 use burn::backend::autodiff::Autodiff;
@@ -26,7 +32,6 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::flex::FlexTensor;
 use burn::backend::ops::AttentionModuleOptions;
 use burn::backend::tensor::{BoolTensor, FloatTensor};
 use burn::backend::{Backend, Dispatch, Flex, backend_extension};
@@ -34,13 +39,13 @@ use burn::prelude::*;
 use burn::tensor::{Shape, Slice};
 use rayon::prelude::*;
 
-use crate::host::{host_vec, is_flex_training};
+use crate::host::host_in_place;
 
 /// Bytes of one block of scores in the backward pass (the block's query rows follow from it): small
 /// enough that a block's probabilities stay in the last-level cache between the steps that use them.
 const BLOCK_BYTES: usize = 8 << 20;
 
-/// Fewest query rows per block of the backward pass: each block adds its `[b, h, m, d]` share into
+/// Fewest query rows per block of the backward pass: each block adds its `[nh, m, d]` share (one head: `[m, d]`) into
 /// dK and dV, so thin blocks of long sequences would spend more on those additions than on the
 /// block itself (at n = 8,192, 32-row blocks made forward+backward 1.3× slower than 256-row ones).
 const MIN_BLOCK_ROWS: usize = 256;
@@ -137,16 +142,69 @@ fn score_grad_by_backend_ops<B: Backend>(
     B::float_mul_scalar(B::float_mul(probs, B::float_sub(grad_probs, delta)), scale.into())
 }
 
-/// `(first row, rows)` of each block of query rows (of `n`) whose `[bh, rows, m]` f32 scores fit in
-/// `block_bytes` (at least one row per block).
-fn row_blocks(bh: usize, m: usize, n: usize, block_bytes: usize) -> impl Iterator<Item = (usize, usize)> {
-    let rows = (block_bytes / (4 * bh * m).max(1)).clamp(1, n.max(1));
+/// A run of heads that the blockwise passes treat as one: heads `h0..h0 + nh` of the sequences
+/// `b0..b0 + nb` (every head of whole sequences, or some heads of one sequence).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct HeadGroup {
+    b0: usize,
+    nb: usize,
+    h0: usize,
+    nh: usize,
+}
+
+impl HeadGroup {
+    /// The rows `r0..r0 + r` of the group's heads in a `[b, h, n, width]` tensor.
+    fn rows(&self, r0: usize, r: usize, width: usize) -> [Slice; 4] {
+        let Self { b0, nb, h0, nh } = *self;
+        [Slice::from(b0..b0 + nb), Slice::from(h0..h0 + nh), Slice::from(r0..r0 + r), Slice::from(0..width)]
+    }
+}
+
+/// The groups of `b × h` heads whose `[n, m]` f32 score matrices together fit in `block_bytes`:
+/// whole sequences where every head of one fits, else runs of heads of one sequence, else single
+/// heads (whose query rows [`row_blocks`] then splits). A block of one head's rows is as large as
+/// the budget allows, so each GEMM of a block packs `K` and `V` of one head for as many query rows as
+/// possible (blocks of 64 rows across all 8 heads at n = 4,096 spent as long packing as multiplying).
+fn head_groups(b: usize, h: usize, n: usize, m: usize, block_bytes: usize) -> Vec<HeadGroup> {
+    let heads = (block_bytes / (4 * n * m).max(1)).max(1);
+    if heads >= h {
+        let nb = (heads / h.max(1)).clamp(1, b.max(1));
+        (0..b).step_by(nb).map(|b0| HeadGroup { b0, nb: nb.min(b - b0), h0: 0, nh: h }).collect()
+    } else {
+        (0..b)
+            .flat_map(|b0| (0..h).step_by(heads).map(move |h0| HeadGroup { b0, nb: 1, h0, nh: heads.min(h - h0) }))
+            .collect()
+    }
+}
+
+/// `(first row, rows)` of each block of query rows (of `n`) whose `[heads, rows, m]` f32 scores fit
+/// in `block_bytes` (at least one row per block).
+fn row_blocks(heads: usize, m: usize, n: usize, block_bytes: usize) -> impl Iterator<Item = (usize, usize)> {
+    let rows = (block_bytes / (4 * heads * m).max(1)).clamp(1, n.max(1));
     (0..n).step_by(rows).map(move |r0| (r0, rows.min(n - r0)))
 }
 
-/// The slice of query rows `r0..r0 + r` of a `[b, h, n, width]` tensor.
-fn rows(b: usize, h: usize, r0: usize, r: usize, width: usize) -> [Slice; 4] {
-    [Slice::from(0..b), Slice::from(0..h), Slice::from(r0..r0 + r), Slice::from(0..width)]
+/// Runs `pass` on each group of heads and assembles its `K` outputs, `[b, h, rows, width]` of
+/// `shapes` (the group's own where there is one group).
+fn over_groups<B: Backend, const K: usize>(
+    groups: &[HeadGroup],
+    shapes: [[usize; 4]; K],
+    device: &B::Device,
+    dtype: burn::tensor::FloatDType,
+    mut pass: impl FnMut(&HeadGroup) -> [FloatTensor<B>; K],
+) -> [FloatTensor<B>; K] {
+    if let [group] = groups {
+        return pass(group);
+    }
+    // Written in place: each output is uniquely owned between the assignments.
+    let mut out = shapes.map(|s| Some(B::float_empty(Shape::new(s), device, dtype)));
+    for group in groups {
+        for ((slot, part), [_, _, rows, width]) in out.iter_mut().zip(pass(group)).zip(shapes) {
+            let whole = slot.take().expect("an output");
+            *slot = Some(B::float_slice_assign(whole, &group.rows(0, rows, width), part));
+        }
+    }
+    out.map(|t| t.expect("an output"))
 }
 
 /// Whether key `j` is in the future of query `i` (of `n` queries, `m` keys): `j > i + (m − n)`,
@@ -183,14 +241,16 @@ impl FusedAttentionBackend for Flex {
         let padding: Vec<bool> = padding.into_data().iter::<bool>().collect();
         // Each sequence's padding, `None` where it has none (its rows skip the masking pass).
         let padding: Vec<Option<&[bool]>> = padding.chunks(m.max(1)).map(|p| p.contains(&true).then_some(p)).collect();
-        let mut values = host_vec(scores);
-        values.par_chunks_mut(m.max(1)).enumerate().for_each(|(row, x)| {
-            let (batch, i) = (row / (h * r), row0 + row % r);
-            // Causal: keys j ≤ i + (m − n) are visible, a prefix of the row.
-            let visible = if causal { (i + m + 1).saturating_sub(n).min(m) } else { m };
-            softmax_row(x, padding[batch], visible, scale);
-        });
-        FlexTensor::from_data(TensorData::new(values, [b, h, r, m]))
+        debug_assert_eq!(padding.len(), b);
+        host_in_place(scores, |values| {
+            values.par_chunks_mut(m.max(1)).enumerate().for_each(|(row, x)| {
+                let (batch, i) = (row / (h * r), row0 + row % r);
+                // Causal: keys j ≤ i + (m − n) are visible, a prefix of the row.
+                let visible = if causal { (i + m + 1).saturating_sub(n).min(m) } else { m };
+                softmax_row(x, padding[batch], visible, scale);
+            })
+        })
+        .0
     }
 
     fn kiln_attention_score_grad(
@@ -205,11 +265,12 @@ impl FusedAttentionBackend for Flex {
         let delta = delta.to_contiguous();
         let (p, delta) =
             (probs.as_slice::<f32>().expect("f32 probabilities"), delta.as_slice::<f32>().expect("f32 row sums"));
-        let mut values = host_vec(grad_probs);
-        values.par_chunks_mut(m).zip(p.par_chunks(m)).zip(delta.par_iter()).for_each(|((g, p), &d)| {
-            score_grad_row(g, p, d, scale);
-        });
-        FlexTensor::from_data(TensorData::new(values, shape))
+        host_in_place(grad_probs, |values| {
+            values.par_chunks_mut(m).zip(p.par_chunks(m)).zip(delta.par_iter()).for_each(|((g, p), &d)| {
+                score_grad_row(g, p, d, scale);
+            })
+        })
+        .0
     }
 }
 
@@ -260,9 +321,8 @@ impl<B: FusedAttentionBackend, C: CheckpointStrategy> FusedAttentionBackend for 
             fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
                 let [node_q, node_k, node_v] = ops.parents;
                 let grad = grads.consume::<B>(&ops.node);
-                let [b, h, _, _] = dims4(&ops.state.q);
                 let m = dims4(&ops.state.k)[2];
-                let block_bytes = BLOCK_BYTES.max(MIN_BLOCK_ROWS * 4 * b * h * m);
+                let block_bytes = BLOCK_BYTES.max(MIN_BLOCK_ROWS * 4 * m);
                 let [dq, dk, dv] = attention_backward::<B>(ops.state, grad, block_bytes);
                 for (node, g) in [(node_q, dq), (node_k, dk), (node_v, dv)] {
                     if let Some(node) = node {
@@ -323,8 +383,8 @@ fn dims4<T: TensorMetadata>(t: &T) -> [usize; 4] {
     t.shape().dims::<4>()
 }
 
-/// `softmax(Q Kᵀ/√d + mask) V` one block of query rows at a time, each block's scores at most
-/// `block_bytes` (at least one row): GEMMs and the block softmax.
+/// `softmax(Q Kᵀ/√d + mask) V` one block at a time ([`head_groups`], then [`row_blocks`]), each
+/// block's scores at most `block_bytes` (at least one row of one head): GEMMs and the block softmax.
 fn attention_forward_blocks<B: FusedAttentionBackend>(
     q: FloatTensor<B>,
     k: FloatTensor<B>,
@@ -335,14 +395,27 @@ fn attention_forward_blocks<B: FusedAttentionBackend>(
 ) -> FloatTensor<B> {
     let [b, h, n, d] = dims4(&q);
     let m = dims4(&k)[2];
+    let (device, dtype) = (q.device(), q.dtype().into());
     let k_t = B::float_swap_dims(k, 2, 3);
-    let mut out: Vec<_> = row_blocks(b * h, m, n, block_bytes)
-        .map(|(r0, r)| {
-            let q_b = B::float_slice(q.clone(), &rows(b, h, r0, r, d));
-            forward_block::<B>(q_b, k_t.clone(), &v, &padding, causal, r0, n, scale_of(d)).1
-        })
-        .collect();
-    if out.len() == 1 { out.pop().expect("one block") } else { B::float_cat(out, 2) }
+    let groups = head_groups(b, h, n, m, block_bytes);
+    let [out] = over_groups::<B, 1>(&groups, [[b, h, n, d]], &device, dtype, |g| {
+        let k_t = B::float_slice(k_t.clone(), &g.rows(0, d, m));
+        let v = B::float_slice(v.clone(), &g.rows(0, m, d));
+        let padding = group_padding::<B>(&padding, g, m);
+        let mut out: Vec<_> = row_blocks(g.nb * g.nh, m, n, block_bytes)
+            .map(|(r0, r)| {
+                let q_b = B::float_slice(q.clone(), &g.rows(r0, r, d));
+                forward_block::<B>(q_b, k_t.clone(), &v, &padding, causal, r0, n, scale_of(d)).1
+            })
+            .collect();
+        [if out.len() == 1 { out.pop().expect("one block") } else { B::float_cat(out, 2) }]
+    });
+    out
+}
+
+/// The `[nb, m]` padding of a group's sequences.
+fn group_padding<B: Backend>(padding: &BoolTensor<B>, g: &HeadGroup, m: usize) -> BoolTensor<B> {
+    B::bool_slice(padding.clone(), &[Slice::from(g.b0..g.b0 + g.nb), Slice::from(0..m)])
 }
 
 /// One block of query rows `r0..` (of `n`): its probabilities `P = softmax(scale·Q_b Kᵀ + mask)` and
@@ -368,8 +441,8 @@ fn scale_of(d: usize) -> f32 {
     (1.0 / (d as f64).sqrt()) as f32
 }
 
-/// `[dQ, dK, dV]` from the saved forward pass and `dO`, one block of query rows at a time, each
-/// block's scores at most `block_bytes` (at least one row).
+/// `[dQ, dK, dV]` from the saved forward pass and `dO`, one block at a time ([`head_groups`], then
+/// [`row_blocks`]), each block's scores at most `block_bytes` (at least one row of one head).
 fn attention_backward<B: FusedAttentionBackend>(
     saved: Saved<B>,
     grad: FloatTensor<B>,
@@ -378,41 +451,50 @@ fn attention_backward<B: FusedAttentionBackend>(
     let Saved { q, k, v, out, padding, causal, probs } = saved;
     let [b, h, n, d] = dims4(&q);
     let m = dims4(&k)[2];
-    let device = q.device();
+    let (device, dtype) = (q.device(), q.dtype().into());
     let scale = scale_of(d);
-    let k_t = B::float_swap_dims(k.clone(), 2, 3);
-    let v_t = B::float_swap_dims(v.clone(), 2, 3);
     // rowsum(dO ⊙ O) = rowsum(dP ⊙ P), [b, h, n, 1].
     let delta = B::float_sum_dim(B::float_mul(grad.clone(), out), 3);
-    let (mut dq, mut dk, mut dv) = (Vec::new(), None, None);
-    let add = |acc: Option<FloatTensor<B>>, x: FloatTensor<B>| Some(acc.map_or(x.clone(), |a| B::float_add(a, x)));
-    // The kept probabilities are one block of all rows; otherwise blocks of `block_bytes`.
-    let blocks: Vec<(usize, usize, Option<FloatTensor<B>>)> = match probs {
-        Some(p) => vec![(0, n, Some(p))],
-        None => row_blocks(b * h, m, n, block_bytes).map(|(r0, r)| (r0, r, None)).collect(),
+    // The kept probabilities are one block of all heads and rows.
+    let groups = match probs {
+        Some(_) => vec![HeadGroup { b0: 0, nb: b, h0: 0, nh: h }],
+        None => head_groups(b, h, n, m, block_bytes),
     };
-    for (r0, r, kept) in blocks {
-        let block = |t: &FloatTensor<B>, width: usize| B::float_slice(t.clone(), &rows(b, h, r0, r, width));
-        let (q_b, grad_b, delta_b) = (block(&q, d), block(&grad, d), block(&delta, 1));
-        let p = kept.unwrap_or_else(|| {
-            B::kiln_attention_probs(B::float_matmul(q_b.clone(), k_t.clone()), padding.clone(), causal, r0, n, scale)
-        });
-        dv = add(dv, B::float_matmul(B::float_swap_dims(p.clone(), 2, 3), grad_b.clone()));
-        let dp = B::float_matmul(grad_b, v_t.clone());
-        let ds = B::kiln_attention_score_grad(p, dp, delta_b, scale);
-        dq.push(B::float_matmul(ds.clone(), k.clone()));
-        dk = add(dk, B::float_matmul(B::float_swap_dims(ds, 2, 3), q_b));
-    }
-    let dq = if dq.len() == 1 { dq.pop().expect("one block") } else { B::float_cat(dq, 2) };
-    let zeros = || B::float_zeros(Shape::new([b, h, m, d]), &device, q.dtype().into());
-    [dq, dk.unwrap_or_else(zeros), dv.unwrap_or_else(zeros)]
+    let mut probs = probs;
+    over_groups::<B, 3>(&groups, [[b, h, n, d], [b, h, m, d], [b, h, m, d]], &device, dtype, |g| {
+        let (k, v) = (B::float_slice(k.clone(), &g.rows(0, m, d)), B::float_slice(v.clone(), &g.rows(0, m, d)));
+        let (k_t, v_t) = (B::float_swap_dims(k.clone(), 2, 3), B::float_swap_dims(v, 2, 3));
+        let padding = group_padding::<B>(&padding, g, m);
+        let (mut dq, mut dk, mut dv) = (Vec::new(), None, None);
+        let add = |acc: Option<FloatTensor<B>>, x: FloatTensor<B>| Some(acc.map_or(x.clone(), |a| B::float_add(a, x)));
+        let blocks: Vec<(usize, usize, Option<FloatTensor<B>>)> = match probs.take() {
+            Some(p) => vec![(0, n, Some(p))],
+            None => row_blocks(g.nb * g.nh, m, n, block_bytes).map(|(r0, r)| (r0, r, None)).collect(),
+        };
+        for (r0, r, kept) in blocks {
+            let block = |t: &FloatTensor<B>, width: usize| B::float_slice(t.clone(), &g.rows(r0, r, width));
+            let (q_b, grad_b, delta_b) = (block(&q, d), block(&grad, d), block(&delta, 1));
+            let p = kept.unwrap_or_else(|| {
+                let scores = B::float_matmul(q_b.clone(), k_t.clone());
+                B::kiln_attention_probs(scores, padding.clone(), causal, r0, n, scale)
+            });
+            dv = add(dv, B::float_matmul(B::float_swap_dims(p.clone(), 2, 3), grad_b.clone()));
+            let dp = B::float_matmul(grad_b, v_t.clone());
+            let ds = B::kiln_attention_score_grad(p, dp, delta_b, scale);
+            dq.push(B::float_matmul(ds.clone(), k.clone()));
+            dk = add(dk, B::float_matmul(B::float_swap_dims(ds, 2, 3), q_b));
+        }
+        let dq = if dq.len() == 1 { dq.pop().expect("one block") } else { B::float_cat(dq, 2) };
+        let zeros = || B::float_zeros(Shape::new([g.nb, g.nh, m, d]), &device, dtype);
+        [dq, dk.unwrap_or_else(zeros), dv.unwrap_or_else(zeros)]
+    })
 }
 
-/// Whether [`fused_attention`] runs on `device`: flex with autodiff (training). In inference flex's
-/// own attention kernel runs directly (a blockwise forward from GEMMs and the host softmax was
-/// slower: 513 against 398 ms at n = 4,096).
+/// Whether [`fused_attention`] runs on `device`: flex, in training and in inference (where its
+/// blockwise forward pass is about twice as fast as flex's own attention kernel at n = 4,096; when
+/// its blocks spanned all heads it was slower).
 pub(crate) fn fused_on(device: &Device) -> bool {
-    is_flex_training(device)
+    crate::host::is_flex(device)
 }
 
 /// Softmax attention through [`FusedAttentionBackend`]; call only where [`fused_on`] holds.
@@ -489,7 +571,7 @@ mod tests {
     #[test]
     fn fused_attention_equals_burns_attention_graph_with_gradients() {
         let device = dev().autodiff();
-        assert!(fused_on(&device) && !fused_on(&dev()));
+        assert!(fused_on(&device));
         assert!(keeps_probs(2 * 3, 7, 7) && !keeps_probs(1, 1500, 1500));
         for (shape, lengths, causal) in [
             ([2, 3, 7, 7, 8], Some(vec![7, 4]), false),
@@ -518,6 +600,36 @@ mod tests {
         }
     }
 
+    /// In inference too `SoftmaxAttention` on flex runs the blockwise forward pass, and it equals
+    /// Burn's attention (flex's own kernel): in one block, in groups of whole sequences, one head
+    /// per group, and one head split into row blocks; padded and causal.
+    #[test]
+    fn inference_equals_burns_attention() {
+        let device = dev();
+        assert!(fused_on(&device));
+        for (shape, lengths, causal) in [
+            ([2, 3, 7, 9, 8], Some(vec![9, 4]), true),
+            // 4 × 600 × 700 scores per sequence fit in a block: three groups of one sequence each.
+            ([3, 4, 600, 700, 8], Some(vec![700, 650, 3]), false),
+            // One head's scores (4.8 MB) per group.
+            ([1, 3, 1100, 1100, 8], None, true),
+            // One head over a block: its rows in two blocks.
+            ([1, 1, 1500, 1500, 8], Some(vec![1400]), true),
+        ] {
+            let [b, h, n, m, d] = shape;
+            let padding = lengths.as_ref().map(|l| padding_from_lengths(l, m, &device));
+            let (q, k, v) = (
+                randn([b, h, n, d], 1.0, 5, &device),
+                randn([b, h, m, d], 1.0, 6, &device),
+                randn([b, h, m, d], 1.0, 7, &device),
+            );
+            let want = to_vec(reference(q.clone(), k.clone(), v.clone(), padding.as_ref(), causal));
+            let got = to_vec(crate::SoftmaxAttention.forward(q, k, v, padding.as_ref(), causal, None));
+            assert!(max_abs_diff(&got, &want) < 2e-5, "{shape:?}: {}", max_abs_diff(&got, &want));
+            assert!(got.iter().any(|x| x.abs() > 0.1));
+        }
+    }
+
     /// flex's host loops for the two block steps equal the same steps from backend ops: padded and
     /// causal rows (a block starting at row 3, keys longer than queries), a fully masked row, and
     /// scores large enough that an unshifted exponential would overflow.
@@ -525,7 +637,7 @@ mod tests {
     fn host_block_steps_equal_backend_ops() {
         let device = dev();
         let prim = |t: Tensor<4>| t.try_into_primitive::<Flex>().expect("a flex tensor");
-        let back = |t: FlexTensor| to_vec(Tensor::<4>::from_primitive::<Flex>(t));
+        let back = |t: burn::backend::flex::FlexTensor| to_vec(Tensor::<4>::from_primitive::<Flex>(t));
         let [b, h, r, m, n] = [2, 3, 5, 11, 9];
         let scores = randn([b, h, r, m], 40.0, 6, &device);
         // Sequence 1 has 2 keys. Causal, 9 queries against 11 keys: query i sees keys j ≤ i + 2.
@@ -551,12 +663,35 @@ mod tests {
         assert!(max_abs_diff(&back(host), &back(ops)) < 1e-6);
     }
 
-    /// The forward and backward passes in blocks of query rows equal the one-block passes: blocks
-    /// of 1, 3 and 7 of 10 rows (one partial), causal with padding.
+    /// The head groups cover every head of every sequence once, in order, within the budget
+    /// (or one head at a time where one head's scores exceed it).
+    #[test]
+    fn head_groups_cover_every_head_once() {
+        let [n, m] = [10, 12];
+        let head = 4 * n * m;
+        for (b, h) in [(1, 1), (2, 3), (3, 4)] {
+            for budget in [1, head - 1, head, 2 * head, 3 * head, 5 * head, 7 * head, 100 * head] {
+                let groups = head_groups(b, h, n, m, budget);
+                let covered: Vec<(usize, usize)> = groups
+                    .iter()
+                    .flat_map(|g| (g.b0..g.b0 + g.nb).flat_map(move |s| (g.h0..g.h0 + g.nh).map(move |i| (s, i))))
+                    .collect();
+                let all: Vec<(usize, usize)> = (0..b).flat_map(|s| (0..h).map(move |i| (s, i))).collect();
+                assert_eq!(covered, all, "b {b}, h {h}, budget {budget}");
+                let fits = |g: &HeadGroup| g.nb * g.nh * head <= budget.max(head);
+                assert!(groups.iter().all(|g| fits(g) && (g.nb == 1 || g.nh == h)), "{groups:?}");
+            }
+            assert_eq!(head_groups(b, h, n, m, 100 * head).len(), 1 + usize::from(b * h > 100));
+        }
+    }
+
+    /// The forward and backward passes in blocks equal the one-block passes: groups of whole
+    /// sequences, runs of heads within a sequence (one shorter), single heads, and single heads
+    /// split into blocks of 1, 3 and 7 of 10 rows (one partial); causal with padding.
     #[test]
     fn blockwise_backward_equals_one_block() {
         let device = dev();
-        let [b, h, n, m, d] = [2, 2, 10, 12, 4];
+        let [b, h, n, m, d] = [2, 3, 10, 12, 4];
         let prim = |t: Tensor<4>| t.try_into_primitive::<Flex>().expect("a flex tensor");
         let q = randn([b, h, n, d], 1.0, 1, &device);
         let k = randn([b, h, m, d], 1.0, 2, &device);
@@ -573,27 +708,31 @@ mod tests {
             causal: true,
             probs: None,
         };
+        // The budget in rows of one head's scores.
         let backward = |rows: usize| {
-            attention_backward::<Flex>(saved.clone(), prim(grad.clone()), rows * 4 * b * h * m)
+            attention_backward::<Flex>(saved.clone(), prim(grad.clone()), rows * 4 * m)
                 .map(|g| to_vec(Tensor::<4>::from_primitive::<Flex>(g)))
         };
         let forward = |rows: usize| {
             let Saved { q, k, v, padding, .. } = saved.clone();
-            let out = attention_forward_blocks::<Flex>(q, k, v, padding, true, rows * 4 * b * h * m);
+            let out = attention_forward_blocks::<Flex>(q, k, v, padding, true, rows * 4 * m);
             to_vec(Tensor::<4>::from_primitive::<Flex>(out))
         };
-        let (whole, whole_out) = (backward(n), forward(n));
+        let all = b * h * n;
+        assert_eq!(head_groups(b, h, n, m, all * 4 * m).len(), 1);
+        let (whole, whole_out) = (backward(all), forward(all));
         // With the forward pass's probabilities kept (the small-model path) instead of recomputed.
         let Saved { q, k, padding, .. } = saved.clone();
         let scores = Flex::float_matmul(q, Flex::float_swap_dims(k, 2, 3));
         let kept = Saved { probs: Some(Flex::kiln_attention_probs(scores, padding, true, 0, n, 0.5)), ..saved.clone() };
-        let with_kept = attention_backward::<Flex>(kept, prim(grad.clone()), 4 * b * h * m)
+        let with_kept = attention_backward::<Flex>(kept, prim(grad.clone()), 4 * m)
             .map(|g| to_vec(Tensor::<4>::from_primitive::<Flex>(g)));
         for i in 0..3 {
             assert!(max_abs_diff(&with_kept[i], &whole[i]) < 1e-6, "kept probabilities, gradient {i}");
         }
         assert!(max_abs_diff(&whole_out, &to_vec(Tensor::<4>::from_primitive::<Flex>(saved.out.clone()))) < 1e-6);
-        for rows in [1, 3, 7] {
+        // Sequences (3 heads each), runs of 2 heads and 1, single heads, single heads in row blocks.
+        for rows in [3 * n, 2 * n, n, 7, 3, 1] {
             let blocks = backward(rows);
             for i in 0..3 {
                 assert!(max_abs_diff(&blocks[i], &whole[i]) < 1e-6, "rows {rows}, gradient {i}");

@@ -17,14 +17,13 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, backend_extension};
 use burn::prelude::*;
 use rayon::prelude::*;
 
 use crate::feed_forward::exp_non_positive;
-use crate::host::{host_vec, is_flex, row_task_len};
+use crate::host::{host_in_place, is_flex, row_task_len};
 
 /// The backend operations on a float tensor of any rank, along its last dimension.
 #[backend_extension(Flex, Autodiff)]
@@ -64,11 +63,12 @@ impl RowSoftmaxBackend for Flex {
     fn kiln_row_softmax(x: FloatTensor<Self>) -> FloatTensor<Self> {
         let shape = x.shape();
         let m = shape.as_slice().last().copied().unwrap_or(1).max(1);
-        let mut values = host_vec(x);
-        values.par_chunks_mut(row_task_len(m)).for_each(|rows| {
-            normalise_rows(rows, m);
-        });
-        FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
+        host_in_place(x, |values| {
+            values.par_chunks_mut(row_task_len(m)).for_each(|rows| {
+                normalise_rows(rows, m);
+            })
+        })
+        .0
     }
 
     fn kiln_row_softmax_grad(y: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -76,12 +76,13 @@ impl RowSoftmaxBackend for Flex {
         let m = shape.as_slice().last().copied().unwrap_or(1).max(1);
         let y = y.to_contiguous();
         let y = y.as_slice::<f32>().expect("f32 probabilities");
-        let mut values = host_vec(dy);
         let len = row_task_len(m);
-        values.par_chunks_mut(len).zip(y.par_chunks(len)).for_each(|(g, y)| {
-            grad_rows(g, y, m);
-        });
-        FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
+        host_in_place(dy, |values| {
+            values.par_chunks_mut(len).zip(y.par_chunks(len)).for_each(|(g, y)| {
+                grad_rows(g, y, m);
+            })
+        })
+        .0
     }
 }
 
@@ -223,7 +224,7 @@ mod tests {
             let x = randn(dims, 3.0, 1, &dev());
             assert!(max_abs_diff(&to_vec(row_softmax(x.clone())), &to_vec(softmax(x.clone(), 3))) < 1e-6);
             let prim = |t: Tensor<4>| t.try_into_primitive::<Flex>().expect("a flex tensor");
-            let back = |t: FlexTensor| to_vec(Tensor::<4>::from_primitive::<Flex>(t));
+            let back = |t: burn::backend::flex::FlexTensor| to_vec(Tensor::<4>::from_primitive::<Flex>(t));
             assert!(
                 max_abs_diff(
                     &back(Flex::kiln_row_softmax(prim(x.clone()))),

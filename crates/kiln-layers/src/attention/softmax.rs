@@ -1,10 +1,10 @@
 //! Exact scaled dot-product attention (Vaswani et al. 2017, arXiv:1706.03762, eq. 1):
 //! `softmax(Q Kᵀ / √d + mask) V`.
 //!
-//! Runs on Burn's fused `burn::tensor::module::attention` (flash-style tiling on `flex` for long
-//! sequences, kernels on GPU backends). In training on flex it runs Kiln's extension
-//! ([`super::fused`]: flex's forward kernel, a blockwise backward pass); other autodiff backends fall
-//! back to Burn's unfused graph. Padded keys and,
+//! On flex it runs Kiln's extension ([`super::fused`]: a blockwise forward pass from GEMMs and a
+//! vectorised row softmax, and in training a blockwise backward pass); elsewhere Burn's fused
+//! `burn::tensor::module::attention` (kernels on GPU backends; in training other autodiff backends
+//! fall back to Burn's unfused graph). Padded keys and,
 //! when causal, future keys get `-inf` before the softmax; a query row whose keys are all masked
 //! returns zeros rather than NaN.
 
