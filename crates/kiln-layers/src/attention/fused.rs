@@ -45,10 +45,14 @@ use crate::host::host_in_place;
 /// enough that a block's probabilities stay in the last-level cache between the steps that use them.
 const BLOCK_BYTES: usize = 8 << 20;
 
-/// Fewest query rows per block of the backward pass: each block adds its `[nh, m, d]` share (one head: `[m, d]`) into
-/// dK and dV, so thin blocks of long sequences would spend more on those additions than on the
-/// block itself (at n = 8,192, 32-row blocks made forward+backward 1.3× slower than 256-row ones).
-const MIN_BLOCK_ROWS: usize = 256;
+/// Fewest query rows of one head per block, where one head's scores exceed [`BLOCK_BYTES`]: each
+/// block's GEMMs pack that head's `K` and `V` again, and in the backward pass each block adds its
+/// `[m, d]` share into dK and dV, so thin blocks of long sequences spend more on those than on the
+/// block itself. One thread, n = 16,384 forward: 128-row blocks (8 MB) 9.9–10.1 s, 256 rows
+/// 8.6–9.0 s, 512 rows 8.0 s, 1,024 rows 7.6 s; n = 8,192 forward+backward 6.96–7.12, 6.90–7.09,
+/// 6.84–6.85 and 6.48–6.52 s. 512 rows: most of the gain at half the memory of 1,024
+/// (a block of scores is `4 · 512 · m` bytes: 32 MiB at m = 16,384).
+const MIN_BLOCK_ROWS: usize = 512;
 
 /// The backend operation: attention over `[b, h, n, d]` queries and `[b, h, m, d]` keys and values,
 /// with padded keys (`padding` `[b, m]`, `true` = pad) and, when `causal`, future keys masked.
@@ -226,7 +230,8 @@ impl FusedAttentionBackend for Flex {
         padding: BoolTensor<Self>,
         causal: bool,
     ) -> FloatTensor<Self> {
-        attention_forward_blocks::<Self>(q, k, v, padding, causal, BLOCK_BYTES)
+        let m = dims4(&k)[2];
+        attention_forward_blocks::<Self>(q, k, v, padding, causal, BLOCK_BYTES.max(MIN_BLOCK_ROWS * 4 * m))
     }
 
     fn kiln_attention_probs(
