@@ -3,6 +3,7 @@
 //! of a tensor computed block by block on the host, linearised in training), and
 //! [`avx512_dispatch!`] (`crate::avx512_dispatch`), which compiles a loop a second time for AVX-512.
 
+#[cfg(feature = "flex")]
 use burn::backend::flex::FlexTensor;
 use burn::prelude::*;
 use burn::tensor::{DType, TensorData};
@@ -65,17 +66,20 @@ pub(crate) fn host_blocks<const D: usize>(
     x * tensor(slopes) + tensor(values)
 }
 
+#[cfg(feature = "flex")]
 /// Whether `device` is flex with autodiff (training), where the training-only extensions run.
 pub(crate) fn is_flex_training(device: &Device) -> bool {
     device.is_autodiff() && is_flex(device)
 }
 
+#[cfg(feature = "flex")]
 /// The f32 values of a flex tensor, in row-major order (a copy: the buffer's alignment is not a
 /// `Vec<f32>`'s; [`host_in_place`] writes the tensor's own buffer).
 pub(crate) fn host_vec(t: FlexTensor) -> Vec<f32> {
     t.into_data().try_into_vec::<f32>().expect("an f32 tensor")
 }
 
+#[cfg(feature = "flex")]
 /// `t` after `f` has rewritten its f32 values (row-major), and what `f` returned: in `t`'s own
 /// buffer where `t` owns it contiguously (the result of a matmul or of another host loop), else in
 /// a contiguous copy. Saves the copy out of and back into a tensor that [`host_vec`] and
@@ -88,6 +92,7 @@ pub(crate) fn host_in_place<R>(t: FlexTensor, f: impl FnOnce(&mut [f32]) -> R) -
     (t, out)
 }
 
+#[cfg(feature = "flex")]
 fn owned_contiguous(t: FlexTensor) -> FlexTensor {
     t.to_contiguous()
 }
@@ -143,7 +148,7 @@ macro_rules! avx512_dispatch {
     };
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "flex"))]
 mod tests {
     use super::*;
 

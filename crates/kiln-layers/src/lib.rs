@@ -25,7 +25,9 @@ pub use dropout::Dropout;
 pub use error::LayerConfigError;
 pub use feed_forward::{FeedForward, gelu_exact, gelu_in_place, linear_rows, relu_between};
 pub use host::is_flex;
-pub use layer_norm::{LayerNorm, LayerNormBackend};
+pub use layer_norm::LayerNorm;
+#[cfg(feature = "flex")]
+pub use layer_norm::LayerNormBackend;
 pub use norm::{Norm, NormKind};
 pub use position::{Position, PositionConfig, Rotary, TokenLayout};
 pub use transformer::{Transformer, TransformerConfig};
