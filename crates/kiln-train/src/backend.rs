@@ -60,7 +60,9 @@ fn build(base: &str, index: Option<usize>) -> anyhow::Result<Device> {
     match base {
         #[cfg(feature = "flex")]
         "flex" => return Ok(Device::flex()),
+        // Burn 0.22 marks ndarray deprecated in favour of flex; the issue asks for it as an option.
         #[cfg(feature = "ndarray")]
+        #[allow(deprecated)]
         "ndarray" => return Ok(Device::ndarray()),
         #[cfg(feature = "wgpu")]
         "wgpu" => {
