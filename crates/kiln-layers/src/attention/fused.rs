@@ -453,7 +453,7 @@ fn attention_backward<B: FusedAttentionBackend>(
     grad: FloatTensor<B>,
     block_bytes: usize,
 ) -> [FloatTensor<B>; 3] {
-    let Saved { q, k, v, out, padding, causal, probs } = saved;
+    let Saved { q, k, v, out, padding, causal, mut probs } = saved;
     let [b, h, n, d] = dims4(&q);
     let m = dims4(&k)[2];
     let (device, dtype) = (q.device(), q.dtype().into());
@@ -465,7 +465,6 @@ fn attention_backward<B: FusedAttentionBackend>(
         Some(_) => vec![HeadGroup { b0: 0, nb: b, h0: 0, nh: h }],
         None => head_groups(b, h, n, m, block_bytes),
     };
-    let mut probs = probs;
     over_groups::<B, 3>(&groups, [[b, h, n, d], [b, h, m, d], [b, h, m, d]], &device, dtype, |g| {
         let (k, v) = (B::float_slice(k.clone(), &g.rows(0, m, d)), B::float_slice(v.clone(), &g.rows(0, m, d)));
         let (k_t, v_t) = (B::float_swap_dims(k.clone(), 2, 3), B::float_swap_dims(v, 2, 3));
