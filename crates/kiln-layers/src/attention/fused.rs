@@ -7,7 +7,7 @@
 //! forward+backward at n = 4,096 needed 2.7 GB and 0.27× PyTorch's time (docs/benchmarks.md). Here the
 //! forward pass runs over blocks (`O = softmax(s·Q Kᵀ + mask) V` per block: two GEMMs and a host
 //! softmax; faster than flex's attention kernel, whose per-element `expf` is scalar, in inference
-//! too: 550–560 → 285–290 ms at n = 4,096) and the backward pass is the FlashAttention recurrence
+//! too: 550–580 → 285–302 ms at n = 4,096) and the backward pass is the FlashAttention recurrence
 //! (Dao et al. 2022, arXiv:2205.14135, Alg. 4) over blocks: for each block, recompute
 //! `P = softmax(s·Q Kᵀ + mask)`, then
 //!
