@@ -11,8 +11,9 @@
 //! square root, divide, multiply, add) and differentiates each op, about thirty small passes over
 //! the activations per norm and step, each a fresh allocation; the small transformers' steps have
 //! nine norms. Here the forward pass is one pass per row and the backward pass one more (the row's
-//! statistics recomputed from the saved input), the rows split over Rayon's threads. In inference
-//! flex's own fused `layer_norm` runs.
+//! statistics recomputed from the saved input), the rows split over Rayon's threads (`flex.rs`, with
+//! the crate's `flex` feature; without it Burn's `layer_norm` runs everywhere). In inference flex's
+//! own fused `layer_norm` runs.
 
 use burn::module::{Initializer, Param};
 use burn::prelude::*;

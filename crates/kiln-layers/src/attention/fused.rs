@@ -685,7 +685,7 @@ mod tests {
                 let fits = |g: &HeadGroup| g.nb * g.nh * head <= budget.max(head);
                 assert!(groups.iter().all(|g| fits(g) && (g.nb == 1 || g.nh == h)), "{groups:?}");
             }
-            assert_eq!(head_groups(b, h, n, m, 100 * head).len(), 1 + usize::from(b * h > 100));
+            assert_eq!(head_groups(b, h, n, m, b * h * head).len(), 1);
         }
     }
 
