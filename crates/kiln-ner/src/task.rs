@@ -40,6 +40,7 @@
 //! that own its first and last piece. The head sees the pieces only (`[CLS]` and `[SEP]` are cut off).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -51,7 +52,7 @@ use kiln_data::tokenizer::BertTokenizer;
 use kiln_layers::mask::padding_from_lengths;
 use kiln_layers::{AttentionConfig, Dropout, TokenLayout, Transformer, TransformerConfig, linear_rows};
 use kiln_task::{EpochSampler, GenerateOptions, Metrics, StepOutput, Task};
-use kiln_transformer::embedding::{check_embedding_std, token_embedding};
+use kiln_transformer::embedding::{check_embedding_std, check_positions_cover, token_embedding};
 use kiln_transformer::{Bert, BertConfig};
 use serde::{Deserialize, Serialize};
 
@@ -187,6 +188,17 @@ impl NerModelConfig {
         anyhow::ensure!(self.bigram_min_count >= 1, "model.bigram_min_count: must be at least 1");
         anyhow::ensure!(self.bigram_dim >= 1, "model.bigram_dim: must be at least 1");
         Ok(())
+    }
+
+    /// A from-scratch encoder's learned positions, if any, cover `data.max_len` characters, the
+    /// longest sentence a batch keeps (BERT's pieces are cut to its own position table).
+    pub fn check_data(&self, data: &NerDataConfig) -> anyhow::Result<()> {
+        match &self.encoder {
+            Some(e) => {
+                check_positions_cover("model.encoder", e, data.max_len, &format!("data.max_len = {}", data.max_len))
+            }
+            None => Ok(()),
+        }
     }
 
     /// Fill `model.bert.dir` from `$KILN_BERT_DIR` when absent, and make it absolute, so that the
@@ -664,6 +676,7 @@ impl NerTask {
     /// The data keys are invalid ([`NerDataConfig::validate`]), or a file is missing or malformed.
     pub fn new(model: NerModelConfig, data: NerDataConfig) -> anyhow::Result<Self> {
         data.validate()?;
+        model.check_data(&data)?;
         let mut train_file = data.read(&data.train)?;
         if let Some(limit) = data.train_limit {
             train_file.examples.truncate(limit);
@@ -1077,16 +1090,25 @@ impl Task for NerTask {
     }
 
     /// One JSON object per text: `{"text": ..., "entities": [{"type", "start", "end", "text"}]}`,
-    /// offsets in characters, `end` inclusive; texts longer than `data.max_len` are labelled on their
-    /// first `max_len` characters. Texts are run in batches, each sorted by length.
+    /// offsets in characters, `end` inclusive. A text longer than `data.max_len` is labelled in
+    /// overlapping windows of `max_len` characters ([`prediction_windows`]); an empty text has no
+    /// entities. Windows are run in batches, each sorted by length.
     fn predict(&self, model: &NerModel, texts: &[String], device: &Device) -> anyhow::Result<Vec<String>> {
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| texts[i].chars().count());
-        let mut out = vec![String::new(); texts.len()];
-        for chunk in order.chunks(EVAL_BATCH) {
+        let tokens: Vec<Vec<String>> = texts.iter().map(|t| t.chars().map(String::from).collect()).collect();
+        // (text, window, the positions whose spans this window keeps)
+        let mut pieces: Vec<(usize, Range<usize>, Range<usize>)> = tokens
+            .iter()
+            .enumerate()
+            .flat_map(|(i, t)| {
+                prediction_windows(t.len(), self.data.max_len).into_iter().map(move |(w, own)| (i, w, own))
+            })
+            .collect();
+        pieces.sort_by_key(|(_, w, _)| w.len());
+        let mut found: Vec<Vec<Span>> = vec![vec![]; texts.len()];
+        for chunk in pieces.chunks(EVAL_BATCH) {
             let examples: Vec<NerExample> = chunk
                 .iter()
-                .map(|&i| NerExample { tokens: texts[i].chars().map(String::from).collect(), entities: vec![] })
+                .map(|(i, w, _)| NerExample { tokens: tokens[*i][w.clone()].to_vec(), entities: vec![] })
                 .collect();
             let refs: Vec<&NerExample> = examples.iter().collect();
             let batch = self.batch(&refs, false, device);
@@ -1095,21 +1117,61 @@ impl Task for NerTask {
                 self.model.decode,
                 self.model.threshold,
             );
-            for ((&i, x), spans) in chunk.iter().zip(&examples).zip(predicted) {
+            for ((i, w, own), spans) in chunk.iter().zip(predicted) {
+                found[*i].extend(
+                    spans
+                        .into_iter()
+                        .map(|s| Span { start: s.start + w.start, end: s.end + w.start, ..s })
+                        .filter(|s| own.contains(&s.start)),
+                );
+            }
+        }
+        texts
+            .iter()
+            .zip(&tokens)
+            .zip(found)
+            .map(|((text, tokens), mut spans)| {
+                spans.sort_by_key(|s| (s.start, s.end, s.kind));
+                spans.dedup();
                 let entities = spans
                     .iter()
                     .map(|s| PredictedEntity {
                         kind: &self.types[s.kind],
                         start: s.start,
                         end: s.end,
-                        text: x.tokens[s.start..=s.end].concat(),
+                        text: tokens[s.start..=s.end].concat(),
                     })
                     .collect();
-                out[i] = serde_json::to_string(&Prediction { text: &texts[i], entities })?;
-            }
-        }
-        Ok(out)
+                Ok(serde_json::to_string(&Prediction { text, entities })?)
+            })
+            .collect()
     }
+}
+
+/// The windows `kiln predict` labels a text of `len` characters in, at most `max` each: pairs of
+/// the window and the positions it owns, whose spans it keeps. A text that fits is one window.
+/// A longer one is covered by windows that overlap by half their length, the last one flush with
+/// the end; the owned ranges split each overlap in the middle and together cover `0..len` once, so
+/// an entity cut by one window's edge is taken from its neighbour, which sees it whole (unless it
+/// is longer than a quarter window). Spans never cross a window, so a kept span lies inside the
+/// window that found it.
+fn prediction_windows(len: usize, max: usize) -> Vec<(Range<usize>, Range<usize>)> {
+    if len <= max {
+        return if len == 0 { vec![] } else { vec![(0..len, 0..len)] };
+    }
+    let stride = (max / 2).max(1);
+    let mut starts = vec![0];
+    while starts[starts.len() - 1] + max < len {
+        starts.push((starts[starts.len() - 1] + stride).min(len - max));
+    }
+    let mut out = Vec::with_capacity(starts.len());
+    let mut owned_from = 0;
+    for (k, &s) in starts.iter().enumerate() {
+        let owned_to = starts.get(k + 1).map_or(len, |&next| (next + s + max) / 2);
+        out.push((s..s + max, owned_from..owned_to));
+        owned_from = owned_to;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -1245,6 +1307,76 @@ mod tests {
         task.model.threshold = 1e6;
         let none = task.evaluate(&model, "valid", &device).unwrap();
         assert_eq!((get(&none, "precision"), get(&none, "recall")), (0.0, 0.0));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The prediction windows of a text longer than `max`: each at most `max` long and inside the
+    /// text, the owned ranges inside their windows and covering the text once, in order, and every
+    /// owned position at least a quarter window from its window's right edge (unless that edge is
+    /// the text's end), so a short entity cut by one window is whole in the window that keeps it.
+    #[test]
+    fn prediction_windows_cover_the_text_once() {
+        assert!(prediction_windows(0, 4).is_empty());
+        assert_eq!(prediction_windows(3, 4), [(0..3, 0..3)]);
+        assert_eq!(prediction_windows(10, 4), [(0..4, 0..3), (2..6, 3..5), (4..8, 5..7), (6..10, 7..10)]);
+        for max in 1..12 {
+            for len in max + 1..60 {
+                let windows = prediction_windows(len, max);
+                let mut next = 0;
+                for (w, own) in &windows {
+                    assert!(w.len() == max && w.end <= len, "len {len}, max {max}: {windows:?}");
+                    assert_eq!(own.start, next, "len {len}, max {max}: {windows:?}");
+                    assert!(own.start >= w.start && own.end <= w.end && !own.is_empty(), "{len} {max}: {windows:?}");
+                    assert!(w.end == len || w.end - (own.end - 1) > max / 4, "len {len}, max {max}: {windows:?}");
+                    next = own.end;
+                }
+                assert_eq!(next, len, "len {len}, max {max}: {windows:?}");
+            }
+        }
+    }
+
+    /// `kiln predict` labels a text longer than `max_len` (4 here) in windows: with the threshold far
+    /// below every score each window finds all its spans, and the output holds exactly those that
+    /// start in the window's owned positions (10 characters: 25 spans of each of the 2 types, the last
+    /// characters included); an empty text has no entities, a short one all of its 6 spans per type.
+    #[test]
+    fn predict_labels_long_texts_in_windows() {
+        let dir = scratch_dir("windows");
+        let mut task = setup(&dir);
+        let device = Device::flex();
+        let model = task.build_model(&device).unwrap();
+        task.model.threshold = -1e6;
+        let texts = ["张三去北京李四到上海".to_string(), String::new(), "张三去".to_string()];
+        let lines = task.predict(&model, &texts, &device).unwrap();
+        let spans = |line: &str| -> Vec<(String, u64, u64)> {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            v["entities"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    (e["type"].as_str().unwrap().to_string(), e["start"].as_u64().unwrap(), e["end"].as_u64().unwrap())
+                })
+                .collect()
+        };
+        let mut expected = vec![];
+        for (window, own) in [(0..4, 0..3), (2..6, 3..5), (4..8, 5..7), (6..10, 7..10)] {
+            for start in own {
+                for end in start..window.end {
+                    for kind in ["LOC", "PER"] {
+                        expected.push((kind.to_string(), start as u64, end as u64));
+                    }
+                }
+            }
+        }
+        expected.sort_by_key(|(k, s, e)| (*s, *e, k.clone()));
+        assert_eq!(expected.len(), 50);
+        assert_eq!(spans(&lines[0]), expected);
+        assert!(lines[0].contains("\"text\":\"上海\""), "{}", lines[0]);
+        assert_eq!(lines[1], r#"{"text":"","entities":[]}"#);
+        assert_eq!(spans(&lines[2]).len(), 12);
+        task.model.threshold = 1e6;
+        assert!(task.predict(&model, &texts, &device).unwrap().iter().all(|l| l.ends_with("\"entities\":[]}")));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -311,10 +311,15 @@ pub fn attention(args: BenchAttentionArgs) -> anyhow::Result<i32> {
         args.heads > 0 && args.head_dim > 0 && args.batch > 0,
         "--batch, --heads and --head-dim must be positive"
     );
+    anyhow::ensure!(
+        args.n.iter().chain(&args.error_n).all(|&n| n > 0),
+        "--n and --error-n: sequence lengths must be at least 1"
+    );
     if let Some(point) = &args.point {
         let parts: Vec<&str> = point.split(',').collect();
         let [kind, n, mode] = parts[..] else { bail!("--point `{point}`: expected KIND,N,MODE") };
         let n: usize = n.parse().with_context(|| format!("--point `{point}`: N must be a length"))?;
+        anyhow::ensure!(n > 0, "--point `{point}`: N must be at least 1");
         let p = match too_big(&args, kind, n, mode) {
             Some(skipped) => skipped,
             None => run_point(&args, kind, n, mode)?,

@@ -414,11 +414,13 @@ impl RunConfig {
             (ModelConfig::Classifier(m), DataConfig::Listops(d)) => {
                 m.validate()?;
                 d.validate()?;
+                m.check_data(d)?;
             }
             (ModelConfig::Vit(m), DataConfig::Mnist(_)) => m.encoder.validate().context("model.encoder")?,
             (ModelConfig::Ner(m), DataConfig::Ner(d)) => {
                 m.validate()?;
                 d.validate()?;
+                m.check_data(d)?;
             }
             (ModelConfig::Vae(m), DataConfig::Mnist(_)) => m.validate().context("model")?,
             (ModelConfig::Wgan(m), DataConfig::Toy2d(_) | DataConfig::Mnist(_)) => {

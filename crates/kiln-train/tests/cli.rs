@@ -706,6 +706,11 @@ fn bench_attention_measures_each_point_in_a_child_process() {
     assert!(!out.status.success() && text(&out).contains("unknown attention kind `flash`"), "{}", text(&out));
     let out = kiln().args(["bench", "attention", "--point", "softmax,lots,forward"]).output().unwrap();
     assert!(!out.status.success() && text(&out).contains("N must be a length"), "{}", text(&out));
+    for args in [&["--point", "softmax,0,forward"][..], &["--n", "64,0"], &["--error-n", "0"]] {
+        let out = kiln().args(["bench", "attention"]).args(args).output().unwrap();
+        let msg = text(&out);
+        assert!(!out.status.success() && msg.contains("at least 1") && !msg.contains("panicked"), "{args:?}: {msg}");
+    }
 }
 
 /// Write IDX files of `n` synthetic 28×28 digits per split: class `c` is a bright bar in row block
@@ -930,6 +935,29 @@ fn malformed_model_configs_name_the_key() {
             "data.valid_fraction: give either data.valid (a file) or data.valid_fraction, not both",
         ),
         (
+            "classifier positions",
+            listops.replace("position = { kind = \"rope\" }", "position = { kind = \"learned\", max_seq_len = 30 }"),
+            "model.encoder.position: the learned positions cover 30 tokens (max_seq_len), but data.max_len = 40 (trees of up to 39 tokens) gives sequences of 39",
+        ),
+        (
+            "classifier positions pad_to",
+            listops
+                .replace("position = { kind = \"rope\" }", "position = { kind = \"learned\", max_seq_len = 39 }")
+                .replace("max_len = 40", "max_len = 40\npad_to = 48"),
+            "data.pad_to = 48 gives sequences of 48",
+        ),
+        (
+            "char_lm positions",
+            lm.replace("max_seq_len = 64", "max_seq_len = 32"),
+            "model.decoder.position: the learned positions cover 32 tokens (max_seq_len), but model.context = 64 gives sequences of 64",
+        ),
+        (
+            "ner positions",
+            read("configs/ner/cluener_gp.toml")
+                .replace("position = { kind = \"rope\" }", "position = { kind = \"learned\", max_seq_len = 50 }"),
+            "model.encoder.position: the learned positions cover 50 tokens (max_seq_len), but data.max_len = 64 gives sequences of 64",
+        ),
+        (
             "ner bert key",
             ner.replace("attention = { kind = \"softmax\" }", "atention = { kind = \"softmax\" }"),
             "unknown field `atention`",
@@ -970,6 +998,22 @@ fn wgan_on_images_is_judged_by_a_kiln_classifier() {
     let out = kiln().arg("train").arg(&judge_config).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let judge = run_dir_of(&out);
+    // Learned positions shorter than the patch grid: a config error naming both, before training.
+    let short = dir.path().join("short_positions.toml");
+    let judge_text = std::fs::read_to_string(&judge_config).unwrap();
+    std::fs::write(
+        &short,
+        judge_text.replace("n_layers = 1\n", "n_layers = 1\nposition = { kind = \"learned\", max_seq_len = 8 }\n"),
+    )
+    .unwrap();
+    let out = kiln().arg("train").arg(&short).output().unwrap();
+    let msg = text(&out);
+    assert!(
+        !out.status.success()
+            && msg.contains("model.encoder.position: the learned positions cover 8 tokens (max_seq_len), but model.patch_size = 7 on 28x28 images (4x4 patches) gives sequences of 16")
+            && !msg.contains("panicked"),
+        "{msg}"
+    );
     let gan = |lipschitz: &str| {
         format!(
             "[model]\nkind = \"wgan\"\nlipschitz = {lipschitz}\nn_critic = 2\nnoise_dim = 8\nchannels = 4\neval_samples = 40\njudge = {:?}\n{data}\

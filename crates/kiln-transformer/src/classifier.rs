@@ -13,7 +13,7 @@ use kiln_layers::{TokenLayout, Transformer, TransformerConfig};
 use kiln_task::{EpochSampler, GenerateOptions, Metrics, StepOutput, Task};
 use serde::{Deserialize, Serialize};
 
-use crate::embedding::{check_embedding_std, token_embedding};
+use crate::embedding::{check_embedding_std, check_positions_cover, token_embedding};
 use crate::{accuracy_counts, cross_entropy};
 
 /// How token states become one vector per sequence.
@@ -48,6 +48,23 @@ impl ClassifierConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
         self.encoder.validate().context("model.encoder")?;
         check_embedding_std(self.embedding_std)
+    }
+
+    /// The encoder's learned positions, if any, cover the longest batch `data` gives: trees of up to
+    /// `max_len - 1` tokens, or `pad_to` where that is longer.
+    pub fn check_data(&self, data: &ListOpsConfig) -> anyhow::Result<()> {
+        let longest = data.max_len.saturating_sub(1);
+        match data.pad_to {
+            Some(p) if p > longest => {
+                check_positions_cover("model.encoder", &self.encoder, p, &format!("data.pad_to = {p}"))
+            }
+            _ => check_positions_cover(
+                "model.encoder",
+                &self.encoder,
+                longest,
+                &format!("data.max_len = {} (trees of up to {longest} tokens)", data.max_len),
+            ),
+        }
     }
 
     /// Build for a vocabulary and a number of classes.
@@ -138,6 +155,7 @@ const EVAL_BATCH: usize = 64;
 impl ListOpsTask {
     /// Generate the data and keep the model config.
     pub fn new(model: ClassifierConfig, data: &ListOpsConfig) -> anyhow::Result<Self> {
+        model.check_data(data)?;
         let generated = data.generate().context("generating ListOps")?;
         let mut counts = [0usize; 10];
         generated.train.iter().for_each(|e| counts[e.label as usize] += 1);
@@ -252,6 +270,13 @@ impl Task for ListOpsTask {
             })
             .collect::<anyhow::Result<Vec<u32>>>()?;
         anyhow::ensure!(!tokens.is_empty(), "the expression is empty");
+        if let Some(max) = self.model.encoder.position.max_seq_len() {
+            anyhow::ensure!(
+                tokens.len() <= max,
+                "the expression has {} tokens; this model's learned positions cover {max} (model.encoder.position.max_seq_len)",
+                tokens.len()
+            );
+        }
         let example = Example { tokens, label: 0 };
         let batch = batch_of(&[&example], self.pad_to, device);
         let pred: i64 = model.forward(batch.tokens, &batch.padding).argmax(1).into_scalar();
@@ -333,6 +358,45 @@ mod tests {
         let lengths = task.data.valid.iter().map(|e| e.tokens.len());
         let (shortest, longest) = (lengths.clone().min().unwrap(), lengths.max().unwrap());
         assert!(longest > shortest + 20, "lengths {shortest}..{longest}");
+    }
+
+    /// Learned positions bound the sequences: the task refuses data whose trees (or `pad_to`)
+    /// are longer than the table, and `kiln predict` an expression longer than it, with a message
+    /// naming the key, where the model would panic; the other kinds take any length.
+    #[test]
+    fn learned_positions_bound_the_data_and_the_expressions() {
+        let device = Device::flex();
+        let data: ListOpsConfig =
+            toml::from_str("n_train = 8\nn_valid = 2\nn_test = 2\nmin_len = 2\nmax_len = 10").unwrap();
+        let model = |max_seq_len: usize| ClassifierConfig {
+            encoder: TransformerConfig {
+                position: kiln_layers::PositionConfig::Learned { max_seq_len },
+                ..TransformerConfig::new(16, 2, 1)
+            },
+            pooling: Pooling::Mean,
+            embedding_std: None,
+        };
+        let err = ListOpsTask::new(model(8), &data).err().expect("trees of 9 tokens, 8 positions").to_string();
+        assert!(err.contains("cover 8 tokens (max_seq_len), but data.max_len = 10 (trees of up to 9 tokens)"), "{err}");
+        let padded = ListOpsConfig { pad_to: Some(12), ..data.clone() };
+        let err = ListOpsTask::new(model(9), &padded).err().expect("pad_to 12, 9 positions").to_string();
+        assert!(err.contains("data.pad_to = 12 gives sequences of 12"), "{err}");
+        let task = ListOpsTask::new(model(9), &data).unwrap();
+        let classifier = task.build_model(&device).unwrap();
+        let predict = |text: &str| {
+            let options =
+                GenerateOptions { prompt: Some(text.into()), max_tokens: 0, temperature: 1.0, seed: 0, out_dir: None };
+            task.generate(&classifier, &options, &device)
+        };
+        let value: u8 = predict("[MAX 1 2 3 4 5 6 7 ]").unwrap().parse().unwrap();
+        assert!(value < 10);
+        let err = predict("[MAX 1 2 3 4 5 6 7 8 ]").unwrap_err().to_string();
+        assert!(err.contains("the expression has 10 tokens; this model's learned positions cover 9"), "{err}");
+        let rope = ClassifierConfig {
+            encoder: TransformerConfig { position: kiln_layers::PositionConfig::Sinusoidal {}, ..model(1).encoder },
+            ..model(1)
+        };
+        assert!(ListOpsTask::new(rope, &data).is_ok(), "sinusoidal positions take any length");
     }
 
     /// `embedding_std` sets the token embeddings' spread (the LRA reference's 0.02), for the

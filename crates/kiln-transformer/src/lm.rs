@@ -15,7 +15,7 @@ use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
 use crate::cross_entropy;
-use crate::embedding::{check_embedding_std, token_embedding};
+use crate::embedding::{check_embedding_std, check_positions_cover, token_embedding};
 
 /// `[model] kind = "char_lm"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,6 +37,12 @@ impl CharLmConfig {
         self.decoder.validate().context("model.decoder")?;
         anyhow::ensure!(self.decoder.causal, "model.decoder.causal must be true for a language model");
         anyhow::ensure!(self.context >= 1, "model.context must be at least 1");
+        check_positions_cover(
+            "model.decoder",
+            &self.decoder,
+            self.context,
+            &format!("model.context = {}", self.context),
+        )?;
         check_embedding_std(self.embedding_std)
     }
 

@@ -12,6 +12,7 @@ use kiln_layers::{TokenLayout, Transformer, TransformerConfig, linear_rows};
 use kiln_task::{EpochSampler, Metrics, StepOutput, Task};
 use serde::{Deserialize, Serialize};
 
+use crate::embedding::check_positions_cover;
 use crate::{accuracy_counts, cross_entropy};
 
 /// `[model] kind = "vit"`.
@@ -118,6 +119,16 @@ impl MnistTask {
             all.rows,
             all.cols
         );
+        let (rows, cols) = (all.rows / model.patch_size, all.cols / model.patch_size);
+        check_positions_cover(
+            "model.encoder",
+            &model.encoder,
+            rows * cols,
+            &format!(
+                "model.patch_size = {} on {}x{} images ({rows}x{cols} patches)",
+                model.patch_size, all.rows, all.cols
+            ),
+        )?;
         let (train, valid) = data.split(&all)?;
         Ok(Self { model, train, valid, test })
     }

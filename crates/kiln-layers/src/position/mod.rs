@@ -103,6 +103,15 @@ impl PositionConfig {
         }
     }
 
+    /// The longest sequence this encoding covers: a learned table's `max_seq_len`; `None` for the
+    /// others, which extend to any length.
+    pub fn max_seq_len(&self) -> Option<usize> {
+        match self {
+            Self::Learned { max_seq_len } => Some(*max_seq_len),
+            Self::None {} | Self::Sinusoidal {} | Self::Rope { .. } | Self::Rope2d { .. } => None,
+        }
+    }
+
     /// Whether this encoding rotates queries and keys (rather than adding to the input).
     pub fn is_rotary(&self) -> bool {
         matches!(self, Self::Rope { .. } | Self::Rope2d { .. })
