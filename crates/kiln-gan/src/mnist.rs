@@ -347,6 +347,10 @@ impl Task for MnistWganTask {
         kiln_task::picture::write_grid(&dir.join(format!("step-{step:06}.png")), &self.grid(model, device)?, 28, 8)
     }
 
+    fn predict(&self, _model: &ImageWgan, _texts: &[String], _device: &Device) -> anyhow::Result<Vec<String>> {
+        kiln_task::pictures_only(&self.describe())
+    }
+
     /// `pictures/samples.png`: 64 digits from fixed noise.
     fn generate(&self, model: &ImageWgan, options: &GenerateOptions, device: &Device) -> anyhow::Result<String> {
         let dir = options.out_dir.as_deref().context("no output directory for the pictures")?.join("pictures");

@@ -303,6 +303,10 @@ impl Task for WganTask {
         vec![("w1_vs_critic".into(), vec!["w1".into(), "critic_w1".into()])]
     }
 
+    fn predict(&self, _model: &Wgan, _texts: &[String], _device: &Device) -> anyhow::Result<Vec<String>> {
+        kiln_task::pictures_only(&self.describe())
+    }
+
     /// `pictures/samples.png`: real (black) and generated (orange) evaluation points over the
     /// critic's values (colour) and contour lines.
     fn generate(&self, model: &Wgan, options: &GenerateOptions, device: &Device) -> anyhow::Result<String> {

@@ -147,6 +147,16 @@ pub trait Task: Sized + Send + Sync + 'static {
     }
 }
 
+/// [`Task::predict`] of a task that only draws pictures (`kiln sample`): an error saying so,
+/// rather than running [`Task::generate`] without a directory to write into.
+///
+/// # Errors
+///
+/// Always.
+pub fn pictures_only(describe: &str) -> anyhow::Result<Vec<String>> {
+    anyhow::bail!("{describe} takes no inputs to predict; `kiln sample RUN_DIR` draws its pictures")
+}
+
 /// A tensor's values as `f32`, row-major (any float element type is converted).
 ///
 /// # Errors

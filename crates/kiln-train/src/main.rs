@@ -371,7 +371,11 @@ impl TaskJob for EvalJob {
         );
         for split in ["valid", "test"] {
             let metrics = task.evaluate(&model, split, &self.device)?;
-            out.push_str(&format!("{split:>5}: {}\n", trainer::format_metrics(&metrics)));
+            if metrics.is_empty() {
+                out.push_str(&format!("{split:>5}: none (this run's data has no {split} split)\n"));
+            } else {
+                out.push_str(&format!("{split:>5}: {}\n", trainer::format_metrics(&metrics)));
+            }
         }
         Ok(out)
     }

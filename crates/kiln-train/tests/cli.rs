@@ -793,6 +793,8 @@ fn vae_trains_evaluates_and_draws() {
             assert_eq!(&png[1..4], b"PNG", "{name}: {picture}");
         }
         assert_eq!(run.join("pictures/latent_sphere.png").exists(), name == "vmf");
+        let out = kiln().arg("predict").arg(&run).args(["--text", "7"]).output().unwrap();
+        assert!(!out.status.success() && text(&out).contains("takes no inputs to predict"), "{}", text(&out));
     }
 }
 
@@ -834,6 +836,21 @@ fn wgan_trains_measures_and_resumes() {
         let out = kiln().arg("sample").arg(&full_dir).output().unwrap();
         assert!(out.status.success(), "{name}: {}", text(&out));
         assert_eq!(&std::fs::read(full_dir.join("pictures/samples.png")).unwrap()[1..4], b"PNG");
+        if name == "clip" {
+            // One generated distribution: evaluation says there is no test split, rather than an empty line.
+            let out = kiln().arg("eval").arg(&full_dir).output().unwrap();
+            assert!(
+                out.status.success() && text(&out).contains(" test: none (this run's data has no test split)"),
+                "{}",
+                text(&out)
+            );
+            let out = kiln().arg("predict").arg(&full_dir).args(["--text", "1 2"]).output().unwrap();
+            let msg = text(&out);
+            assert!(
+                !out.status.success() && msg.contains("takes no inputs to predict; `kiln sample RUN_DIR`"),
+                "{msg}"
+            );
+        }
         if name == "sn" {
             let first = kiln().arg("train").arg(&config).args(["--stop-after-steps", "5"]).output().unwrap();
             assert!(first.status.success(), "{}", text(&first));

@@ -261,6 +261,10 @@ impl Task for VaeTask {
         }
     }
 
+    fn predict(&self, _model: &Vae, _texts: &[String], _device: &Device) -> anyhow::Result<Vec<String>> {
+        kiln_task::pictures_only(&self.describe())
+    }
+
     /// Pictures into the run directory: test reconstructions, samples from the prior,
     /// interpolations between encoded test digits (along great circles for the vMF latent,
     /// straight lines for the Gaussian), and for a 3-D vMF latent the test codes on the sphere.
