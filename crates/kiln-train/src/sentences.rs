@@ -81,7 +81,7 @@ impl EncoderArgs {
 /// `kiln embed`.
 #[derive(Args, Debug)]
 pub struct EmbedArgs {
-    /// Sentences, one per line (`-` reads standard input).
+    /// Sentences, one per line (`-` reads standard input); blank lines are skipped, with a note.
     input: PathBuf,
     /// Output `.npy` file (float32, `[sentences, dim]`).
     #[arg(long, short)]
@@ -108,7 +108,8 @@ pub struct EmbedArgs {
     encoder: EncoderArgs,
 }
 
-/// Read non-empty lines of a file or stdin.
+/// The non-blank lines of a file or stdin, trimmed; blank lines inside the text are skipped with a
+/// note on standard error that names them, since the output's rows then follow the kept lines.
 fn read_sentences(path: &Path) -> anyhow::Result<Vec<String>> {
     let mut text = String::new();
     if path == Path::new("-") {
@@ -116,9 +117,37 @@ fn read_sentences(path: &Path) -> anyhow::Result<Vec<String>> {
     } else {
         text = std::fs::read_to_string(path).with_context(|| format!("reading sentences from {}", path.display()))?;
     }
-    let lines: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+    let (mut lines, mut blank) = (Vec::new(), Vec::new());
+    for (i, line) in text.lines().enumerate() {
+        match line.trim() {
+            "" => blank.push(i + 1),
+            l => lines.push(l.to_string()),
+        }
+    }
     anyhow::ensure!(!lines.is_empty(), "{}: no sentences (one per line expected)", path.display());
+    if !blank.is_empty() {
+        let shown: Vec<String> = blank.iter().take(5).map(usize::to_string).collect();
+        eprintln!(
+            "{}: skipped {} blank line{} (line {}{}); row i of the output is the i-th non-blank line",
+            path.display(),
+            blank.len(),
+            if blank.len() == 1 { "" } else { "s" },
+            shown.join(", "),
+            if blank.len() > 5 { ", …" } else { "" }
+        );
+    }
     Ok(lines)
+}
+
+/// A file `kiln` will write must be in a directory that exists: checked before the model is
+/// loaded and the sentences embedded, not after.
+fn check_parent_exists(path: &Path, what: &str) -> anyhow::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => {
+            anyhow::bail!("{what} {}: the directory {} does not exist", path.display(), dir.display())
+        }
+        _ => Ok(()),
+    }
 }
 
 pub fn embed(args: EmbedArgs) -> anyhow::Result<i32> {
@@ -128,6 +157,10 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<i32> {
         whitened || (args.k.is_none() && args.beta == 1.0 && args.gamma == 1.0),
         "--k, --beta and --gamma apply to whitening: add --whiten FILE or --fit-whitening FILE"
     );
+    check_parent_exists(&args.output, "--output")?;
+    if let Some(path) = &args.fit_whitening {
+        check_parent_exists(path, "--fit-whitening")?;
+    }
     let encoder = args.encoder.load()?;
     let d = encoder.dim();
     let start = Instant::now();

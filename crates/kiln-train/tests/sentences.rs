@@ -29,6 +29,15 @@ fn bad_arguments_get_clear_errors() {
         (vec!["embed", "/nonexistent.txt", "-o", "x.npy"], "/nonexistent.txt"),
         (vec!["sts", "--data", "/nonexistent/stsb"], "no stsbenchmark.tsv"),
         (vec!["embed", s, "-o", "x.npy", "--attention", "{ kind = \"flash\" }"], "--attention { kind = \"flash\" }"),
+        // Checked before the model is loaded (none is given here), not after the sentences are embedded.
+        (
+            vec!["embed", s, "-o", "/nonexistent/x.npy"],
+            "--output /nonexistent/x.npy: the directory /nonexistent does not exist",
+        ),
+        (
+            vec!["embed", s, "-o", "x.npy", "--fit-whitening", "/nonexistent/w.safetensors"],
+            "--fit-whitening /nonexistent/w.safetensors: the directory /nonexistent does not exist",
+        ),
     ];
     for (args, needle) in cases {
         let out = kiln().args(&args).output().unwrap();
@@ -37,6 +46,26 @@ fn bad_arguments_get_clear_errors() {
         assert!(t.contains(needle), "{args:?}: message does not contain `{needle}`: {t}");
         assert!(!t.contains("panicked"), "{args:?} panicked: {t}");
     }
+}
+
+/// Blank lines are skipped with a note naming them (the output's rows follow the kept lines), on a
+/// tiny random checkpoint.
+#[test]
+fn embed_skips_blank_lines_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny-bert");
+    let vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "one", "two", "three"];
+    kiln_transformer::bert::convert::write_random_checkpoint(&model, &vocab, 16, 1, 2, 3).unwrap();
+    let input = dir.path().join("s.txt");
+    std::fs::write(&input, "one\n\ntwo three\n   \nthree\n").unwrap();
+    let output = dir.path().join("v.npy");
+    let out = kiln().arg("embed").arg(&input).arg("--model").arg(&model).arg("-o").arg(&output).output().unwrap();
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("skipped 2 blank lines (line 2, 4); row i of the output is the i-th non-blank line"), "{t}");
+    let (vectors, n, d) = read_npy(&output);
+    assert_eq!((n, d), (3, 16));
+    assert!(vectors.iter().all(|v| v.is_finite()));
 }
 
 fn read_npy(path: &Path) -> (Vec<f32>, usize, usize) {
