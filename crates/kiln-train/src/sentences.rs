@@ -163,6 +163,10 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<i32> {
     }
     let encoder = args.encoder.load()?;
     let d = encoder.dim();
+    if let Some(k) = args.k {
+        // Before embedding and before --fit-whitening writes its file.
+        anyhow::ensure!((1..=d).contains(&k), "--k {k}: must be in 1..={d}, the dimensions of this model's vectors");
+    }
     let start = Instant::now();
     let mut vectors = encoder.embed(&sentences, &[args.pooling], args.encoder.batch_size)?.remove(0);
     let secs = start.elapsed().as_secs_f64();

@@ -66,6 +66,22 @@ fn embed_skips_blank_lines_and_says_so() {
     let (vectors, n, d) = read_npy(&output);
     assert_eq!((n, d), (3, 16));
     assert!(vectors.iter().all(|v| v.is_finite()));
+    // A whitened dimension count beyond the model's is refused before any statistics are written.
+    let stats = dir.path().join("w.safetensors");
+    let out = kiln()
+        .arg("embed")
+        .arg(&input)
+        .arg("--model")
+        .arg(&model)
+        .arg("-o")
+        .arg(&output)
+        .arg("--fit-whitening")
+        .arg(&stats)
+        .args(["--k", "17"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && text(&out).contains("--k 17: must be in 1..=16"), "{}", text(&out));
+    assert!(!stats.exists(), "no statistics written");
 }
 
 fn read_npy(path: &Path) -> (Vec<f32>, usize, usize) {
