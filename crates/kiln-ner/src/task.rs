@@ -804,6 +804,16 @@ impl NerTask {
             .filter_map(|e| self.type_index(&e.label).map(|kind| Span { kind, start: e.start, end: e.end }))
     }
 
+    /// The longest text `kiln predict` labels in one window: `data.max_len` characters, and with a
+    /// BERT backbone no more than its position table holds besides `[CLS]` and `[SEP]` (a character
+    /// is one piece, `[UNK]` included, except for the rare one a normaliser expands).
+    fn window_len(&self) -> usize {
+        match &self.bert {
+            Some(bert) => self.data.max_len.min(bert.tokenizer.max_seq_len().saturating_sub(2)).max(1),
+            None => self.data.max_len,
+        }
+    }
+
     /// Ids, padding and the gold spans (within the cut, of known types) of some sentences;
     /// `training` for sentences of the training file (their lexicon indicators leave their own
     /// labels out).
@@ -1090,8 +1100,9 @@ impl Task for NerTask {
     }
 
     /// One JSON object per text: `{"text": ..., "entities": [{"type", "start", "end", "text"}]}`,
-    /// offsets in characters, `end` inclusive. A text longer than `data.max_len` is labelled in
-    /// overlapping windows of `max_len` characters ([`prediction_windows`]); an empty text has no
+    /// offsets in characters, `end` inclusive. A text longer than `data.max_len` (or a BERT
+    /// backbone's positions) is labelled in overlapping windows of that many characters
+    /// ([`prediction_windows`], [`window_len`](Self::window_len)); an empty text has no
     /// entities. Windows are run in batches, each sorted by length.
     fn predict(&self, model: &NerModel, texts: &[String], device: &Device) -> anyhow::Result<Vec<String>> {
         let tokens: Vec<Vec<String>> = texts.iter().map(|t| t.chars().map(String::from).collect()).collect();
@@ -1100,7 +1111,7 @@ impl Task for NerTask {
             .iter()
             .enumerate()
             .flat_map(|(i, t)| {
-                prediction_windows(t.len(), self.data.max_len).into_iter().map(move |(w, own)| (i, w, own))
+                prediction_windows(t.len(), self.window_len()).into_iter().map(move |(w, own)| (i, w, own))
             })
             .collect();
         pieces.sort_by_key(|(_, w, _)| w.len());
