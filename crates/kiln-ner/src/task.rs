@@ -30,9 +30,10 @@
 //! valid = "cluener/dev.json"
 //! ```
 //!
-//! Sentences longer than `max_len` characters are cut (entities crossing the cut are dropped from
-//! training; evaluation scores the cut sentences against all their gold entities, so a cut costs
-//! recall honestly). Characters unseen in training map to `[UNK]`.
+//! In training, sentences longer than `max_len` characters are cut (entities crossing the cut are
+//! dropped). Evaluation and `kiln predict` label every sentence whole, a long one in windows of
+//! `max_len` characters that overlap by half, and evaluation scores against all gold entities.
+//! Characters unseen in training map to `[UNK]`.
 //!
 //! With BERT, each character (each token of a column file) is WordPiece-tokenised on its own, as
 //! Hugging Face's `is_split_into_words` does: an entity on characters `s..=e` is the span from the first
@@ -1051,22 +1052,12 @@ impl Task for NerTask {
         };
         let mut counts = EntityCounts::new(self.types.len());
         let mut unknown = 0;
-        // Batches of similar lengths pad less; the counts do not depend on the order.
-        let mut by_length: Vec<&NerExample> = examples.iter().collect();
-        by_length.sort_by_key(|x| x.tokens.len());
-        for chunk in by_length.chunks(EVAL_BATCH) {
-            let batch = self.batch(chunk, false, device);
-            let predicted = batch.to_words(
-                model.forward(batch.ids.clone(), batch.features.clone(), &batch.padding, &batch.head_padding),
-                self.model.decode,
-                self.model.threshold,
-            );
-            for (x, p) in chunk.iter().zip(&predicted) {
-                let gold = self.gold(x);
-                unknown += gold.iter().filter(|g| g.kind == usize::MAX).count();
-                let known: Vec<Span> = gold.into_iter().filter(|g| g.kind != usize::MAX).collect();
-                counts.add(p, &known);
-            }
+        let sentences: Vec<&[String]> = examples.iter().map(|x| x.tokens.as_slice()).collect();
+        for (x, p) in examples.iter().zip(self.find_spans(model, &sentences, device)) {
+            let gold = self.gold(x);
+            unknown += gold.iter().filter(|g| g.kind == usize::MAX).count();
+            let known: Vec<Span> = gold.into_iter().filter(|g| g.kind != usize::MAX).collect();
+            counts.add(&p, &known);
         }
         let mut micro = counts.micro();
         micro.gold += unknown;
@@ -1100,14 +1091,41 @@ impl Task for NerTask {
     }
 
     /// One JSON object per text: `{"text": ..., "entities": [{"type", "start", "end", "text"}]}`,
-    /// offsets in characters, `end` inclusive. A text longer than `data.max_len` (or a BERT
-    /// backbone's positions) is labelled in overlapping windows of that many characters
-    /// ([`prediction_windows`], [`window_len`](Self::window_len)); an empty text has no
-    /// entities. Windows are run in batches, each sorted by length.
+    /// offsets in characters, `end` inclusive, each text labelled whole ([`find_spans`](NerTask::find_spans)):
+    /// an empty text has no entities.
     fn predict(&self, model: &NerModel, texts: &[String], device: &Device) -> anyhow::Result<Vec<String>> {
         let tokens: Vec<Vec<String>> = texts.iter().map(|t| t.chars().map(String::from).collect()).collect();
-        // (text, window, the positions whose spans this window keeps)
-        let mut pieces: Vec<(usize, Range<usize>, Range<usize>)> = tokens
+        let sentences: Vec<&[String]> = tokens.iter().map(Vec::as_slice).collect();
+        let found = self.find_spans(model, &sentences, device);
+        texts
+            .iter()
+            .zip(&tokens)
+            .zip(found)
+            .map(|((text, tokens), spans)| {
+                let entities = spans
+                    .iter()
+                    .map(|s| PredictedEntity {
+                        kind: &self.types[s.kind],
+                        start: s.start,
+                        end: s.end,
+                        text: tokens[s.start..=s.end].concat(),
+                    })
+                    .collect();
+                Ok(serde_json::to_string(&Prediction { text, entities })?)
+            })
+            .collect()
+    }
+}
+
+impl NerTask {
+    /// The entities of each sentence (token positions), sorted by `(start, end, kind)`: what
+    /// `kiln eval` scores and `kiln predict` prints. A sentence longer than
+    /// [`window_len`](Self::window_len) is labelled whole, in overlapping windows
+    /// ([`prediction_windows`]); with flat decoding, a span that overlaps one kept before it (two
+    /// windows' spans across their boundary) is dropped. Windows run in batches sorted by length.
+    fn find_spans(&self, model: &NerModel, sentences: &[&[String]], device: &Device) -> Vec<Vec<Span>> {
+        // (sentence, window, the positions whose spans this window keeps)
+        let mut pieces: Vec<(usize, Range<usize>, Range<usize>)> = sentences
             .iter()
             .enumerate()
             .flat_map(|(i, t)| {
@@ -1115,11 +1133,11 @@ impl Task for NerTask {
             })
             .collect();
         pieces.sort_by_key(|(_, w, _)| w.len());
-        let mut found: Vec<Vec<Span>> = vec![vec![]; texts.len()];
+        let mut found: Vec<Vec<Span>> = vec![vec![]; sentences.len()];
         for chunk in pieces.chunks(EVAL_BATCH) {
             let examples: Vec<NerExample> = chunk
                 .iter()
-                .map(|(i, w, _)| NerExample { tokens: tokens[*i][w.clone()].to_vec(), entities: vec![] })
+                .map(|(i, w, _)| NerExample { tokens: sentences[*i][w.clone()].to_vec(), entities: vec![] })
                 .collect();
             let refs: Vec<&NerExample> = examples.iter().collect();
             let batch = self.batch(&refs, false, device);
@@ -1137,25 +1155,22 @@ impl Task for NerTask {
                 );
             }
         }
-        texts
-            .iter()
-            .zip(&tokens)
-            .zip(found)
-            .map(|((text, tokens), mut spans)| {
-                spans.sort_by_key(|s| (s.start, s.end, s.kind));
-                spans.dedup();
-                let entities = spans
-                    .iter()
-                    .map(|s| PredictedEntity {
-                        kind: &self.types[s.kind],
-                        start: s.start,
-                        end: s.end,
-                        text: tokens[s.start..=s.end].concat(),
-                    })
-                    .collect();
-                Ok(serde_json::to_string(&Prediction { text, entities })?)
-            })
-            .collect()
+        for spans in &mut found {
+            spans.sort_by_key(|s| (s.start, s.end, s.kind));
+            spans.dedup();
+            // The CRF's tag path is flat too.
+            if self.model.decode == Decoding::Flat || matches!(self.model.head, SpanHeadConfig::Crf { .. }) {
+                let mut free_from = 0;
+                spans.retain(|s| {
+                    let keep = s.start >= free_from;
+                    if keep {
+                        free_from = s.end + 1;
+                    }
+                    keep
+                });
+            }
+        }
+        found
     }
 }
 
@@ -1302,9 +1317,11 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// `[model] threshold` is the decision boundary of evaluation: far below every score, each of the
-    /// 20 valid cells (10 spans of the 4 kept characters × 2 types) is an entity, one of them right
-    /// (张三 as PER) of the 2 gold ones; far above, none is.
+    /// `[model] threshold` is the decision boundary of evaluation: far below every score, every span
+    /// of both types in each window is an entity, and the 5-character sentence (max_len 4) is two
+    /// windows: 0..4 keeps the 7 spans starting at 0 or 1, 1..5 the 6 starting at 2, 3 or 4, so 26
+    /// entities, both gold ones among them (张三 from the first window, 上海 from the second, which a
+    /// cut at max_len would lose); far above, none is.
     #[test]
     fn the_threshold_decides_which_spans_are_entities() {
         let dir = scratch_dir("threshold");
@@ -1314,7 +1331,7 @@ mod tests {
         let get = |m: &Metrics, key: &str| m.iter().find(|(k, _)| k == key).unwrap().1;
         task.model.threshold = -1e6;
         let all = task.evaluate(&model, "valid", &device).unwrap();
-        assert_eq!((get(&all, "precision"), get(&all, "recall")), (1.0 / 20.0, 0.5));
+        assert_eq!((get(&all, "precision"), get(&all, "recall")), (2.0 / 26.0, 1.0));
         task.model.threshold = 1e6;
         let none = task.evaluate(&model, "valid", &device).unwrap();
         assert_eq!((get(&none, "precision"), get(&none, "recall")), (0.0, 0.0));
@@ -1386,6 +1403,17 @@ mod tests {
         assert!(lines[0].contains("\"text\":\"上海\""), "{}", lines[0]);
         assert_eq!(lines[1], r#"{"text":"","entities":[]}"#);
         assert_eq!(spans(&lines[2]).len(), 12);
+        // Flat decoding stays flat across window boundaries: no two entities share a character.
+        task.model.decode = Decoding::Flat;
+        for seed in 0..8 {
+            device.seed(seed);
+            let model = task.build_model(&device).unwrap();
+            let flat = spans(&task.predict(&model, &texts[..1], &device).unwrap()[0]);
+            assert!(!flat.is_empty());
+            for pair in flat.windows(2) {
+                assert!(pair[0].2 < pair[1].1, "seed {seed}: {pair:?} overlap in {flat:?}");
+            }
+        }
         task.model.threshold = 1e6;
         assert!(task.predict(&model, &texts, &device).unwrap().iter().all(|l| l.ends_with("\"entities\":[]}")));
         std::fs::remove_dir_all(&dir).unwrap();
