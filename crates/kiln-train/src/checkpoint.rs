@@ -56,6 +56,52 @@ pub struct TrainState {
     pub ema_crc32: Option<u32>,
 }
 
+/// Hold `RUN_DIR/.lock` while training writes the run directory: an advisory lock that the system
+/// releases when the process ends, however it ends (so a killed run leaves no stale lock). A second
+/// `kiln train --resume` of a run that is still training is refused, naming the process, instead of
+/// interleaving its checkpoints and metrics with the first one's. The file stays (deleting it would
+/// let a process waiting on the old file and one creating a new file both proceed); on a file
+/// system without locks, training goes ahead with a warning.
+///
+/// # Errors
+///
+/// Another process holds the lock, or the file cannot be opened.
+pub fn lock_run_dir(dir: &Path) -> anyhow::Result<File> {
+    use std::io::{Read, Seek};
+    let path = dir.join(".lock");
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0)?;
+            file.rewind()?;
+            writeln!(file, "{}", std::process::id()).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Err(fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            bail!(
+                "{}: another kiln process (pid {}) is training this run; wait for it to finish or stop it (Ctrl-C saves a checkpoint), then resume",
+                dir.display(),
+                pid.trim()
+            );
+        }
+        Err(fs::TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {
+            eprintln!(
+                "warning: {}: this file system has no file locks; nothing stops a second process from training this run",
+                dir.display()
+            );
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(e).with_context(|| format!("locking {}", path.display())),
+    }
+    Ok(file)
+}
+
 fn name(step: usize) -> String {
     format!("step-{step:07}")
 }

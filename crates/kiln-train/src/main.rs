@@ -187,9 +187,12 @@ fn on_worker<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 fn run(cli: Cli, pool: bool) -> anyhow::Result<i32> {
     match cli.command {
         Command::Train { config, overrides, device, resume, stop_after_steps } => {
+            // Held until training ends: no second process trains this run meanwhile.
+            let lock: Option<std::fs::File>;
             let (config, run_dir) = match (&resume, &config) {
                 (Some(dir), None) => {
                     let c = run_config(dir, &overrides)?;
+                    lock = Some(checkpoint::lock_run_dir(dir)?);
                     if !overrides.is_empty() {
                         let path = dir.join("config.toml");
                         checkpoint::write_atomic(&path, resolved_toml(&c, &path)?.as_bytes())?;
@@ -204,6 +207,7 @@ fn run(cli: Cli, pool: bool) -> anyhow::Result<i32> {
                     c.data.resolve_paths(&config::data_dir());
                     c.model.resolve_paths();
                     let dir = new_run_dir(&c.output.dir)?;
+                    lock = Some(checkpoint::lock_run_dir(&dir)?);
                     checkpoint::write_atomic(&dir.join("config.toml"), resolved_toml(&c, path)?.as_bytes())?;
                     (c, dir)
                 }
@@ -239,6 +243,7 @@ fn run(cli: Cli, pool: bool) -> anyhow::Result<i32> {
             };
             let summary =
                 if pool && single_device { on_worker(|| with_task(&config, job)) } else { with_task(&config, job) }?;
+            drop(lock);
             trainer::report(&summary);
             Ok(if summary.ending == trainer::Ending::Interrupted && trainer::INTERRUPTED.load(Ordering::SeqCst) {
                 130

@@ -342,7 +342,8 @@ fn diverging_run_stops_and_names_the_step() {
     assert!(!msg.contains("panicked"), "{msg}");
 }
 
-/// Ctrl-C (SIGINT) saves a checkpoint and exits with 130; `--resume` then finishes the run.
+/// Ctrl-C (SIGINT) saves a checkpoint and exits with 130; `--resume` then finishes the run. While
+/// the first process trains, a second `--resume` of its run is refused.
 #[test]
 fn interrupt_saves_a_checkpoint_and_resume_finishes() {
     let dir = tempfile::tempdir().unwrap();
@@ -370,6 +371,16 @@ fn interrupt_saves_a_checkpoint_and_resume_finishes() {
         assert!(std::time::Instant::now() < deadline, "training did not start");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    // While it trains, a second process may not train the same run.
+    let training = std::fs::read_dir(&runs).unwrap().next().unwrap().unwrap().path();
+    let second = kiln().arg("train").arg("--resume").arg(&training).args(["--stop-after-steps", "1"]).output().unwrap();
+    let msg = text(&second);
+    assert!(
+        !second.status.success()
+            && msg.contains(&format!("another kiln process (pid {}) is training this run", child.id()))
+            && !msg.contains("panicked"),
+        "{msg}"
+    );
     let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
