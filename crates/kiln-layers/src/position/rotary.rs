@@ -33,6 +33,8 @@ pub struct Rotary {
     device: Device,
     /// `(dim, cos [n, dim], sin [n, dim])` for each dimension used so far.
     cache: RefCell<Vec<(usize, Tensor<2>, Tensor<2>)>>,
+    /// `(dim, P [dim, dim])`, the pair swap of each dimension used so far.
+    swaps: RefCell<Vec<(usize, Tensor<2>)>>,
 }
 
 #[derive(Debug, Clone)]
@@ -58,7 +60,7 @@ impl Rotary {
     }
 
     fn new(angles: Angles, base: f64, device: &Device) -> Self {
-        Self { angles, base, device: device.clone(), cache: RefCell::new(Vec::new()) }
+        Self { angles, base, device: device.clone(), cache: RefCell::new(Vec::new()), swaps: RefCell::new(Vec::new()) }
     }
 
     /// Number of positions.
@@ -116,6 +118,21 @@ impl Rotary {
         (cos, sin)
     }
 
+    /// The `[dim, dim]` matrix `P` with `x P = [-x1, x0, -x3, x2, ...]`, cached like the tables.
+    fn pair_swap(&self, dim: usize) -> Tensor<2> {
+        if let Some((_, p)) = self.swaps.borrow().iter().find(|(d, _)| *d == dim) {
+            return p.clone();
+        }
+        let mut p = vec![0.0f32; dim * dim];
+        for i in (0..dim).step_by(2) {
+            p[(i + 1) * dim + i] = -1.0; // column 2i takes -x_(2i+1)
+            p[i * dim + i + 1] = 1.0; // column 2i+1 takes x_(2i)
+        }
+        let p = Tensor::<1>::from_floats(p.as_slice(), &self.device).reshape([dim, dim]);
+        self.swaps.borrow_mut().push((dim, p.clone()));
+        p
+    }
+
     /// Rotate `x` at these positions.
     ///
     /// # Shapes
@@ -126,16 +143,24 @@ impl Rotary {
     ///
     /// If `n` differs from the number of positions, or `dim` is not valid (see [`Rotary::tables`]).
     pub fn apply(&self, x: Tensor<4>) -> Tensor<4> {
-        let [b, h, n, dim] = x.dims();
+        let [_, _, n, dim] = x.dims();
         assert_eq!(n, self.len(), "rotary positions ({}) do not match the sequence length ({n})", self.len());
         let (cos, sin) = self.tables(dim);
         let cos = cos.reshape([1, 1, n, dim]);
         let sin = sin.reshape([1, 1, n, dim]);
-        x.clone() * cos + rotate_pairs(x, [b, h, n, dim]) * sin
+        // The pair swap as a product with a signed permutation: one GEMM (and its transpose in the
+        // backward pass) instead of slicing every pair apart and back, which on flex walked the
+        // tensor one element per block, forward and backward (the rotation doubled a ViT step).
+        // Exact: each output is one input times ±1 plus zeros (a non-finite input would spread
+        // along its row, where the training loop stops anyway).
+        let swapped = x.clone().matmul(self.pair_swap(dim).unsqueeze::<4>());
+        x * cos + swapped * sin
     }
 }
 
-/// `[x0, x1, x2, x3, ...] -> [-x1, x0, -x3, x2, ...]`.
+/// `[x0, x1, x2, x3, ...] -> [-x1, x0, -x3, x2, ...]` by slicing: the reference the product with
+/// [`Rotary::pair_swap`] is tested against.
+#[cfg(test)]
 fn rotate_pairs(x: Tensor<4>, [b, h, n, dim]: [usize; 4]) -> Tensor<4> {
     let pairs = x.reshape([b, h, n, dim / 2, 2]);
     let even = pairs.clone().narrow(4, 0, 1);
@@ -159,6 +184,21 @@ mod tests {
         let (s2, c2) = 2f64.sin_cos();
         let expected = [1.0, 0.0, c1, s1, -s2, c2];
         assert_close(&y, &expected.map(|v| v as f32), 1e-6);
+    }
+
+    /// The pair swap as a product with `P` equals slicing the pairs apart, on a head-split
+    /// (strided) input, values and gradient (through a weighted sum).
+    #[test]
+    fn pair_swap_product_equals_slicing() {
+        let device = dev().autodiff();
+        let x = randn([2, 5, 3, 8], 1.0, 11, &device).swap_dims(1, 2).require_grad(); // [2, 3, 5, 8], strided
+        let w = randn([2, 3, 5, 8], 1.0, 12, &device);
+        let rot = Rotary::one_d((0..5).map(|i| i as f64).collect(), 10_000.0, &device);
+        let by_product = x.clone().matmul(rot.pair_swap(8).unsqueeze::<4>());
+        let by_slicing = rotate_pairs(x.clone(), [2, 3, 5, 8]);
+        assert_eq!(to_vec(by_product.clone()), to_vec(by_slicing.clone()));
+        let grad = |y: Tensor<4>| to_vec(x.grad(&(y * w.clone()).sum().backward()).unwrap().reshape([240]));
+        assert_eq!(grad(by_product), grad(by_slicing));
     }
 
     #[test]
