@@ -8,6 +8,7 @@ mod error;
 mod feed_forward;
 mod host;
 mod layer_norm;
+mod log_sum_exp;
 pub mod mask;
 mod norm;
 pub mod position;
@@ -28,6 +29,7 @@ pub use host::is_flex;
 pub use layer_norm::LayerNorm;
 #[cfg(feature = "flex")]
 pub use layer_norm::LayerNormBackend;
+pub use log_sum_exp::log_sum_exp;
 pub use norm::{Norm, NormKind};
 pub use position::{Position, PositionConfig, Rotary, TokenLayout};
 pub use transformer::{Transformer, TransformerConfig};

@@ -30,7 +30,8 @@ pub(crate) fn log_sum_exp<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D>
 fn log1p_sum_exp(x: Tensor<3>) -> Tensor<2> {
     let [b, t, _] = x.dims();
     let zero = Tensor::zeros([b, t, 1], &x.device());
-    log_sum_exp(Tensor::cat(vec![x, zero], 2), 2).reshape([b, t])
+    // On flex a host loop: Burn's `exp` is scalar there and slow on every excluded cell (underflow).
+    kiln_layers::log_sum_exp(Tensor::cat(vec![x, zero], 2)).reshape([b, t])
 }
 
 /// The GlobalPointer loss.
