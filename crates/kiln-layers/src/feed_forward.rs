@@ -37,8 +37,18 @@ impl FeedForward {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [b, n, d] = x.dims();
         let x = x.reshape([b * n, d]);
-        self.output.forward(gelu_dropout(self.hidden.forward(x), &self.dropout)).reshape([b, n, d])
+        linear_2d(&self.output, gelu_dropout(linear_2d(&self.hidden, x), &self.dropout)).reshape([b, n, d])
     }
+}
+
+/// `linear` on rows, `[rows, d_in] → [rows, d_out]`: on flex with the product written straight
+/// into its output buffer (`crate::matmul`), elsewhere Burn's `Linear::forward`; the same values.
+pub(crate) fn linear_2d(linear: &Linear, x: Tensor<2>) -> Tensor<2> {
+    #[cfg(feature = "flex")]
+    if crate::host::is_flex(&x.device()) && x.dtype() == DType::F32 {
+        return crate::matmul::linear_flex(linear, x);
+    }
+    linear.forward(x)
 }
 
 /// `dropout(gelu_exact(x))`. On an autodiff host device the dropout mask `m` (the one
@@ -223,7 +233,7 @@ pub(crate) fn exp_non_positive(y: f32) -> f32 {
 /// - `x`: `[b, n, d_in]` → `[b, n, d_out]`
 pub fn linear_rows(linear: &Linear, x: Tensor<3>) -> Tensor<3> {
     let [b, n, d] = x.dims();
-    let y = linear.forward(x.reshape([b * n, d]));
+    let y = linear_2d(linear, x.reshape([b * n, d]));
     let d_out = y.dims()[1];
     y.reshape([b, n, d_out])
 }

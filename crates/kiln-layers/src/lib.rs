@@ -10,6 +10,8 @@ mod host;
 mod layer_norm;
 mod log_sum_exp;
 pub mod mask;
+#[cfg(feature = "flex")]
+mod matmul;
 mod norm;
 pub mod position;
 mod transformer;
