@@ -32,6 +32,8 @@ pub use layer_norm::LayerNorm;
 #[cfg(feature = "flex")]
 pub use layer_norm::LayerNormBackend;
 pub use log_sum_exp::log_sum_exp;
+#[cfg(feature = "flex")]
+pub use matmul::MatmulBackend;
 pub use norm::{Norm, NormKind};
 pub use position::{Position, PositionConfig, Rotary, TokenLayout};
 pub use transformer::{Transformer, TransformerConfig};

@@ -23,18 +23,20 @@ use burn::backend::{Backend, Dispatch, Flex, backend_extension};
 use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::{Bytes, DType};
+use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// The product of two matrices as a backend operation.
 #[backend_extension(Flex, Autodiff)]
 pub trait MatmulBackend: Backend {
-    /// `lhs [m, k] × rhs [k, n] → [m, n]`; the default is the backend's own `matmul`.
+    /// `lhs [.., m, k] × rhs [.., k, n] → [.., m, n]`; the default is the backend's own `matmul`.
     fn kiln_matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::float_matmul(lhs, rhs)
     }
 }
 
-/// flex: the GEMM into an aligned, uninitialised buffer (f32 matrices whose product has a multiple
-/// of 4 elements; anything else goes to flex's own `matmul`).
+/// flex: the GEMM into an aligned, uninitialised buffer (f32 operands with the same batch
+/// dimensions whose product has a multiple of 4 elements; anything else goes to flex's `matmul`).
 impl MatmulBackend for Flex {
     fn kiln_matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
         aligned_matmul(lhs, rhs)
@@ -54,11 +56,14 @@ impl<B: MatmulBackend, C: CheckpointStrategy> MatmulBackend for Autodiff<B, C> {
                 let [node_lhs, node_rhs] = ops.parents;
                 let grad = grads.consume::<B>(&ops.node);
                 let (lhs, rhs) = ops.state;
+                // The transposes of the last two dimensions (views; the GEMM reads any strides).
+                let rank = lhs.shape().num_dims();
+                let t = |x: FloatTensor<B>| B::float_swap_dims(x, rank - 2, rank - 1);
                 if let Some(node) = node_lhs {
-                    grads.register::<B>(node.id, B::kiln_matmul(grad.clone(), B::float_swap_dims(rhs, 0, 1)));
+                    grads.register::<B>(node.id, B::kiln_matmul(grad.clone(), t(rhs)));
                 }
                 if let Some(node) = node_rhs {
-                    grads.register::<B>(node.id, B::kiln_matmul(B::float_swap_dims(lhs, 0, 1), grad));
+                    grads.register::<B>(node.id, B::kiln_matmul(t(lhs), grad));
                 }
             }
         }
@@ -85,61 +90,102 @@ unsafe impl bytemuck::NoUninit for Aligned {}
 /// Products at least this large (`m·n·k`) run on Rayon's threads: flex's threshold.
 const PARALLEL_THRESHOLD: usize = 192 * 192 * 192;
 
-/// `lhs × rhs` for 2-D f32 operands of any strides, through the GEMM flex calls, into a buffer of
-/// [`Aligned`] blocks; other cases to flex's `matmul`.
+/// Batched products at least this large in all run one matrix per task: flex's threshold.
+const BATCH_PARALLEL_THRESHOLD: usize = 128 * 128 * 128;
+
+/// `lhs [.., m, k] × rhs [.., k, n]` for f32 operands of any strides and the same batch dimensions,
+/// through the GEMM flex calls with flex's choice of threads, into a buffer of [`Aligned`] blocks;
+/// other cases (broadcast batches, a product whose size is not a multiple of 4) to flex's `matmul`.
 fn aligned_matmul(lhs: FlexTensor, rhs: FlexTensor) -> FlexTensor {
     let (ls, rs) = (lhs.shape(), rhs.shape());
+    let rank = ls.num_dims();
     let f32s = lhs.dtype() == DType::F32 && rhs.dtype() == DType::F32;
-    if !f32s || ls.num_dims() != 2 || rs.num_dims() != 2 {
+    if !f32s || rank < 2 || rs.num_dims() != rank || ls[..rank - 2] != rs[..rank - 2] {
         return Flex::float_matmul(lhs, rhs);
     }
-    let (m, k, n) = (ls[0], ls[1], rs[1]);
-    let len = m * n;
-    if len == 0 || k == 0 || !len.is_multiple_of(4) || rs[0] != k {
+    let (m, k, n) = (ls[rank - 2], ls[rank - 1], rs[rank - 1]);
+    let batch: usize = ls[..rank - 2].iter().product();
+    let len = batch * m * n;
+    if len == 0 || k == 0 || !len.is_multiple_of(4) || rs[rank - 2] != k {
         return Flex::float_matmul(lhs, rhs);
     }
-    let strides = |t: &FlexTensor| (t.layout().strides()[0], t.layout().strides()[1]);
-    let ((l_rs, l_cs), (r_rs, r_cs)) = (strides(&lhs), strides(&rhs));
-    // SAFETY: `start_offset` is inside each tensor's storage, and the strides address only its elements.
-    let (l_ptr, r_ptr) = unsafe {
-        (
-            lhs.storage::<f32>().as_ptr().add(lhs.layout().start_offset()),
-            rhs.storage::<f32>().as_ptr().add(rhs.layout().start_offset()),
-        )
+    let (l_strides, r_strides) = (lhs.layout().strides(), rhs.layout().strides());
+    // The element offset of batch `i` (row-major over the batch dimensions) in each operand.
+    let offsets = |strides: &[isize], start: usize| -> Vec<isize> {
+        (0..batch)
+            .map(|mut i| {
+                let mut off = start as isize;
+                for d in (0..rank - 2).rev() {
+                    off += (i % ls[d]) as isize * strides[d];
+                    i /= ls[d];
+                }
+                off
+            })
+            .collect()
     };
-    let parallelism = if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_THRESHOLD {
-        gemm::Parallelism::Rayon(0)
-    } else {
-        gemm::Parallelism::None
+    let (l_off, r_off) =
+        (offsets(l_strides, lhs.layout().start_offset()), offsets(r_strides, rhs.layout().start_offset()));
+    let (l_rs, l_cs) = (l_strides[rank - 2], l_strides[rank - 1]);
+    let (r_rs, r_cs) = (r_strides[rank - 2], r_strides[rank - 1]);
+    let (l_data, r_data) = (lhs.storage::<f32>(), rhs.storage::<f32>());
+    let one = |out: *mut f32, i: usize, parallelism: gemm::Parallelism| {
+        // SAFETY: `out` has room for one `m × n` matrix in rows of `n`; the offsets and strides
+        // address elements of each operand's storage; with `read_dst = false` the GEMM writes every
+        // output element without reading any.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                out,
+                1,
+                n as isize,
+                false,
+                l_data.as_ptr().offset(l_off[i]),
+                l_cs,
+                l_rs,
+                r_data.as_ptr().offset(r_off[i]),
+                r_cs,
+                r_rs,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
     };
     let mut out: Vec<Aligned> = Vec::with_capacity(len / 4);
-    // SAFETY: the output holds `m·n` f32 values in rows of `n`; with `read_dst = false` the GEMM
-    // writes every one of them without reading any, so all are initialised before `set_len`.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr().cast::<f32>(),
-            1,
-            n as isize,
-            false,
-            l_ptr,
-            l_cs,
-            l_rs,
-            r_ptr,
-            r_cs,
-            r_rs,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-        out.set_len(len / 4);
+    let matrix = m * n;
+    let per_matrix = m.saturating_mul(n).saturating_mul(k);
+    let total = batch.saturating_mul(per_matrix);
+    let batch_parallel = batch >= 4 && total >= BATCH_PARALLEL_THRESHOLD;
+    {
+        // The spare capacity as `len` f32 slots, written only through the GEMM's pointer.
+        let slots = out.spare_capacity_mut().as_mut_ptr().cast::<MaybeUninit<f32>>();
+        // SAFETY: the capacity holds `len / 4` blocks of four f32 slots.
+        let slots = unsafe { std::slice::from_raw_parts_mut(slots, len) };
+        if per_matrix >= PARALLEL_THRESHOLD && !batch_parallel {
+            for (i, c) in slots.chunks_mut(matrix).enumerate() {
+                one(c.as_mut_ptr().cast(), i, gemm::Parallelism::Rayon(0));
+            }
+        } else if total >= BATCH_PARALLEL_THRESHOLD && batch > 1 {
+            slots
+                .par_chunks_mut(matrix)
+                .enumerate()
+                .for_each(|(i, c)| one(c.as_mut_ptr().cast(), i, gemm::Parallelism::None));
+        } else {
+            for (i, c) in slots.chunks_mut(matrix).enumerate() {
+                one(c.as_mut_ptr().cast(), i, gemm::Parallelism::None);
+            }
+        }
     }
-    FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(Shape::new([m, n])), DType::F32)
+    // SAFETY: every one of the `batch` matrices, together all `len` slots, was written above.
+    unsafe { out.set_len(len / 4) };
+    let mut dims = ls.as_slice().to_vec();
+    dims[rank - 1] = n;
+    FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(Shape::from(dims)), DType::F32)
 }
 
 /// `x W + b` of a linear layer on rows through [`MatmulBackend`]; call on flex (f32) only
@@ -185,6 +231,25 @@ mod tests {
                 assert_eq!(got.bytes().as_ptr() as usize % 16, 0, "case {i}: aligned");
             }
             assert_eq!(vals(got), want, "case {i}");
+        }
+        // Batched, as attention's blocks: one thread per product, a task per matrix, threads within
+        // each large matrix; a head-split (strided) operand and a transposed one.
+        let prim4 = |t: Tensor<4>| t.try_into_primitive::<Flex>().expect("a flex tensor");
+        let vals4 = |t: FlexTensor| to_vec(Tensor::<4>::from_primitive::<Flex>(t));
+        let batched: Vec<(Tensor<4>, Tensor<4>)> = vec![
+            (randn([2, 3, 4, 5], 1.0, 11, &device), randn([2, 3, 5, 6], 1.0, 12, &device)),
+            (
+                randn([2, 8, 3, 16], 1.0, 13, &device).swap_dims(1, 2),
+                randn([2, 3, 8, 16], 1.0, 14, &device).swap_dims(2, 3),
+            ),
+            (randn([1, 8, 64, 64], 1.0, 15, &device), randn([1, 8, 64, 64], 1.0, 16, &device)),
+            (randn([1, 2, 200, 200], 1.0, 17, &device), randn([1, 2, 200, 196], 1.0, 18, &device)),
+        ];
+        for (i, (a, b)) in batched.into_iter().enumerate() {
+            let want = vals4(Flex::float_matmul(prim4(a.clone()), prim4(b.clone())));
+            let got = aligned_matmul(prim4(a), prim4(b));
+            assert_eq!(got.bytes().as_ptr() as usize % 16, 0, "batched case {i}: aligned");
+            assert_eq!(vals4(got), want, "batched case {i}");
         }
     }
 

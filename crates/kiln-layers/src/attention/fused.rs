@@ -39,6 +39,7 @@ use burn::prelude::*;
 use burn::tensor::{Shape, Slice};
 use rayon::prelude::*;
 
+use crate::MatmulBackend;
 use crate::host::host_in_place;
 
 /// Bytes of one block of scores in the backward pass (the block's query rows follow from it): small
@@ -57,7 +58,7 @@ const MIN_BLOCK_ROWS: usize = 512;
 /// The backend operation: attention over `[b, h, n, d]` queries and `[b, h, m, d]` keys and values,
 /// with padded keys (`padding` `[b, m]`, `true` = pad) and, when `causal`, future keys masked.
 #[backend_extension(Flex, Autodiff)]
-pub trait FusedAttentionBackend: Backend {
+pub trait FusedAttentionBackend: MatmulBackend {
     /// `softmax(Q Kᵀ/√d + mask) V`; the default is the backend's own `attention`.
     fn kiln_attention(
         q: FloatTensor<Self>,
@@ -436,8 +437,8 @@ fn forward_block<B: FusedAttentionBackend>(
     n: usize,
     scale: f32,
 ) -> (FloatTensor<B>, FloatTensor<B>) {
-    let p = B::kiln_attention_probs(B::float_matmul(q_b, k_t), padding.clone(), causal, r0, n, scale);
-    let out = B::float_matmul(p.clone(), v.clone());
+    let p = B::kiln_attention_probs(B::kiln_matmul(q_b, k_t), padding.clone(), causal, r0, n, scale);
+    let out = B::kiln_matmul(p.clone(), v.clone());
     (p, out)
 }
 
@@ -479,14 +480,14 @@ fn attention_backward<B: FusedAttentionBackend>(
             let block = |t: &FloatTensor<B>, width: usize| B::float_slice(t.clone(), &g.rows(r0, r, width));
             let (q_b, grad_b, delta_b) = (block(&q, d), block(&grad, d), block(&delta, 1));
             let p = kept.unwrap_or_else(|| {
-                let scores = B::float_matmul(q_b.clone(), k_t.clone());
+                let scores = B::kiln_matmul(q_b.clone(), k_t.clone());
                 B::kiln_attention_probs(scores, padding.clone(), causal, r0, n, scale)
             });
-            dv = add(dv, B::float_matmul(B::float_swap_dims(p.clone(), 2, 3), grad_b.clone()));
-            let dp = B::float_matmul(grad_b, v_t.clone());
+            dv = add(dv, B::kiln_matmul(B::float_swap_dims(p.clone(), 2, 3), grad_b.clone()));
+            let dp = B::kiln_matmul(grad_b, v_t.clone());
             let ds = B::kiln_attention_score_grad(p, dp, delta_b, scale);
-            dq.push(B::float_matmul(ds.clone(), k.clone()));
-            dk = add(dk, B::float_matmul(B::float_swap_dims(ds, 2, 3), q_b));
+            dq.push(B::kiln_matmul(ds.clone(), k.clone()));
+            dk = add(dk, B::kiln_matmul(B::float_swap_dims(ds, 2, 3), q_b));
         }
         let dq = if dq.len() == 1 { dq.pop().expect("one block") } else { B::float_cat(dq, 2) };
         let zeros = || B::float_zeros(Shape::new([g.nb, g.nh, m, d]), &device, dtype);
