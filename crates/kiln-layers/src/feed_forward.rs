@@ -41,6 +41,21 @@ impl FeedForward {
     }
 }
 
+/// `a × b` over the last two dimensions: on flex (f32, the same batch dimensions) with the product
+/// written straight into its output buffer (`crate::matmul`), forward and backward; elsewhere, and
+/// for broadcast batches, Burn's `matmul`. The same values either way.
+pub(crate) fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if crate::host::is_flex(&a.device())
+        && a.dtype() == DType::F32
+        && b.dtype() == DType::F32
+        && a.dims()[..D - 2] == b.dims()[..D - 2]
+    {
+        return crate::matmul::matmul_flex(a, b);
+    }
+    a.matmul(b)
+}
+
 /// `linear` on rows, `[rows, d_in] → [rows, d_out]`: on flex with the product written straight
 /// into its output buffer (`crate::matmul`), elsewhere Burn's `Linear::forward`; the same values.
 pub(crate) fn linear_2d(linear: &Linear, x: Tensor<2>) -> Tensor<2> {

@@ -188,6 +188,12 @@ fn aligned_matmul(lhs: FlexTensor, rhs: FlexTensor) -> FlexTensor {
     FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(Shape::from(dims)), DType::F32)
 }
 
+/// `a × b` through [`MatmulBackend`]; call on flex (f32, the same batch dimensions) only
+/// (`feed_forward::matmul` chooses).
+pub(crate) fn matmul_flex<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as MatmulBackend>::kiln_matmul(a.into_dispatch(), b.into_dispatch()))
+}
+
 /// `x W + b` of a linear layer on rows through [`MatmulBackend`]; call on flex (f32) only
 /// (`feed_forward::linear_2d` chooses).
 ///
@@ -195,8 +201,7 @@ fn aligned_matmul(lhs: FlexTensor, rhs: FlexTensor) -> FlexTensor {
 ///
 /// - `x`: `[rows, d_in]` → `[rows, d_out]`
 pub(crate) fn linear_flex(linear: &Linear, x: Tensor<2>) -> Tensor<2> {
-    let w = linear.weight.val();
-    let y = Tensor::from_dispatch(<Dispatch as MatmulBackend>::kiln_matmul(x.into_dispatch(), w.into_dispatch()));
+    let y = matmul_flex(x, linear.weight.val());
     match &linear.bias {
         Some(b) => y + b.val().unsqueeze_dim(0),
         None => y,
@@ -251,6 +256,24 @@ mod tests {
             assert_eq!(got.bytes().as_ptr() as usize % 16, 0, "batched case {i}: aligned");
             assert_eq!(vals4(got), want, "batched case {i}");
         }
+    }
+
+    /// Batched products under autodiff equal Burn's `matmul`, output and both gradients, to the bit,
+    /// with a head-split (strided) and a transposed operand, as linear attention and Nyström use them.
+    #[test]
+    fn batched_products_equal_burns_matmul_with_gradients() {
+        let device = dev().autodiff();
+        let a0 = randn([2, 6, 3, 8], 1.0, 1, &device);
+        let b0 = randn([2, 3, 6, 8], 1.0, 2, &device);
+        let upstream = randn([2, 3, 6, 6], 1.0, 3, &device);
+        let run = |ours: bool| {
+            let (a, b) = (a0.clone().require_grad(), b0.clone().require_grad());
+            let (x, y) = (a.clone().swap_dims(1, 2), b.clone().swap_dims(2, 3)); // [2, 3, 6, 8] × [2, 3, 8, 6]
+            let out = if ours { matmul_flex(x, y) } else { x.matmul(y) };
+            let grads = (out.clone() * upstream.clone()).sum().backward();
+            [to_vec(out), to_vec(a.grad(&grads).unwrap()), to_vec(b.grad(&grads).unwrap())]
+        };
+        assert_eq!(run(true), run(false));
     }
 
     /// A linear layer through [`linear_flex`] equals `Linear::forward`, output and the gradients of

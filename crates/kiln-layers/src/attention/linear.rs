@@ -31,6 +31,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::Rotary;
+use crate::feed_forward::matmul;
 use crate::mask::{causal_weights, keep_tokens};
 
 /// The feature map `φ` of linear attention.
@@ -153,8 +154,8 @@ pub fn kernelized_attention(f: Features, v: Tensor<4>, causal: bool, chunk: usiz
     let [b, h, n, m] = f.num_q.dims();
     let d = v.dims()[3];
     if !causal {
-        let kv = f.num_k.swap_dims(2, 3).matmul(v); // [b, h, m, d]
-        let num = f.num_q.matmul(kv); // [b, h, n, d]
+        let kv = matmul(f.num_k.swap_dims(2, 3), v); // [b, h, m, d]
+        let num = matmul(f.num_q, kv); // [b, h, n, d]
         let z = f.den_k.sum_dim(2); // [b, h, 1, m]
         let den = (f.den_q * z).sum_dim(3); // [b, h, n, 1]
         return num / guard(den, eps);
@@ -174,16 +175,16 @@ pub fn kernelized_attention(f: Features, v: Tensor<4>, causal: bool, chunk: usiz
     let (nq, nk, dq, dk, v) = (split(f.num_q, m), split(f.num_k, m), split(f.den_q, m), split(f.den_k, m), split(v, d));
     let tril = causal_weights(chunk, &v.device()).reshape([1, 1, 1, chunk, chunk]);
     // Inside each chunk: the masked quadratic form.
-    let a_num = nq.clone().matmul(nk.clone().swap_dims(3, 4)) * tril.clone(); // [b, h, c, C, C]
-    let a_den = dq.clone().matmul(dk.clone().swap_dims(3, 4)) * tril; // [b, h, c, C, C]
-    let intra_num = a_num.matmul(v.clone()); // [b, h, c, C, d]
+    let a_num = matmul(nq.clone(), nk.clone().swap_dims(3, 4)) * tril.clone(); // [b, h, c, C, C]
+    let a_den = matmul(dq.clone(), dk.clone().swap_dims(3, 4)) * tril; // [b, h, c, C, C]
+    let intra_num = matmul(a_num, v.clone()); // [b, h, c, C, d]
     let intra_den = a_den.sum_dim(4); // [b, h, c, C, 1]
     // Across chunks: exclusive prefix sums of the chunk states.
-    let state = nk.swap_dims(3, 4).matmul(v); // [b, h, c, m, d]
+    let state = matmul(nk.swap_dims(3, 4), v); // [b, h, c, m, d]
     let state_before = state.clone().cumsum(2) - state;
     let z = dk.sum_dim(3); // [b, h, c, 1, m]
     let z_before = z.clone().cumsum(2) - z;
-    let num = intra_num + nq.matmul(state_before); // [b, h, c, C, d]
+    let num = intra_num + matmul(nq, state_before); // [b, h, c, C, d]
     let den = intra_den + (dq * z_before).sum_dim(4); // [b, h, c, C, 1]
     let out = (num / guard(den, eps)).reshape([b, h, c * chunk, d]);
     out.narrow(2, 0, n)

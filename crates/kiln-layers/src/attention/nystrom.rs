@@ -33,6 +33,7 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 
 use crate::Rotary;
+use crate::feed_forward::matmul;
 use crate::mask::keep_tokens;
 
 /// Masked logits get this before the softmax; finite, so a fully masked row is not NaN.
@@ -125,8 +126,8 @@ impl Nystrom {
         let q_land = seg.clone().matmul(q.clone()); // [b, h, m, d]
         let k_land = seg.matmul(k.clone()); // [b, h, m, d]
 
-        let f = q.matmul(k_land.clone().swap_dims(2, 3)).mul_scalar(scale); // [b, h, n, m]
-        let a = q_land.clone().matmul(k_land.swap_dims(2, 3)).mul_scalar(scale); // [b, h, m, m]
+        let f = matmul(q, k_land.clone().swap_dims(2, 3)).mul_scalar(scale); // [b, h, n, m]
+        let a = matmul(q_land.clone(), k_land.swap_dims(2, 3)).mul_scalar(scale); // [b, h, m, m]
         let (f, a) = if padding.is_none() && every_segment_filled(n, m) {
             (softmax_rows(f), softmax_rows(a))
         } else {
@@ -136,12 +137,12 @@ impl Nystrom {
             let a = softmax_rows(a.mask_fill(col_mask.expand([b, h, m, m]), MASKED)) * valid_cols * valid;
             (f, a)
         };
-        let bk = q_land.matmul(k.swap_dims(2, 3)).mul_scalar(scale); // [b, h, m, n]
+        let bk = matmul(q_land, k.swap_dims(2, 3)).mul_scalar(scale); // [b, h, m, n]
         let bk = match padding {
             Some(p) => softmax_rows(bk.mask_fill(p.clone().reshape([b, 1, 1, n]).expand([b, h, m, n]), MASKED)),
             None => softmax_rows(bk),
         };
-        let out = f.matmul(iterative_pinv(a, self.pinv_iterations).matmul(bk.matmul(v.clone()))); // [b, h, n, d]
+        let out = matmul(f, matmul(iterative_pinv(a, self.pinv_iterations), matmul(bk, v.clone()))); // [b, h, n, d]
         match &self.conv {
             Some(w) => {
                 let taps = w.dims()[2];
@@ -188,11 +189,11 @@ pub fn iterative_pinv(a: Tensor<4>, iterations: usize) -> Tensor<4> {
     let mut z = a.clone().swap_dims(2, 3) / (norm_1 * norm_inf).clamp_min(1e-12);
     let eye = Tensor::<2>::eye(m, &a.device()).reshape([1, 1, m, m]);
     for _ in 0..iterations {
-        let az = a.clone().matmul(z.clone());
+        let az = matmul(a.clone(), z.clone());
         let inner = eye.clone().mul_scalar(7.0) - az.clone();
-        let inner = eye.clone().mul_scalar(15.0) - az.clone().matmul(inner);
-        let inner = eye.clone().mul_scalar(13.0) - az.matmul(inner);
-        z = z.matmul(inner).mul_scalar(0.25);
+        let inner = eye.clone().mul_scalar(15.0) - matmul(az.clone(), inner);
+        let inner = eye.clone().mul_scalar(13.0) - matmul(az, inner);
+        z = matmul(z, inner).mul_scalar(0.25);
     }
     z
 }
