@@ -94,6 +94,63 @@ impl Tree {
         self.tokens().iter().map(|&t| VOCAB[t as usize]).collect::<Vec<_>>().join(" ")
     }
 
+    /// Parse an expression as LRA writes it (tokens separated by white space, e.g.
+    /// `[MAX 2 9 [MIN 4 7 ] 0 ]`): one digit, or an operator, its arguments and `]`. The error names
+    /// the first token (1-based) that breaks the grammar.
+    pub fn parse(text: &str) -> Result<Tree, String> {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        if words.is_empty() {
+            return Err("the expression is empty".into());
+        }
+        // Open operators with the arguments read so far, innermost last.
+        let mut open: Vec<(Op, Vec<Tree>, usize)> = Vec::new();
+        let mut root = None;
+        for (i, w) in words.iter().enumerate() {
+            let at = i + 1;
+            if root.is_some() {
+                return Err(format!("token {at} `{w}` follows a complete expression"));
+            }
+            let done = match *w {
+                "[MIN" | "[MAX" | "[MED" | "[SM" => {
+                    let op = match *w {
+                        "[MIN" => Op::Min,
+                        "[MAX" => Op::Max,
+                        "[MED" => Op::Med,
+                        _ => Op::Sm,
+                    };
+                    open.push((op, Vec::new(), at));
+                    None
+                }
+                "]" => match open.pop() {
+                    None => return Err(format!("token {at} `]` closes no operator")),
+                    Some((_, args, from)) if args.is_empty() => {
+                        return Err(format!("the operator at token {from} has no arguments"));
+                    }
+                    Some((op, args, _)) => Some(Tree::Node(op, args)),
+                },
+                _ => match w.parse::<u8>() {
+                    Ok(d) if d < 10 && w.len() == 1 => Some(Tree::Digit(d)),
+                    _ => {
+                        return Err(format!(
+                            "token {at} `{w}` is not a ListOps token (expected a digit, [MIN, [MAX, [MED, [SM or ])"
+                        ));
+                    }
+                },
+            };
+            if let Some(tree) = done {
+                match open.last_mut() {
+                    Some((_, args, _)) => args.push(tree),
+                    None => root = Some(tree),
+                }
+            }
+        }
+        match (root, open.last()) {
+            (Some(tree), _) => Ok(tree),
+            (None, Some((_, _, from))) => Err(format!("the operator at token {from} is not closed by `]`")),
+            (None, None) => Err("the expression is incomplete".into()),
+        }
+    }
+
     /// Generate a tree with the LRA rules, the root at depth `depth` (LRA starts at 1).
     pub fn generate(rng: &mut StdRng, depth: usize, max_depth: usize, max_args: usize) -> Tree {
         let r: f64 = if depth < max_depth { rng.random() } else { 1.0 };
@@ -258,6 +315,27 @@ mod tests {
         assert_eq!(t.to_text(), "[MAX 2 9 [MIN 4 7 ] 0 ]");
         assert_eq!(t.value(), 9);
         assert_eq!(t.tokens().len(), 9);
+    }
+
+    /// `Tree::parse` reads back every generated tree's text, and rejects malformed expressions
+    /// naming the token.
+    #[test]
+    fn parse_reads_generated_trees_and_names_the_bad_token() {
+        let mut rng = StdRng::seed_from_u64(7);
+        for _ in 0..200 {
+            let t = Tree::generate(&mut rng, 1, 6, 5);
+            assert_eq!(Tree::parse(&t.to_text()), Ok(t.clone()));
+        }
+        assert_eq!(Tree::parse(" 7 "), Ok(d(7)));
+        let err = |text: &str| Tree::parse(text).unwrap_err();
+        assert_eq!(err(""), "the expression is empty");
+        assert_eq!(err("[MAX 2 9"), "the operator at token 1 is not closed by `]`");
+        assert_eq!(err("[MAX 2 [MIN ] ]"), "the operator at token 3 has no arguments");
+        assert_eq!(err("[MAX 2 ] ]"), "token 4 `]` follows a complete expression");
+        assert_eq!(err("] 2"), "token 1 `]` closes no operator");
+        assert_eq!(err("3 4"), "token 2 `4` follows a complete expression");
+        assert!(err("[MAX 12 ]").starts_with("token 2 `12` is not a ListOps token"));
+        assert!(err("[max 1 ]").starts_with("token 1 `[max` is not a ListOps token"));
     }
 
     #[test]

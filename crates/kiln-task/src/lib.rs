@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+use anyhow::Context;
 use std::path::Path;
 
 pub mod picture;
@@ -129,11 +130,12 @@ pub trait Task: Sized + Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// As [`generate`](Self::generate).
+    /// As [`generate`](Self::generate), with the input's number and text.
     fn predict(&self, model: &Self::Model, texts: &[String], device: &Device) -> anyhow::Result<Vec<String>> {
         texts
             .iter()
-            .map(|t| {
+            .enumerate()
+            .map(|(i, t)| {
                 let options = GenerateOptions {
                     prompt: Some(t.clone()),
                     max_tokens: 0,
@@ -141,7 +143,7 @@ pub trait Task: Sized + Send + Sync + 'static {
                     seed: 0,
                     out_dir: None,
                 };
-                self.generate(model, &options, device)
+                self.generate(model, &options, device).with_context(|| format!("input {} `{t}`", i + 1))
             })
             .collect()
     }

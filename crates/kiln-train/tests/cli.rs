@@ -635,7 +635,19 @@ dir = {:?}
     let values: Vec<u8> = String::from_utf8_lossy(&out.stdout).lines().map(|l| l.parse().unwrap()).collect();
     assert!(values.len() == 3 && values.iter().all(|&v| v < 10), "{values:?}");
     let out = kiln().arg("predict").arg(&run).args(["--text", "[MAX 2 x ]"]).output().unwrap();
-    assert!(!out.status.success() && text(&out).contains("`x` is not a ListOps token"), "{}", text(&out));
+    assert!(
+        !out.status.success() && text(&out).contains("input 1 `[MAX 2 x ]`: token 3 `x` is not a ListOps token"),
+        "{}",
+        text(&out)
+    );
+    std::fs::write(&inputs, "[SM 3 4 ]\n[MAX 2 [MIN 4 7 ]\n").unwrap();
+    let out = kiln().arg("predict").arg(&run).arg("--file").arg(&inputs).output().unwrap();
+    assert!(
+        !out.status.success()
+            && text(&out).contains("input 2 `[MAX 2 [MIN 4 7 ]`: the operator at token 1 is not closed by `]`"),
+        "{}",
+        text(&out)
+    );
 }
 
 /// `kiln bench train-step` times a config's step and evaluation; `--set` reaches every config, so

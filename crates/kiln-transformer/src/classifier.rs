@@ -261,15 +261,7 @@ impl Task for ListOpsTask {
         device: &Device,
     ) -> anyhow::Result<String> {
         let text = options.prompt.as_deref().context("give the expression with --text")?;
-        let tokens = text
-            .split_whitespace()
-            .map(|w| {
-                listops::VOCAB.iter().position(|v| *v == w).filter(|&i| i > 0).map(|i| i as u32).with_context(|| {
-                    format!("`{w}` is not a ListOps token (expected a digit, [MIN, [MAX, [MED, [SM or ])")
-                })
-            })
-            .collect::<anyhow::Result<Vec<u32>>>()?;
-        anyhow::ensure!(!tokens.is_empty(), "the expression is empty");
+        let tokens = listops::Tree::parse(text).map_err(anyhow::Error::msg)?.tokens();
         if let Some(max) = self.model.encoder.position.max_seq_len() {
             anyhow::ensure!(
                 tokens.len() <= max,
@@ -362,7 +354,8 @@ mod tests {
 
     /// Learned positions bound the sequences: the task refuses data whose trees (or `pad_to`)
     /// are longer than the table, and `kiln predict` an expression longer than it, with a message
-    /// naming the key, where the model would panic; the other kinds take any length.
+    /// naming the key, where the model would panic; the other kinds take any length. A malformed
+    /// expression is refused too.
     #[test]
     fn learned_positions_bound_the_data_and_the_expressions() {
         let device = Device::flex();
@@ -392,6 +385,8 @@ mod tests {
         assert!(value < 10);
         let err = predict("[MAX 1 2 3 4 5 6 7 8 ]").unwrap_err().to_string();
         assert!(err.contains("the expression has 10 tokens; this model's learned positions cover 9"), "{err}");
+        let err = predict("[MAX 1 [MIN 2 ]").unwrap_err().to_string();
+        assert_eq!(err, "the operator at token 1 is not closed by `]`");
         let rope = ClassifierConfig {
             encoder: TransformerConfig { position: kiln_layers::PositionConfig::Sinusoidal {}, ..model(1).encoder },
             ..model(1)
