@@ -14,6 +14,7 @@ pub mod mask;
 mod matmul;
 mod norm;
 pub mod position;
+pub mod spin;
 mod transformer;
 
 #[cfg(test)]

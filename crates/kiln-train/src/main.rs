@@ -375,6 +375,7 @@ impl TaskJob for EvalJob {
             checkpoint::weights_digest(&model)
         );
         for split in ["valid", "test"] {
+            kiln_layers::spin::keep_warm(&self.device);
             let metrics = task.evaluate(&model, split, &self.device)?;
             if metrics.is_empty() {
                 out.push_str(&format!("{split:>5}: none (this run's data has no {split} split)\n"));

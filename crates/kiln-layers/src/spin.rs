@@ -1,0 +1,143 @@
+//! Keep Rayon's other workers awake while a CPU training step or evaluation runs on one of them.
+//!
+//! A training step of the small models is several hundred short kernels, most of them split over
+//! Rayon's threads (flex's elementwise ops, the GEMM's row blocks, Kiln's host loops), with serial
+//! work between them on the thread that runs the step. Between two kernels an idle Rayon worker
+//! spins briefly, then sleeps on a futex; the next kernel's `join` must then wake it with a system
+//! call (`futex_wake`, 7% of the language model's step on the calling thread in `perf`, 2026-12-01)
+//! and waits while it is scheduled. [`keep_warm`] starts a loop on every other worker that takes
+//! Rayon work as soon as it appears and does not sleep, as OpenMP's active wait policy (which
+//! PyTorch's CPU kernels run on) does: a kernel's second half then wakes no one, and the
+//! neighbour steals it at once.
+//!
+//! A loop ends after [`IDLE_LIMIT`] without work (the process reading data, writing a checkpoint,
+//! waiting for a GPU), and between polls it gives the core back with `sched_yield` now and then; the
+//! `kiln` trainer, its benchmarks and the sentence encoder call [`keep_warm`] again before each step,
+//! evaluation and batch, on flex only; a loop of your own over Kiln's layers can do the same (from a
+//! Rayon worker: inside `rayon::scope` or a pool's `install`). `KILN_SPIN=0` in the environment
+//! turns it off.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use burn::prelude::Device;
+
+use crate::host::is_flex;
+
+/// How long a loop goes on without finding work before its worker goes back to Rayon's own sleep.
+pub const IDLE_LIMIT: Duration = Duration::from_millis(5);
+
+/// Polls of an idle worker between two looks at the clock and `sched_yield`s.
+const POLLS_PER_YIELD: u32 = 256;
+
+/// Loops running now (or spawned and not yet ended).
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether `KILN_SPIN=0` turned the loops off.
+fn disabled() -> bool {
+    static OFF: OnceLock<bool> = OnceLock::new();
+    *OFF.get_or_init(|| std::env::var("KILN_SPIN").is_ok_and(|v| v.trim() == "0"))
+}
+
+/// Make sure the current Rayon pool's other workers poll for work (see the module docs), when
+/// `device` is flex and the caller is a worker of a pool of at least two threads; otherwise, or
+/// while loops from an earlier call still run, nothing. Cheap enough to call before every step.
+pub fn keep_warm(device: &Device) {
+    if disabled() || !is_flex(device) {
+        return;
+    }
+    let Some(me) = rayon::current_thread_index() else { return };
+    let others = rayon::current_num_threads().saturating_sub(1);
+    if others == 0 || LIVE.compare_exchange(0, others, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        return;
+    }
+    // One copy per worker, each taken only by its own worker; the caller's copy returns at once
+    // when it gets to it (the next time it waits on Rayon).
+    rayon::spawn_broadcast(move |ctx| {
+        if ctx.index() != me {
+            poll_while_busy();
+            LIVE.fetch_sub(1, Ordering::AcqRel);
+        }
+    });
+}
+
+/// Run Rayon's pending jobs (the worker's own, stolen, injected) until none has come for
+/// [`IDLE_LIMIT`].
+fn poll_while_busy() {
+    let mut polls = 0u32;
+    let mut idle_since = Instant::now();
+    loop {
+        match rayon::yield_now() {
+            Some(rayon::Yield::Executed) => {
+                polls = 0;
+                idle_since = Instant::now();
+            }
+            _ => {
+                polls += 1;
+                if polls.is_multiple_of(POLLS_PER_YIELD) {
+                    if idle_since.elapsed() >= IDLE_LIMIT {
+                        return;
+                    }
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rayon::prelude::*;
+
+    /// Parallel work while the loops run gives the same results with both workers taking part, the
+    /// loops end on their own once idle, and a later call starts them again.
+    #[test]
+    fn warm_workers_run_the_pools_work_and_end_when_idle() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let device = Device::flex();
+        for _ in 0..2 {
+            let threads = pool.install(|| {
+                keep_warm(&device);
+                let mut seen = std::collections::HashSet::new();
+                for round in 0..200u64 {
+                    let (sum, ids): (u64, Vec<usize>) = (0..64usize)
+                        .into_par_iter()
+                        .with_max_len(1)
+                        .map(|i| (i as u64 * round, rayon::current_thread_index().unwrap()))
+                        .fold(
+                            || (0, Vec::new()),
+                            |(s, mut v), (x, t)| {
+                                v.push(t);
+                                (s + x, v)
+                            },
+                        )
+                        .reduce(
+                            || (0, Vec::new()),
+                            |(a, mut v), (b, w)| {
+                                v.extend(w);
+                                (a + b, v)
+                            },
+                        );
+                    assert_eq!(sum, round * 63 * 64 / 2);
+                    seen.extend(ids);
+                }
+                seen
+            });
+            assert_eq!(threads.len(), 2, "both workers ran parts of the work");
+            // Idle, the loop ends (well within a second) and leaves the worker to other work.
+            let start = Instant::now();
+            while LIVE.load(Ordering::Acquire) != 0 {
+                assert!(start.elapsed() < Duration::from_secs(5), "the loop did not end when idle");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert_eq!(pool.broadcast(|ctx| ctx.index()), vec![0, 1]);
+        }
+        // Outside a pool it does nothing.
+        keep_warm(&device);
+        assert_eq!(LIVE.load(Ordering::Acquire), 0);
+    }
+}
