@@ -235,7 +235,8 @@ def main():
         data["errors"] = sh([kiln, "bench", "attention", "--errors-only"]).split("relative error", 1)[-1]
         data["embed"] = embed(kiln, a.python)
         data["minutes"] = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds() / 60
-        data["kiln"] = os.path.relpath(kiln, ROOT)
+        data["kiln"] = os.path.relpath(kiln, ROOT) if kiln.startswith(ROOT) else kiln
+        data["commit"] = sh(["git", "describe", "--always", "--dirty"]).strip()
     with open(raw_path, "w") as f:
         json.dump(data, f, indent=1)
     render(data, a.out)
@@ -257,7 +258,8 @@ def render(data, out):
     L.append("## Machine")
     L.append("")
     L.append(f"- CPU: {m['cpu']}, {m['cores']} cores, AVX-512 {'yes' if m['avx512'] else 'no'}; memory {m['memory']}")
-    L.append(f"- {m['os']}; {m['rustc']}; Kiln binary `{data['kiln']}`")
+    commit = f", the repository at `{data['commit']}`" if data.get("commit") else ""
+    L.append(f"- {m['os']}; {m['rustc']}; Kiln binary `{data['kiln']}`{commit}")
     L.append(f"- PyTorch {m['torch']}, {m['torch_threads']} threads")
     L.append("")
     L.append("## Training step")
