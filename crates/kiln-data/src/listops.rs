@@ -35,6 +35,15 @@ pub enum Op {
     Sm,
 }
 
+/// The operators in the order of their token ids, [`FIRST_OP`]`..`: `[MIN`, `[MAX`, `[MED`, `[SM`.
+const OPS: [Op; 4] = [Op::Min, Op::Max, Op::Med, Op::Sm];
+
+/// The token id of the first operator in [`VOCAB`]; `]` follows the last.
+const FIRST_OP: u32 = 11;
+
+/// The token id of `]`.
+const CLOSE: u32 = FIRST_OP + OPS.len() as u32;
+
 /// A ListOps expression tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tree {
@@ -77,14 +86,9 @@ impl Tree {
         match self {
             Tree::Digit(d) => out.push(1 + *d as u32),
             Tree::Node(op, args) => {
-                out.push(match op {
-                    Op::Min => 11,
-                    Op::Max => 12,
-                    Op::Med => 13,
-                    Op::Sm => 14,
-                });
+                out.push(FIRST_OP + OPS.iter().position(|o| o == op).expect("every operator is in OPS") as u32);
                 args.iter().for_each(|a| a.push_tokens(out));
-                out.push(15);
+                out.push(CLOSE);
             }
         }
     }
@@ -110,32 +114,25 @@ impl Tree {
             if root.is_some() {
                 return Err(format!("token {at} `{w}` follows a complete expression"));
             }
-            let done = match *w {
-                "[MIN" | "[MAX" | "[MED" | "[SM" => {
-                    let op = match *w {
-                        "[MIN" => Op::Min,
-                        "[MAX" => Op::Max,
-                        "[MED" => Op::Med,
-                        _ => Op::Sm,
-                    };
-                    open.push((op, Vec::new(), at));
-                    None
+            let id = VOCAB.iter().position(|v| v == w).map_or(PAD, |i| i as u32);
+            let done = match id {
+                PAD => {
+                    return Err(format!(
+                        "token {at} `{w}` is not a ListOps token (expected a digit, [MIN, [MAX, [MED, [SM or ])"
+                    ));
                 }
-                "]" => match open.pop() {
+                1..FIRST_OP => Some(Tree::Digit((id - 1) as u8)),
+                CLOSE => match open.pop() {
                     None => return Err(format!("token {at} `]` closes no operator")),
                     Some((_, args, from)) if args.is_empty() => {
                         return Err(format!("the operator at token {from} has no arguments"));
                     }
                     Some((op, args, _)) => Some(Tree::Node(op, args)),
                 },
-                _ => match w.parse::<u8>() {
-                    Ok(d) if d < 10 && w.len() == 1 => Some(Tree::Digit(d)),
-                    _ => {
-                        return Err(format!(
-                            "token {at} `{w}` is not a ListOps token (expected a digit, [MIN, [MAX, [MED, [SM or ])"
-                        ));
-                    }
-                },
+                _ => {
+                    open.push((OPS[(id - FIRST_OP) as usize], Vec::new(), at));
+                    None
+                }
             };
             if let Some(tree) = done {
                 match open.last_mut() {
@@ -159,7 +156,7 @@ impl Tree {
         } else {
             let n = rng.random_range(2..=max_args);
             let args = (0..n).map(|_| Tree::generate(rng, depth + 1, max_depth, max_args)).collect();
-            let op = [Op::Min, Op::Max, Op::Med, Op::Sm][rng.random_range(0..4)];
+            let op = OPS[rng.random_range(0..OPS.len())];
             Tree::Node(op, args)
         }
     }

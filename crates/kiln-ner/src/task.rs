@@ -1156,8 +1156,8 @@ impl NerTask {
             }
         }
         for spans in &mut found {
+            // No duplicates to remove: windows own disjoint start positions.
             spans.sort_by_key(|s| (s.start, s.end, s.kind));
-            spans.dedup();
             // The CRF's tag path is flat too.
             if self.model.decode == Decoding::Flat || matches!(self.model.head, SpanHeadConfig::Crf { .. }) {
                 let mut free_from = 0;
