@@ -1,31 +1,12 @@
-//! LayerNorm (Ba et al. 2016, arXiv:1607.06450) with its own backward pass on flex (a Burn backend
-//! extension, `#[backend_extension]`):
-//!
-//! ```text
-//! μ = mean(x),   r = 1/√(mean((x − μ)²) + ε),   x̂ = (x − μ)·r,   y = x̂ ⊙ γ + β
-//! g = dy ⊙ γ,    dx = r·(g − mean(g) − x̂ ⊙ mean(g ⊙ x̂)),   dγ = Σ dy ⊙ x̂,   dβ = Σ dy
-//! ```
-//!
-//! (means over the last dimension, sums over every other). Burn's autodiff has no LayerNorm of its
-//! own: it runs the decomposition of `ModuleOps::layer_norm` (mean, subtract, square, mean, add,
-//! square root, divide, multiply, add) and differentiates each op, about thirty small passes over
-//! the activations per norm and step, each a fresh allocation; the small transformers' steps have
-//! nine norms. Here the forward pass is one pass per row and the backward pass one more (the row's
-//! statistics recomputed from the saved input), the rows split over Rayon's threads (`flex.rs`, with
-//! the crate's `flex` feature; without it Burn's `layer_norm` runs everywhere). In inference flex's
-//! own fused `layer_norm` runs.
+//! LayerNorm (Ba et al. 2016, arXiv:1607.06450): `y = (x − μ)/√(σ² + ε) ⊙ γ + β` over the last
+//! dimension, with the parameters of Burn's `burn::nn::LayerNorm`; the arithmetic is
+//! [`kiln_kernels::layer_norm`] (in training on flex, one pass per row each way).
 
 use burn::module::{Initializer, Param};
 use burn::prelude::*;
 
-#[cfg(feature = "flex")]
-mod flex;
-#[cfg(feature = "flex")]
-pub use flex::LayerNormBackend;
-
 /// LayerNorm over the last dimension, with a learned scale `gamma` and an optional shift `beta`.
-/// The same parameters (and record keys) as Burn's `burn::nn::LayerNorm`; in training on flex it
-/// runs [`LayerNormBackend`], elsewhere Burn's `layer_norm`.
+/// The same parameters (and record keys) as Burn's `burn::nn::LayerNorm`.
 #[derive(Module, Debug)]
 pub struct LayerNorm {
     /// `[d_model]` scale, initialised to ones.
@@ -46,7 +27,7 @@ impl LayerNorm {
         }
     }
 
-    /// Normalise over the last dimension; in training on flex through [`LayerNormBackend`].
+    /// Normalise over the last dimension.
     ///
     /// # Shapes
     ///
@@ -59,17 +40,49 @@ impl LayerNorm {
         let gamma = self.gamma.val();
         let (width, [d_model]) = (x.dims()[D - 1], gamma.dims());
         assert_eq!(width, d_model, "LayerNorm of width {d_model} applied to rows of {width}");
-        let beta = self.beta.as_ref().map(|b| b.val());
-        #[cfg(feature = "flex")]
-        if crate::host::is_flex_training(&x.device()) && x.dtype() == burn::tensor::DType::F32 {
-            let beta = beta.unwrap_or_else(|| gamma.zeros_like());
-            return Tensor::from_dispatch(<burn::backend::Dispatch as LayerNormBackend>::kiln_layer_norm(
-                x.into_dispatch(),
-                gamma.into_dispatch(),
-                beta.into_dispatch(),
-                self.epsilon,
-            ));
-        }
-        burn::tensor::module::layer_norm(x, gamma, beta, self.epsilon)
+        kiln_kernels::layer_norm(x, gamma, self.beta.as_ref().map(|b| b.val()), self.epsilon)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::*;
+
+    /// Burn's `LayerNorm` with the same parameters gives the same output and gradients in training.
+    #[test]
+    fn equals_burns_layer_norm() {
+        let device = dev().autodiff();
+        let mut burns = burn::nn::LayerNormConfig::new(24).with_epsilon(1e-5).init(&device);
+        burns.gamma = Param::from_tensor(randn([24], 0.5, 7, &device).add_scalar(1.0));
+        burns.beta = Some(Param::from_tensor(randn([24], 0.5, 8, &device)));
+        let ours = LayerNorm { gamma: burns.gamma.clone(), beta: burns.beta.clone(), epsilon: 1e-5 };
+        let x = randn([3, 5, 24], 2.0, 1, &device).require_grad();
+        let upstream = randn([3, 5, 24], 1.0, 2, &device);
+        let (a, b) = (ours.forward(x.clone()), burns.forward(x.clone()));
+        assert_close(&to_vec(a.clone()), &to_vec(b.clone()), 2e-5);
+        let (ga, gb) = ((a * upstream.clone()).sum().backward(), (b * upstream).sum().backward());
+        assert_close(&to_vec(x.grad(&ga).unwrap()), &to_vec(x.grad(&gb).unwrap()), 2e-5);
+        assert_close(&to_vec(ours.gamma.grad(&ga).unwrap()), &to_vec(burns.gamma.grad(&gb).unwrap()), 2e-5);
+    }
+
+    /// A norm without a shift normalises the same way and has no shift gradient to give; inference
+    /// equals training.
+    #[test]
+    fn layer_norm_without_shift_and_in_inference() {
+        let train = dev().autodiff();
+        let mut norm = LayerNorm::new(24, 1e-6, &train);
+        norm.gamma = Param::from_tensor(randn([24], 0.5, 2, &train));
+        let x = randn([4, 24], 3.0, 9, &train);
+        let with_shift = to_vec(norm.forward(x.clone()));
+        norm.beta = None;
+        let x = x.require_grad();
+        let y = norm.forward(x.clone());
+        assert_eq!(to_vec(y.clone()), with_shift, "a zero shift and none agree");
+        let grads = (y * randn([4, 24], 1.0, 3, &train)).sum().backward();
+        assert!(to_vec(x.grad(&grads).expect("a gradient")).iter().any(|g| g.abs() > 1e-2));
+        let inference = LayerNorm { gamma: Param::from_tensor(norm.gamma.val().inner()), beta: None, epsilon: 1e-6 };
+        let y = to_vec(inference.forward(randn([4, 24], 3.0, 9, &dev())));
+        assert_close(&y, &with_shift, 1e-5);
     }
 }

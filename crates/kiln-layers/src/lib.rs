@@ -6,15 +6,11 @@ mod block;
 pub mod dropout;
 mod error;
 mod feed_forward;
-mod host;
 mod layer_norm;
-mod log_sum_exp;
+mod linear;
 pub mod mask;
-#[cfg(feature = "flex")]
-mod matmul;
 mod norm;
 pub mod position;
-pub mod spin;
 mod transformer;
 
 #[cfg(test)]
@@ -27,14 +23,9 @@ pub use attention::{
 pub use block::{NormPosition, TransformerBlock};
 pub use dropout::Dropout;
 pub use error::LayerConfigError;
-pub use feed_forward::{FeedForward, gelu_exact, gelu_in_place, linear_rows, relu_between};
-pub use host::is_flex;
+pub use feed_forward::{FeedForward, relu_between};
 pub use layer_norm::LayerNorm;
-#[cfg(feature = "flex")]
-pub use layer_norm::LayerNormBackend;
-pub use log_sum_exp::log_sum_exp;
-#[cfg(feature = "flex")]
-pub use matmul::MatmulBackend;
+pub use linear::Linear;
 pub use norm::{Norm, NormKind};
 pub use position::{Position, PositionConfig, Rotary, TokenLayout};
 pub use transformer::{Transformer, TransformerConfig};

@@ -31,7 +31,7 @@ fn log1p_sum_exp(x: Tensor<3>) -> Tensor<2> {
     let [b, t, _] = x.dims();
     let zero = Tensor::zeros([b, t, 1], &x.device());
     // On flex a host loop: Burn's `exp` is scalar there and slow on every excluded cell (underflow).
-    kiln_layers::log_sum_exp(Tensor::cat(vec![x, zero], 2)).reshape([b, t])
+    kiln_kernels::log_sum_exp(Tensor::cat(vec![x, zero], 2)).reshape([b, t])
 }
 
 /// The GlobalPointer loss.

@@ -45,13 +45,13 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use burn::nn::{Embedding, Linear, LinearConfig};
+use burn::nn::Embedding;
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use kiln_data::ner::{ColumnOptions, NerExample, NerFile, read_cluener, read_cmeee, read_columns};
 use kiln_data::tokenizer::BertTokenizer;
 use kiln_layers::mask::padding_from_lengths;
-use kiln_layers::{AttentionConfig, Dropout, TokenLayout, Transformer, TransformerConfig, linear_rows};
+use kiln_layers::{AttentionConfig, Dropout, Linear, TokenLayout, Transformer, TransformerConfig};
 use kiln_task::{EpochSampler, GenerateOptions, Metrics, StepOutput, Task};
 use kiln_transformer::embedding::{check_embedding_std, check_positions_cover, token_embedding};
 use kiln_transformer::{Bert, BertConfig};
@@ -384,11 +384,11 @@ impl NerModel {
                     let both = Tensor::cat(vec![padding.clone(), padding.clone()], 1);
                     let e = table.forward(drop_tokens(bigrams, &both, self.token_dropout, UNK_ID));
                     let pair = Tensor::cat(vec![e.clone().narrow(1, 0, n), e.narrow(1, n, n)], 2);
-                    x = x + linear_rows(projection, pair);
+                    x = x + projection.forward(pair);
                 }
                 if let Some(projection) = &self.lexicon_projection {
                     let lexicon = features.lexicon.expect("a model with a lexicon is given its indicators");
-                    x = x + linear_rows(projection, lexicon);
+                    x = x + projection.forward(lexicon);
                 }
                 let x = self.embedding_dropout.forward(x);
                 encoder.forward(x, Some(padding), TokenLayout::Sequence)
@@ -994,15 +994,16 @@ impl Task for NerTask {
                         device,
                     )
                 }),
-                bigram_projection: self.model.bigrams.then(|| {
-                    LinearConfig::new(2 * self.model.bigram_dim, encoder.d_model).with_bias(false).init(device)
-                }),
+                bigram_projection: self
+                    .model
+                    .bigrams
+                    .then(|| Linear::new(2 * self.model.bigram_dim, encoder.d_model, false, device)),
                 embedding_dropout: Dropout::new(self.model.embedding_dropout),
                 token_dropout: self.model.token_dropout,
                 lexicon_projection: self
                     .model
                     .lexicon
-                    .then(|| LinearConfig::new(4 * n_types, encoder.d_model).with_bias(false).init(device)),
+                    .then(|| Linear::new(4 * n_types, encoder.d_model, false, device)),
                 encoder: Some(encoder.init(device)),
                 bert: None,
                 head: self.model.head.init(encoder.d_model, n_types, device),

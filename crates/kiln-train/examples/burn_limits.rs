@@ -74,7 +74,7 @@ fn main() {
     let m = 16 << 20;
     let bern = time(5, &device, || drop(Tensor::<1>::random([m], Distribution::Bernoulli(0.9), &device)));
     let host = time(5, &device, || {
-        let v = kiln_layers::dropout::scaled_keep_mask(m, 0.9, 1);
+        let v = kiln_kernels::scaled_keep_mask(m, 0.9, 1);
         drop(Tensor::<1>::from_data(TensorData::new(v, [m]), &device));
     });
     println!("3. dropout mask of {m} elements: Bernoulli random {bern:.1} ms, host mask + upload {host:.1} ms");

@@ -98,7 +98,6 @@ impl TaskJob for StepJob {
                 }
                 Ok(())
             };
-            kiln_layers::spin::keep_warm(&ad);
             task.before_train_step(&mut model, step);
             let batch = task.train_batch(step, t.batch_size, t.seed, &ad);
             let out = task.step(&model, batch);
@@ -123,7 +122,6 @@ impl TaskJob for StepJob {
         let eval_seconds = if self.eval {
             let valid = model.valid();
             let start = Instant::now();
-            kiln_layers::spin::keep_warm(&self.device);
             task.evaluate(&valid, "valid", &self.device)?;
             Some(start.elapsed().as_secs_f64())
         } else {

@@ -161,7 +161,6 @@ fn run_point(args: &BenchAttentionArgs, kind: &str, n: usize, mode: &str) -> any
     let base = proc_status_mib("VmRSS:");
     let mut times = Vec::with_capacity(args.repeats);
     for i in 0..=args.repeats {
-        kiln_layers::spin::keep_warm(&device);
         let start = Instant::now();
         let out = layer.forward(x.clone(), None, None);
         if backward {

@@ -7,7 +7,6 @@ pub mod bench_attention;
 pub mod checkpoint;
 pub mod config;
 pub mod ema;
-pub mod fused_adam;
 pub mod metrics;
 pub mod optim;
 pub mod parallel;

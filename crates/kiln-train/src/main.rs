@@ -152,7 +152,7 @@ fn main() {
     let pool = rayon::ThreadPoolBuilder::new().stack_size(MAIN_STACK).build_global().is_ok();
     // `train` decides inside `run`, once it knows whether it trains data-parallel.
     let result = if pool && !matches!(cli.command, Command::Train { .. }) {
-        on_worker(|| run(cli, pool))
+        kiln_kernels::on_worker(|| run(cli, pool))
     } else {
         run(cli, pool)
     };
@@ -168,22 +168,10 @@ fn main() {
 /// Stack of the thread pool's workers: 8 MiB, what Linux gives a program's main thread.
 const MAIN_STACK: usize = 8 << 20;
 
-/// Run `f` on a worker of Rayon's global pool and wait for it. flex and Kiln's host loops split
-/// their work with Rayon; called from a thread outside the pool, each of a step's several hundred
-/// parallel kernels is injected into the pool and the caller sleeps until a worker finishes it, with a
-/// third thread (the caller) beside the two workers on two cores. From a worker, a kernel's halves go
-/// to the worker itself and one neighbour, and no thread wakes up just to wait: the language model's
-/// training step went from 44 to 38 ms, the ViT's from 56 to 45 (docs/benchmarks.md).
-///
-/// Not for data-parallel training: there burn-train's device threads run the replicas while the caller
-/// blocks on a channel, and a caller blocking one of the pool's workers would leave one pool thread
-/// fewer (none, with `RAYON_NUM_THREADS=1`) for the replicas' kernels.
-fn on_worker<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    rayon::scope(|_| f())
-}
-
 /// Run a command; `pool`: the global pool was built with [`MAIN_STACK`], so a single-device `train`
-/// may run [`on_worker`].
+/// may run on one of its workers ([`kiln_kernels::on_worker`]; not data-parallel training, where
+/// burn-train's device threads run the replicas' kernels on the pool while the caller blocks on a
+/// channel).
 fn run(cli: Cli, pool: bool) -> anyhow::Result<i32> {
     match cli.command {
         Command::Train { config, overrides, device, resume, stop_after_steps } => {
@@ -241,8 +229,11 @@ fn run(cli: Cli, pool: bool) -> anyhow::Result<i32> {
                 data_parallel,
                 stop_after: stop_after_steps,
             };
-            let summary =
-                if pool && single_device { on_worker(|| with_task(&config, job)) } else { with_task(&config, job) }?;
+            let summary = if pool && single_device {
+                kiln_kernels::on_worker(|| with_task(&config, job))
+            } else {
+                with_task(&config, job)
+            }?;
             drop(lock);
             trainer::report(&summary);
             Ok(if summary.ending == trainer::Ending::Interrupted && trainer::INTERRUPTED.load(Ordering::SeqCst) {
@@ -375,7 +366,6 @@ impl TaskJob for EvalJob {
             checkpoint::weights_digest(&model)
         );
         for split in ["valid", "test"] {
-            kiln_layers::spin::keep_warm(&self.device);
             let metrics = task.evaluate(&model, split, &self.device)?;
             if metrics.is_empty() {
                 out.push_str(&format!("{split:>5}: none (this run's data has no {split} split)\n"));

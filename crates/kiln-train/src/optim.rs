@@ -12,7 +12,7 @@ use burn::optim::{GradientsParams, ModuleOptimizer, RmsPropConfig, SgdConfig};
 use burn::prelude::*;
 
 use crate::config::OptimizerConfig;
-pub use crate::fused_adam::{FusedAdam, FusedAdamW};
+pub use kiln_kernels::{FusedAdam, FusedAdamW};
 
 /// Build the optimiser (the learning rate is given at each step).
 pub fn build(config: &OptimizerConfig) -> ModuleOptimizer {

@@ -243,7 +243,6 @@ impl TaskJob for TrainJob {
                               optimizer: &burn::optim::ModuleOptimizer,
                               log: &mut MetricsLog|
          -> anyhow::Result<(Vec<(String, f64)>, bool)> {
-            kiln_layers::spin::keep_warm(&device);
             if averaged.is_some() && eval_raw {
                 let raw = task.evaluate(&model.valid(), "valid", &device)?;
                 log.log(state.step, "valid_raw", &raw)?;
@@ -306,7 +305,6 @@ impl TaskJob for TrainJob {
                 None => {
                     ad.seed(step_seed(t.seed, step));
                     for micro in 0..t.grad_accum {
-                        kiln_layers::spin::keep_warm(&ad);
                         let batch = task.train_batch(step * t.grad_accum + micro, t.batch_size, t.seed, &ad);
                         let out = task.step(&model, batch);
                         let loss = out.loss.div_scalar(t.grad_accum as f64);

@@ -200,8 +200,10 @@ fn malformed_configs_name_the_problem() {
     assert!(!out.status.success() && text(&out).contains("/nonexistent/input.txt"), "{}", text(&out));
     // --set with a misspelt key is an error too.
     let out = kiln()
-        .args(["train", "configs/quickstart.toml", "--set", "train.stpes=3"])
-        .current_dir(workspace())
+        .arg("train")
+        .arg(workspace().join("configs/quickstart.toml"))
+        .args(["--set", "train.stpes=3"])
+        .current_dir(dir.path())
         .output()
         .unwrap();
     assert!(!out.status.success() && text(&out).contains("unknown field `stpes`"), "{}", text(&out));

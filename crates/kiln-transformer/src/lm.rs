@@ -5,11 +5,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use burn::nn::{Embedding, Linear, LinearConfig};
+use burn::nn::Embedding;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use kiln_data::text::{CharCorpus, CharVocab};
-use kiln_layers::{TokenLayout, Transformer, TransformerConfig, linear_rows};
+use kiln_layers::{Linear, TokenLayout, Transformer, TransformerConfig};
 use kiln_task::{GenerateOptions, Metrics, StepOutput, Task, step_rng};
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
@@ -51,7 +51,7 @@ impl CharLmConfig {
         CharLm {
             embedding: token_embedding(vocab_size, self.decoder.d_model, self.embedding_std, device),
             decoder: self.decoder.init(device),
-            head: LinearConfig::new(self.decoder.d_model, vocab_size).init(device),
+            head: Linear::new(self.decoder.d_model, vocab_size, true, device),
         }
     }
 }
@@ -101,7 +101,7 @@ impl CharLm {
     ///
     /// - `tokens`: `[b, n]` → `[b, n, vocab]`
     pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
-        linear_rows(&self.head, self.decoder.forward(self.embedding.forward(tokens), None, TokenLayout::Sequence))
+        self.head.forward(self.decoder.forward(self.embedding.forward(tokens), None, TokenLayout::Sequence))
     }
 }
 

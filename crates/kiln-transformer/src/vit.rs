@@ -8,7 +8,7 @@ use anyhow::Context;
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use kiln_data::mnist::{Mnist, MnistDataConfig};
-use kiln_layers::{TokenLayout, Transformer, TransformerConfig, linear_rows};
+use kiln_layers::{TokenLayout, Transformer, TransformerConfig};
 use kiln_task::{EpochSampler, Metrics, StepOutput, Task};
 use serde::{Deserialize, Serialize};
 
@@ -34,7 +34,7 @@ fn default_patch() -> usize {
 #[derive(Module, Debug)]
 pub struct Vit {
     /// `p² → d_model` patch projection.
-    pub patch: Linear,
+    pub patch: kiln_layers::Linear,
     /// The encoder.
     pub encoder: Transformer,
     /// Classification head.
@@ -47,7 +47,7 @@ impl VitConfig {
     /// Build for `classes` classes.
     pub fn init(&self, classes: usize, device: &Device) -> Vit {
         Vit {
-            patch: LinearConfig::new(self.patch_size * self.patch_size, self.encoder.d_model).init(device),
+            patch: kiln_layers::Linear::new(self.patch_size * self.patch_size, self.encoder.d_model, true, device),
             encoder: self.encoder.init(device),
             head: LinearConfig::new(self.encoder.d_model, classes).init(device),
             patch_size: self.patch_size,
@@ -78,7 +78,7 @@ impl Vit {
             .reshape([b, rows, p, cols, p])
             .swap_dims(2, 3) // [b, rows, cols, p, p]
             .reshape([b, rows * cols, p * p]);
-        let h = self.encoder.forward(linear_rows(&self.patch, patches), None, TokenLayout::Grid { rows, cols });
+        let h = self.encoder.forward(self.patch.forward(patches), None, TokenLayout::Grid { rows, cols });
         let d = h.dims()[2];
         h.mean_dim(1).reshape([b, d])
     }

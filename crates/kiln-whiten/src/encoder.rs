@@ -77,7 +77,6 @@ impl SentenceEncoder {
         order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].ids.len()));
         let mut out = vec![vec![0.0f32; texts.len() * d]; poolings.len()];
         for chunk in order.chunks(batch_size.max(1)) {
-            kiln_layers::spin::keep_warm(&self.device);
             let rows: Vec<_> = chunk.iter().map(|&i| encoded[i].clone()).collect();
             let input = BertInput::from_batch(&self.tokenizer.pad(&rows), &self.device);
             let hidden = self.model.forward_input(&input);

@@ -28,10 +28,10 @@
 
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
+use kiln_kernels::matmul;
 use serde::{Deserialize, Serialize};
 
 use crate::Rotary;
-use crate::feed_forward::matmul;
 use crate::mask::{causal_weights, keep_tokens};
 
 /// The feature map `φ` of linear attention.
@@ -87,8 +87,8 @@ impl LinearAttention {
             None => x,
         };
         let phi = match self.feature_map {
-            FeatureMap::EluPlusOne => elu_plus_one(x),
-            FeatureMap::Exp => return exp_features(x, is_query, padding),
+            FeatureMap::EluPlusOne => kiln_kernels::elu_plus_one(x),
+            FeatureMap::Exp => return kiln_kernels::exp_features(x, is_query, padding),
         };
         match (is_query, padding) {
             (false, Some(p)) => phi * keep_tokens(p),
@@ -190,172 +190,6 @@ pub fn kernelized_attention(f: Features, v: Tensor<4>, causal: bool, chunk: usiz
     out.narrow(2, 0, n)
 }
 
-/// `elu(x) + 1` (`x + 1` for `x > 0`, `eˣ` otherwise). On flex and ndarray it is one host pass,
-/// split over threads, and in training linearised as [`crate::gelu_exact`] is: `a·x + b` with the
-/// slope `a` (`1`, or `eˣ`) and `b = 1`, or `eˣ(1 − x)`, so the backward pass is one multiplication.
-/// Burn's `clamp`s are a compare and a masked fill each, forward and backward (17% of linear
-/// attention's forward+backward at n = 4,096). Elsewhere `max(x, 0) + exp(min(x, 0))`.
-///
-/// # Shapes
-///
-/// - `x`: any → same
-pub fn elu_plus_one<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    let value = |x: f32| if x > 0.0 { x + 1.0 } else { exp_le0(x) };
-    let linearised = |x: f32| {
-        if x > 0.0 {
-            (1.0, 1.0)
-        } else {
-            let e = exp_le0(x);
-            (e, e * (1.0 - x))
-        }
-    };
-    crate::feed_forward::host_elementwise(x, value, linearised, |x| x.clone().clamp_min(0.0) + x.clamp_max(0.0).exp())
-}
-
-/// `eˣ`. On flex and ndarray one host pass (threads, AVX-512) where flex's `exp` calls scalar `expf`
-/// per element, in training linearised as [`elu_plus_one`] (`a = eˣ`, `b = eˣ(1 − x)`, so the
-/// backward pass is one multiplication; the value then carries the multiply-add's rounding, about
-/// `2·|x|·10⁻⁷` relative, and above `x = 80`, where `a·x` would overflow, the slope is 0: Kiln's
-/// callers stabilise their arguments to `x ≤ 0`); elsewhere Burn's `exp`. Values below `e⁻⁸⁷` are
-/// flushed to 0.
-///
-/// # Shapes
-///
-/// - `x`: any → same
-pub fn exp_host<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    use crate::feed_forward::exp_f32;
-    // a·x + b with a = eˣ; above 80 a·x would overflow, so the value is kept in b alone (slope 0).
-    let linearised = |x: f32| {
-        let e = exp_f32(x);
-        if x <= 80.0 { (e, e * (1.0 - x)) } else { (0.0, e) }
-    };
-    crate::feed_forward::host_elementwise(x, exp_f32, linearised, |x| x.exp())
-}
-
-/// `eˣ` for `x ≤ 0` by [`crate::feed_forward::exp_non_positive`] (vectorisable).
-#[inline(always)]
-fn exp_le0(x: f32) -> f32 {
-    crate::feed_forward::exp_non_positive(x.min(0.0))
-}
-
-/// The `exp` feature map with its stabiliser (module docs): `e^{x − s}` with `s` each query's max over
-/// its features, or for keys one max per `(batch, head)` over the real keys; padded keys give 0. On
-/// flex and ndarray (f32) one host pass per query row or per head: the max, then the exponential of an
-/// argument `≤ 0`, written once, where the ops are a reduction, a broadcast subtraction, the
-/// exponential and for padded keys a mask and a multiplication, each a pass over `[b, h, n, m]`. In
-/// training linearised as [`exp_host`] (`a = φ`, `b = φ (1 − x)`; `s` is a constant, so `∂φ/∂x = φ`).
-/// Elsewhere [`exp_features_ops`].
-///
-/// # Shapes
-///
-/// - `x`: `[b, h, n, m]`, `padding`: `[b, n]` (`true` = pad) → `[b, h, n, m]`
-pub fn exp_features(x: Tensor<4>, is_query: bool, padding: Option<&Tensor<2, Bool>>) -> Tensor<4> {
-    if !crate::host::host_f32(&x) {
-        return exp_features_ops(x, is_query, padding);
-    }
-    let [_, h, n, m] = x.dims();
-    let keep: Option<Vec<bool>> = match (is_query, padding) {
-        (false, Some(p)) => Some(p.clone().into_data().iter::<bool>().map(|pad| !pad).collect()),
-        _ => None,
-    };
-    // Queries: tasks of whole rows; keys: one task per (batch, head) plane, `t / h` its batch.
-    let task = if is_query { crate::host::row_task_len(m) } else { n * m };
-    let keep_of = |t: usize| keep.as_deref().map(|k| &k[(t / h) * n..(t / h + 1) * n]);
-    crate::host::host_blocks(x, task, |t, values, slopes| exp_task(values, slopes, m, is_query, keep_of(t)))
-}
-
-crate::avx512_dispatch! {
-    /// One task of [`exp_features`]: rows of `m` queries, or one head's `n` keys (`keep`: which are
-    /// real). With `slopes`, linearised: `slopes ← φ`, `values ← φ (1 − x)`; else `values ← φ`.
-    fn exp_task(
-        values: &mut [f32],
-        slopes: Option<&mut [f32]>,
-        m: usize,
-        is_query: bool,
-        keep: Option<&[bool]>,
-    ) => exp_task_portable
-}
-
-#[inline(always)]
-fn exp_task_portable(
-    values: &mut [f32],
-    mut slopes: Option<&mut [f32]>,
-    m: usize,
-    is_query: bool,
-    keep: Option<&[bool]>,
-) {
-    let real = |j: usize| keep.is_none_or(|k| k[j]);
-    let shift = if is_query {
-        None
-    } else {
-        Some(
-            values
-                .chunks(m)
-                .enumerate()
-                .filter(|&(j, _)| real(j))
-                .map(|(_, row)| row_max(row))
-                .fold(f32::MIN, f32::max),
-        )
-    };
-    for (j, row) in values.chunks_mut(m).enumerate() {
-        let slope_row = slopes.as_deref_mut().map(|s| &mut s[j * m..(j + 1) * m]);
-        if !real(j) {
-            row.fill(0.0);
-            continue; // slopes are zero already
-        }
-        let shift = shift.unwrap_or_else(|| row_max(row));
-        match slope_row {
-            None => row.iter_mut().for_each(|v| *v = exp_le0(*v - shift)),
-            Some(s) => {
-                for (v, a) in row.iter_mut().zip(s) {
-                    let e = exp_le0(*v - shift);
-                    (*a, *v) = (e, e * (1.0 - *v));
-                }
-            }
-        }
-    }
-}
-
-/// The largest of `row` (`f32::MIN` if empty), 16 lanes at a time so that it vectorises.
-#[inline(always)]
-fn row_max(row: &[f32]) -> f32 {
-    let mut lanes = [f32::MIN; 16];
-    let chunks = row.chunks_exact(16);
-    let rest = chunks.remainder().iter().fold(f32::MIN, |a, &x| a.max(x));
-    for c in chunks {
-        for (l, &x) in lanes.iter_mut().zip(c) {
-            *l = l.max(x);
-        }
-    }
-    lanes.iter().fold(rest, |a, &x| a.max(x))
-}
-
-/// [`exp_features`] from Burn's ops: the stabiliser by `max_dim` (padded keys excluded by a fill with
-/// `f32::MIN`), subtracted detached, [`exp_host`], padded keys multiplied by 0.
-pub fn exp_features_ops(x: Tensor<4>, is_query: bool, padding: Option<&Tensor<2, Bool>>) -> Tensor<4> {
-    let [b, h, n, m] = x.dims();
-    let pad = match (is_query, padding) {
-        (false, Some(p)) => Some(p.clone().reshape([b, 1, n, 1]).expand([b, h, n, m])),
-        _ => None,
-    };
-    let stab = if is_query {
-        x.clone().max_dim(3) // [b, h, n, 1]: cancels per query
-    } else {
-        let masked = match &pad {
-            Some(pad) => x.clone().mask_fill(pad.clone(), f32::MIN),
-            None => x.clone(),
-        };
-        masked.max_dim(3).max_dim(2) // [b, h, 1, 1]: cancels for all keys
-    };
-    let phi = exp_host(x - stab.detach());
-    // A fill, not a multiplication by 0: a sequence of padding alone has an infinite φ (its
-    // stabiliser is `f32::MIN`).
-    match pad {
-        Some(pad) => phi.mask_fill(pad, 0.0),
-        None => phi,
-    }
-}
-
 /// `den + eps`, kept away from zero so that a query with no real key returns zeros, not NaN.
 fn guard<const D: usize>(den: Tensor<D>, eps: f64) -> Tensor<D> {
     den.add_scalar(eps).clamp_min(1e-30)
@@ -380,63 +214,6 @@ pub fn kernelized_attention_quadratic(f: Features, v: Tensor<4>, causal: bool, e
 mod tests {
     use super::*;
     use crate::test_util::*;
-
-    /// The host `exp` equals Burn's in value and gradient on a grid over [−100, 100] (overflow to
-    /// infinity above 88, exact zeros far below, no gradient above 80) and on Gaussian values, with
-    /// and without autodiff.
-    #[test]
-    fn host_exp_matches_burns_exp() {
-        let mut xs: Vec<f32> = (-10_000..=10_000).map(|i| i as f32 * 1e-2).collect();
-        xs.extend(to_vec(randn([70_000], 3.0, 8, &dev())));
-        for device in [dev(), dev().autodiff()] {
-            let (want_y, want_g) = value_and_grad(&xs, &device, &|x| x.exp());
-            let (got_y, got_g) = value_and_grad(&xs, &device, &|x| exp_host(x));
-            for (i, x) in xs.iter().enumerate() {
-                let (w, g) = (want_y[i], got_y[i]);
-                if *x > 88.0 {
-                    // Burn overflows at 88.72; the host already above 88 (e⁸⁸ = 1.7·10³⁸).
-                    assert!(g == f32::INFINITY && (w == f32::INFINITY || w > 1.6e38), "exp({x}): {w}, {g}");
-                    continue;
-                }
-                // Relative: the polynomial's 10⁻⁷ and, linearised in training, the rounding of
-                // a·x + b (two terms of size |x|·eˣ): about 2·|x|·10⁻⁷. Below e⁻⁸⁷ (1.6·10⁻³⁸) the
-                // host flushes to 0.
-                let tol = (4e-7 + 2.5e-7 * x.abs()) * w.abs() + 1.7e-38;
-                assert!((w - g).abs() <= tol, "exp({x}): burn {w}, host {g}");
-                if let (Some(wg), Some(gg)) = (&want_g, &got_g)
-                    && *x <= 80.0
-                {
-                    let (wg, gg) = (wg[i], gg[i]);
-                    assert!((wg - gg).abs() <= tol + 2e-6 * wg.abs(), "exp'({x}): burn {wg}, host {gg}");
-                }
-            }
-        }
-    }
-
-    /// The host `elu + 1` (threads, AVX-512, linearised in training) equals Burn's
-    /// `max(x, 0) + exp(min(x, 0))` in value and gradient on a grid over [−30, 30], at large `x`
-    /// (where `a·x + b` must still add the 1) and on Gaussian values, with and without autodiff.
-    #[test]
-    fn host_elu_plus_one_matches_burns_ops() {
-        let mut xs: Vec<f32> = (-30_000..=30_000).map(|i| i as f32 * 1e-3).collect();
-        xs.extend([1e6f32, 3.5e7, -1e6, 0.0]);
-        xs.extend(to_vec(randn([70_000], 2.0, 9, &dev())));
-        let composed = |x: Tensor<1>| x.clone().clamp_min(0.0) + x.clamp_max(0.0).exp();
-        for device in [dev(), dev().autodiff()] {
-            let (want_y, want_g) = value_and_grad(&xs, &device, &composed);
-            let (got_y, got_g) = value_and_grad(&xs, &device, &|x| elu_plus_one(x));
-            for (i, x) in xs.iter().enumerate() {
-                let (w, g) = (want_y[i], got_y[i]);
-                assert!((w - g).abs() <= 1e-6 * (1.0 + w.abs()), "elu+1({x}): burn {w}, host {g}");
-            }
-            if let (Some(want), Some(got)) = (want_g, got_g) {
-                // Both give slope 1 for x > 0 and eˣ for x < 0 (at exactly 0 the clamps' subgradient may differ).
-                for (i, x) in xs.iter().enumerate().filter(|(_, x)| **x != 0.0) {
-                    assert!((want[i] - got[i]).abs() <= 1e-6 * (1.0 + want[i].abs()), "slope at {x}");
-                }
-            }
-        }
-    }
 
     fn features_for(map: FeatureMap, feature_dim: Option<usize>, rope: bool, seed: u64) -> (Features, Tensor<4>) {
         let device = dev();
@@ -492,43 +269,6 @@ mod tests {
         assert_close(&full, &[3.0, 3.0].repeat(3), 1e-5);
         let causal = to_vec(attn.forward(z.clone(), z, v, None, true, None));
         assert_close(&causal, &[3.0, 0.0, 1.5, 1.5, 3.0, 3.0], 1e-5);
-    }
-
-    /// The host `exp` features equal the ops form in value and gradient, for queries and keys, with
-    /// and without padding (one sequence all padding: zero features, no NaN), on a head-split view (not
-    /// contiguous, as multi-head attention passes it), offset inputs and rows of 5 and 37 features
-    /// (the 16-lane max's remainder), with and without autodiff.
-    #[test]
-    fn host_exp_features_match_ops() {
-        let (b, h, n) = (2, 3, 11);
-        for m in [5, 37] {
-            for device in [dev(), dev().autodiff()] {
-                // [b, n, h·m] split into heads, as MultiHeadAttention does: a strided [b, h, n, m] view.
-                let raw = randn([b, n, h * m], 2.0, 40 + m as u64, &device).add_scalar(3.0);
-                let pad: Vec<bool> = (0..b * n).map(|i| i >= n || i % 4 == 3).collect();
-                let pad = Tensor::<1, Bool>::from_data(TensorData::new(pad, [b * n]), &device).reshape([b, n]);
-                let w = randn([b, h, n, m], 1.0, 7, &device);
-                for is_query in [true, false] {
-                    for padding in [None, Some(&pad)] {
-                        let run = |f: &dyn Fn(Tensor<4>) -> Tensor<4>| {
-                            let x = if device.is_autodiff() { raw.clone().require_grad() } else { raw.clone() };
-                            let y = f(x.clone().reshape([b, n, h, m]).swap_dims(1, 2));
-                            let grad = device
-                                .is_autodiff()
-                                .then(|| to_vec(x.grad(&(y.clone() * w.clone()).sum().backward()).unwrap()));
-                            (to_vec(y), grad)
-                        };
-                        let (want, want_g) = run(&|x| exp_features_ops(x, is_query, padding));
-                        let (got, got_g) = run(&|x| exp_features(x, is_query, padding));
-                        assert!(want.iter().any(|v| *v > 0.5) && want.iter().all(|v| v.is_finite()));
-                        assert_close(&got, &want, 2e-6);
-                        if let (Some(g), Some(w)) = (got_g, want_g) {
-                            assert_close(&g, &w, 2e-6);
-                        }
-                    }
-                }
-            }
-        }
     }
 
     /// `exp` features stay finite for inputs whose plain exponential overflows `f32`.

@@ -4,24 +4,17 @@
 //! an optional [`Rotary`], and is wrapped by [`MultiHeadAttention`](crate::MultiHeadAttention).
 //! See `shared/METHODS.md` §2.
 
-#[cfg(feature = "flex")]
-pub mod fused;
 mod linear;
 mod multi_head;
 mod nystrom;
 mod performer;
-#[cfg(feature = "flex")]
-pub mod row_softmax;
-#[cfg(feature = "flex")]
-pub mod seq_conv;
 mod softmax;
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub use linear::{
-    FeatureMap, Features, LINEAR_EPS, LinearAttention, elu_plus_one, exp_host, kernelized_attention,
-    kernelized_attention_quadratic,
+    FeatureMap, Features, LINEAR_EPS, LinearAttention, kernelized_attention, kernelized_attention_quadratic,
 };
 pub use multi_head::{MultiHeadAttention, MultiHeadAttentionConfig};
 pub use nystrom::{Nystrom, iterative_pinv};

@@ -5,13 +5,11 @@
 //! Checkpoint keys are `query`, `key`, `value`, `output` (Burn's and BERT's names), and `attention`
 //! for the kind's own state (Performer features, Nyström convolution).
 
-use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{Attention, AttentionConfig};
-use crate::feed_forward::linear_rows;
-use crate::{LayerConfigError, Rotary};
+use crate::{LayerConfigError, Linear, Rotary};
 
 /// Multi-head attention configuration (a sub-table of the model config).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,7 +61,7 @@ impl MultiHeadAttentionConfig {
         if let Err(e) = self.validate() {
             panic!("invalid attention config: {e}");
         }
-        let proj = || LinearConfig::new(self.d_model, self.d_model).init(device);
+        let proj = || Linear::new(self.d_model, self.d_model, true, device);
         MultiHeadAttention {
             query: proj(),
             key: proj(),
@@ -105,10 +103,10 @@ impl MultiHeadAttention {
         let [b, n, d_model] = x.dims();
         let (h, d) = (self.n_heads, d_model / self.n_heads);
         let heads = |t: Tensor<3>| t.reshape([b, n, h, d]).swap_dims(1, 2); // [b, h, n, d]
-        let q = heads(linear_rows(&self.query, x.clone()));
-        let k = heads(linear_rows(&self.key, x.clone()));
-        let v = heads(linear_rows(&self.value, x));
+        let q = heads(self.query.forward(x.clone()));
+        let k = heads(self.key.forward(x.clone()));
+        let v = heads(self.value.forward(x));
         let out = self.attention.forward(q, k, v, padding, self.causal, rotary); // [b, h, n, d]
-        linear_rows(&self.output, out.swap_dims(1, 2).reshape([b, n, d_model]))
+        self.output.forward(out.swap_dims(1, 2).reshape([b, n, d_model]))
     }
 }

@@ -22,18 +22,15 @@
 //!
 //! The residual is a depthwise convolution of the (padding-zeroed) values along the sequence, one
 //! kernel of `conv_kernel` taps per head, no bias (the reference's `Conv2d(h, h, (33, 1), groups = h)`);
-//! on flex with an odd number of taps it runs as Kiln's own extension ([`super::seq_conv`]).
+//! its arithmetic is [`kiln_kernels::seq_conv`].
 //!
 //! Non-causal only: landmarks mix future tokens; a causal config is rejected by `validate()`.
 
 use burn::module::{Initializer, Param};
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
-use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
+use kiln_kernels::{matmul, softmax_rows};
 
 use crate::Rotary;
-use crate::feed_forward::matmul;
 use crate::mask::keep_tokens;
 
 /// Masked logits get this before the softmax; finite, so a fully masked row is not NaN.
@@ -144,14 +141,7 @@ impl Nystrom {
         };
         let out = matmul(f, matmul(iterative_pinv(a, self.pinv_iterations), matmul(bk, v.clone()))); // [b, h, n, d]
         match &self.conv {
-            Some(w) => {
-                let taps = w.dims()[2];
-                #[cfg(feature = "flex")]
-                if super::seq_conv::seq_conv_on(&v.device(), taps) {
-                    return out + super::seq_conv::seq_conv(v, w.val());
-                }
-                out + conv2d(v, w.val(), None, ConvOptions::new([1, 1], [taps / 2, 0], [1, 1], h))
-            }
+            Some(w) => out + kiln_kernels::seq_conv(v, w.val()),
             None => out,
         }
     }
@@ -162,16 +152,6 @@ impl Nystrom {
 fn every_segment_filled(n: usize, m: usize) -> bool {
     let seg_len = n.div_ceil(m.max(1)).max(1);
     n.div_ceil(seg_len) >= m
-}
-
-/// Softmax along the last dimension: on flex one host pass each way ([`super::row_softmax`]), else
-/// Burn's `softmax`.
-fn softmax_rows(x: Tensor<4>) -> Tensor<4> {
-    #[cfg(feature = "flex")]
-    if super::row_softmax::row_softmax_on(&x.device()) && x.dtype() == burn::tensor::DType::F32 {
-        return super::row_softmax::row_softmax(x);
-    }
-    softmax(x, 3)
 }
 
 /// Approximate Moore-Penrose pseudo-inverse of each `[m, m]` matrix by the iteration of Razavi et al.

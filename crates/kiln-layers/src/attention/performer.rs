@@ -35,7 +35,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
 
-use super::linear::{Features, exp_host, kernelized_attention};
+use super::linear::{Features, kernelized_attention};
 use crate::Rotary;
 use crate::mask::keep_tokens;
 
@@ -155,7 +155,7 @@ impl Performer {
         let half_sq = x.powf_scalar(2.0).sum_dim(3).div_scalar(2.0); // [b, h, n, 1]
         let shifted = if is_query {
             let stab = wx.clone().max_dim(3).detach(); // [b, h, n, 1]
-            exp_host(wx - half_sq - stab).add_scalar(PERFORMER_FEATURE_EPS)
+            kiln_kernels::exp(wx - half_sq - stab).add_scalar(PERFORMER_FEATURE_EPS)
         } else {
             let masked = match padding {
                 Some(p) => wx.clone().mask_fill(p.clone().reshape([b, 1, n, 1]).expand([b, h, n, m]), f32::MIN),
@@ -167,7 +167,7 @@ impl Performer {
             } else {
                 stab.ones_like().mul_scalar(PERFORMER_FEATURE_EPS)
             };
-            exp_host(wx - half_sq - stab) + floor
+            kiln_kernels::exp(wx - half_sq - stab) + floor
         };
         let phi = shifted.div_scalar((m as f64).sqrt());
         match (is_query, padding) {

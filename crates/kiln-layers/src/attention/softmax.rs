@@ -1,16 +1,11 @@
 //! Exact scaled dot-product attention (Vaswani et al. 2017, arXiv:1706.03762, eq. 1):
 //! `softmax(Q Kᵀ / √d + mask) V`.
 //!
-//! On flex it runs Kiln's extension ([`super::fused`]: a blockwise forward pass from GEMMs and a
-//! vectorised row softmax, and in training a blockwise backward pass); elsewhere Burn's fused
-//! `burn::tensor::module::attention` (kernels on GPU backends; in training other autodiff backends
-//! fall back to Burn's unfused graph). Padded keys and,
-//! when causal, future keys get `-inf` before the softmax; a query row whose keys are all masked
-//! returns zeros rather than NaN.
+//! Padded keys and, when causal, future keys get `-inf` before the softmax; a query row whose keys
+//! are all masked returns zeros rather than NaN. The arithmetic is [`kiln_kernels::attention`] (on
+//! flex a blockwise kernel with its own backward pass, elsewhere Burn's fused `attention`).
 
 use burn::prelude::*;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 
 use crate::Rotary;
 
@@ -38,17 +33,7 @@ impl SoftmaxAttention {
             Some(r) => (r.apply(q), r.apply(k)),
             None => (q, k),
         };
-        #[cfg(feature = "flex")]
-        if super::fused::fused_on(&q.device()) && q.dtype() == burn::tensor::DType::F32 {
-            return super::fused::fused_attention(q, k, v, padding, causal);
-        }
-        let [b, h, n, _] = q.dims();
-        let mask = padding.map(|p| {
-            let m = p.dims()[1];
-            p.clone().reshape([b, 1, 1, m]).expand([b, h, n, m])
-        });
-        let options = AttentionModuleOptions { is_causal: causal, ..Default::default() };
-        attention(q, k, v, mask, None, options)
+        kiln_kernels::attention(q, k, v, padding, causal)
     }
 }
 

@@ -5,9 +5,8 @@
 //!
 //! Tag ids: `0 = O`, `1 + 2t = B-t`, `2 + 2t = I-t`.
 
-use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
-use kiln_layers::linear_rows;
+use kiln_layers::Linear;
 
 use crate::{Crf, Span};
 
@@ -26,7 +25,7 @@ impl CrfTagger {
     /// A fresh head.
     pub fn new(d_model: usize, n_types: usize, device: &Device) -> Self {
         let k = 1 + 2 * n_types;
-        Self { emissions: LinearConfig::new(d_model, k).init(device), crf: Crf::new(k, device), n_types }
+        Self { emissions: Linear::new(d_model, k, true, device), crf: Crf::new(k, device), n_types }
     }
 
     /// Negative log-likelihood of the gold spans' BIO paths.
@@ -38,7 +37,7 @@ impl CrfTagger {
         let [b, n, _] = h.dims();
         let tags: Vec<i64> = spans.iter().flat_map(|s| spans_to_bio(s, n).into_iter().map(|t| t as i64)).collect();
         let tags = Tensor::<2, Int>::from_data(TensorData::new(tags, [b, n]), &h.device());
-        self.crf.loss(linear_rows(&self.emissions, h), tags, lengths)
+        self.crf.loss(self.emissions.forward(h), tags, lengths)
     }
 
     /// Viterbi spans per sequence.
@@ -47,7 +46,7 @@ impl CrfTagger {
     ///
     /// - `h`: `[b, n, d_model]` → `b` lists
     pub fn decode(&self, h: Tensor<3>, lengths: &[usize]) -> Vec<Vec<Span>> {
-        self.crf.viterbi(linear_rows(&self.emissions, h), lengths).iter().map(|p| bio_to_spans(p)).collect()
+        self.crf.viterbi(self.emissions.forward(h), lengths).iter().map(|p| bio_to_spans(p)).collect()
     }
 }
 

@@ -6,9 +6,8 @@
 //! the end `j`, as the reference code's `bias[:, 1::2, :, None]` and `bias[:, ::2, None]`). Per type
 //! this costs `4·d_head` parameters instead of GlobalPointer's `2·d_model·d_head`.
 
-use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
-use kiln_layers::linear_rows;
+use kiln_layers::Linear;
 
 use super::rope;
 
@@ -31,8 +30,8 @@ impl EfficientGlobalPointer {
     /// A fresh head.
     pub fn new(d_model: usize, n_types: usize, d_head: usize, rope: bool, device: &Device) -> Self {
         Self {
-            dense: LinearConfig::new(d_model, 2 * d_head).init(device),
-            bias: LinearConfig::new(2 * d_head, 2 * n_types).init(device),
+            dense: Linear::new(d_model, 2 * d_head, true, device),
+            bias: Linear::new(2 * d_head, 2 * n_types, true, device),
             n_types,
             d_head,
             rope,
@@ -47,7 +46,7 @@ impl EfficientGlobalPointer {
     pub fn scores(&self, h: Tensor<3>) -> Tensor<4> {
         let [b, n, _] = h.dims();
         let (t, d) = (self.n_types, self.d_head);
-        let p = linear_rows(&self.dense, h); // [b, n, 2d]
+        let p = self.dense.forward(h); // [b, n, 2d]
         let pairs = p.clone().reshape([b, 1, n, d, 2]);
         let mut q = pairs.clone().slice(s![.., .., .., .., 0..1]).reshape([b, 1, n, d]);
         let mut k = pairs.slice(s![.., .., .., .., 1..2]).reshape([b, 1, n, d]);
@@ -55,7 +54,7 @@ impl EfficientGlobalPointer {
             (q, k) = (rope(q), rope(k));
         }
         let shared = q.matmul(k.swap_dims(2, 3)) / (d as f64).sqrt(); // [b, 1, n, n]
-        let beta = (linear_rows(&self.bias, p) / 2.0).reshape([b, n, t, 2]).swap_dims(1, 2); // [b, t, n, 2]
+        let beta = (self.bias.forward(p) / 2.0).reshape([b, n, t, 2]).swap_dims(1, 2); // [b, t, n, 2]
         let end = beta.clone().slice(s![.., .., .., 0..1]).reshape([b, t, 1, n]); // added at column j
         let start = beta.slice(s![.., .., .., 1..2]).reshape([b, t, n, 1]); // added at row i
         shared + start + end

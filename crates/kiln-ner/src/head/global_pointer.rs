@@ -3,9 +3,8 @@
 //! `[q_α; k_α] = W_α h + b_α` (the output laid out type by type, query first), RoPE rotates both by the
 //! token position, and `s_α(i, j) = q_{i,α} · k_{j,α} / √d`.
 
-use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
-use kiln_layers::linear_rows;
+use kiln_layers::Linear;
 
 use super::rope;
 
@@ -25,7 +24,7 @@ pub struct GlobalPointer {
 impl GlobalPointer {
     /// A fresh head.
     pub fn new(d_model: usize, n_types: usize, d_head: usize, rope: bool, device: &Device) -> Self {
-        Self { dense: LinearConfig::new(d_model, n_types * 2 * d_head).init(device), n_types, d_head, rope }
+        Self { dense: Linear::new(d_model, n_types * 2 * d_head, true, device), n_types, d_head, rope }
     }
 
     /// Unmasked span scores.
@@ -36,7 +35,7 @@ impl GlobalPointer {
     pub fn scores(&self, h: Tensor<3>) -> Tensor<4> {
         let [b, n, _] = h.dims();
         let (t, d) = (self.n_types, self.d_head);
-        let p = linear_rows(&self.dense, h).reshape([b, n, t, 2 * d]).swap_dims(1, 2); // [b, t, n, 2d]
+        let p = self.dense.forward(h).reshape([b, n, t, 2 * d]).swap_dims(1, 2); // [b, t, n, 2d]
         let mut q = p.clone().slice(s![.., .., .., 0..d]);
         let mut k = p.slice(s![.., .., .., d..2 * d]);
         if self.rope {

@@ -27,7 +27,7 @@ use burn::prelude::*;
 use burn::tensor::{Shape, Slice};
 use rayon::prelude::*;
 
-use crate::host::{host_vec, is_flex};
+use crate::host::host_vec;
 
 /// The backend operation on `v` `[b, h, n, d]` and kernels `w` `[h, 1, taps, 1]` (`taps` odd).
 #[backend_extension(Flex, Autodiff)]
@@ -190,13 +190,8 @@ pub(crate) fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
-/// Whether [`seq_conv`] runs on `device`: flex (inference and training) with an odd number of taps.
-pub(crate) fn seq_conv_on(device: &Device, taps: usize) -> bool {
-    taps % 2 == 1 && is_flex(device)
-}
-
-/// The depthwise sequence convolution through [`SeqConvBackend`]; call only where [`seq_conv_on`]
-/// holds.
+/// The depthwise sequence convolution through [`SeqConvBackend`]; call on flex with an odd number
+/// of taps only ([`crate::seq_conv`] chooses).
 ///
 /// # Shapes
 ///
@@ -205,10 +200,10 @@ pub(crate) fn seq_conv(v: Tensor<4>, w: Tensor<4>) -> Tensor<4> {
     Tensor::from_dispatch(<Dispatch as SeqConvBackend>::kiln_seq_conv(v.into_dispatch(), w.into_dispatch()))
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "flex"))]
 mod tests {
     use super::*;
-    use crate::test_util::*;
+    use crate::testing::*;
     use burn::tensor::module::conv2d;
     use burn::tensor::ops::ConvOptions;
 
@@ -217,7 +212,6 @@ mod tests {
     #[test]
     fn seq_conv_equals_burns_depthwise_conv2d_with_gradients() {
         let device = dev().autodiff();
-        assert!(seq_conv_on(&device, 33) && seq_conv_on(&dev(), 5) && !seq_conv_on(&device, 4));
         for ([b, h, n, d], taps) in [([2, 3, 40, 8], 5), ([1, 2, 7, 20], 9), ([2, 2, 50, 64], 33)] {
             let run = |fused: bool| {
                 let v = randn([b, h, n, d], 1.0, 1, &device).require_grad();

@@ -39,8 +39,8 @@ use burn::prelude::*;
 use burn::tensor::{Shape, Slice};
 use rayon::prelude::*;
 
-use crate::MatmulBackend;
 use crate::host::host_in_place;
+use crate::matmul::MatmulBackend;
 
 /// Bytes of one block of scores in the backward pass (the block's query rows follow from it): small
 /// enough that a block's probabilities stay in the last-level cache between the steps that use them.
@@ -295,7 +295,7 @@ fn softmax_row_portable(x: &mut [f32], padding: Option<&[bool]>, visible: usize,
         }
     }
     x[visible..].fill(f32::NEG_INFINITY);
-    super::row_softmax::softmax_in_place(x, scale);
+    crate::row_softmax::softmax_in_place(x, scale);
 }
 
 crate::avx512_dispatch! {
@@ -495,14 +495,9 @@ fn attention_backward<B: FusedAttentionBackend>(
     })
 }
 
-/// Whether [`fused_attention`] runs on `device`: flex, in training and in inference (where its
-/// blockwise forward pass is about twice as fast as flex's own attention kernel at n = 4,096; when
-/// its blocks spanned all heads it was slower).
-pub(crate) fn fused_on(device: &Device) -> bool {
-    crate::host::is_flex(device)
-}
-
-/// Softmax attention through [`FusedAttentionBackend`]; call only where [`fused_on`] holds.
+/// Softmax attention through [`FusedAttentionBackend`]; call on flex (f32) only ([`crate::attention`]
+/// chooses: in training and in inference, where the blockwise forward pass is about twice as fast as
+/// flex's own attention kernel at n = 4,096; when its blocks spanned all heads it was slower).
 ///
 /// # Shapes
 ///
@@ -531,11 +526,10 @@ pub(crate) fn fused_attention(
     Tensor::from_dispatch(out)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "flex"))]
 mod tests {
     use super::*;
-    use crate::mask::padding_from_lengths;
-    use crate::test_util::*;
+    use crate::testing::*;
     use burn::backend::ops::FloatTensorOps;
     use burn::tensor::module::attention;
 
@@ -576,7 +570,7 @@ mod tests {
     #[test]
     fn fused_attention_equals_burns_attention_graph_with_gradients() {
         let device = dev().autodiff();
-        assert!(fused_on(&device));
+        assert!(crate::device::is_flex(&device));
         assert!(keeps_probs(2 * 3, 7, 7) && !keeps_probs(1, 1500, 1500));
         for (shape, lengths, causal) in [
             ([2, 3, 7, 7, 8], Some(vec![7, 4]), false),
@@ -590,8 +584,7 @@ mod tests {
             let padding = lengths.as_ref().map(|l| padding_from_lengths(l, m, &device));
             let want = run(&|q, k, v| reference(q, k, v, padding.as_ref(), causal), shape, 3);
             let got = run(&|q, k, v| fused_attention(q, k, v, padding.as_ref(), causal), shape, 3);
-            let via_layer =
-                run(&|q, k, v| crate::SoftmaxAttention.forward(q, k, v, padding.as_ref(), causal, None), shape, 3);
+            let via_layer = run(&|q, k, v| crate::attention(q, k, v, padding.as_ref(), causal), shape, 3);
             for (i, name) in ["output", "dq", "dk", "dv"].iter().enumerate() {
                 assert!(
                     max_abs_diff(&got[i], &want[i]) < 2e-5,
@@ -611,7 +604,7 @@ mod tests {
     #[test]
     fn inference_equals_burns_attention() {
         let device = dev();
-        assert!(fused_on(&device));
+        assert!(crate::device::is_flex(&device));
         for (shape, lengths, causal) in [
             ([2, 3, 7, 9, 8], Some(vec![9, 4]), true),
             // 4 × 600 × 700 scores per sequence fit in a block: three groups of one sequence each.
@@ -629,7 +622,7 @@ mod tests {
                 randn([b, h, m, d], 1.0, 7, &device),
             );
             let want = to_vec(reference(q.clone(), k.clone(), v.clone(), padding.as_ref(), causal));
-            let got = to_vec(crate::SoftmaxAttention.forward(q, k, v, padding.as_ref(), causal, None));
+            let got = to_vec(crate::attention(q, k, v, padding.as_ref(), causal));
             assert!(max_abs_diff(&got, &want) < 2e-5, "{shape:?}: {}", max_abs_diff(&got, &want));
             assert!(got.iter().any(|x| x.abs() > 0.1));
         }

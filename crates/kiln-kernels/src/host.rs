@@ -1,5 +1,4 @@
-//! What the host loops that stand in for Burn ops on flex share: which devices compute on the host,
-//! a tensor's values as a `Vec`, how many whole rows make one Rayon task, [`host_blocks`] (a function
+//! What the host loops that stand in for Burn ops on flex share: a tensor's values as a `Vec`, how many whole rows make one Rayon task, [`host_blocks`] (a function
 //! of a tensor computed block by block on the host, linearised in training), and
 //! [`avx512_dispatch!`] (`crate::avx512_dispatch`), which compiles a loop a second time for AVX-512.
 
@@ -9,28 +8,13 @@ use burn::prelude::*;
 use burn::tensor::{DType, TensorData};
 use rayon::prelude::*;
 
-use crate::feed_forward::HOST_CHUNK;
-
-/// The backend's name in `device`'s debug form, autodiff stripped.
-fn backend_name(device: &Device) -> String {
-    format!("{:?}", device.clone().without_autodiff())
-}
-
-/// Whether `device` is flex, with or without autodiff.
-pub fn is_flex(device: &Device) -> bool {
-    backend_name(device).contains("Flex")
-}
-
-/// Whether `device` computes on the host (flex, ndarray): there a host loop reads and writes tensor
-/// memory without a transfer.
-pub(crate) fn on_host(device: &Device) -> bool {
-    let name = backend_name(device);
-    name.contains("Flex") || name.contains("NdArray")
-}
+/// Elements per task when a host loop is split across threads: a task is tens of microseconds, far
+/// above Rayon's scheduling cost, and a `[16·128, 1024]` activation still gives 64 of them.
+pub(crate) const HOST_CHUNK: usize = 1 << 15;
 
 /// Whether [`host_blocks`] can compute a function of `x`: f32 on a host device.
 pub(crate) fn host_f32<const D: usize>(x: &Tensor<D>) -> bool {
-    x.dtype() == DType::F32 && on_host(&x.device())
+    x.dtype() == DType::F32 && crate::device::on_host(&x.device())
 }
 
 /// `f(x)` computed on the host, `x`'s row-major values cut into blocks of `task` elements split over
@@ -65,12 +49,6 @@ pub(crate) fn host_blocks<const D: usize>(
         .enumerate()
         .for_each(|(t, (v, s))| kernel(t, v, Some(s)));
     x * tensor(slopes) + tensor(values)
-}
-
-/// Whether `device` is flex with autodiff (training), where the training-only extensions run.
-#[cfg(feature = "flex")]
-pub(crate) fn is_flex_training(device: &Device) -> bool {
-    device.is_autodiff() && is_flex(device)
 }
 
 /// The f32 values of a flex tensor, in row-major order (a copy: the buffer's alignment is not a
@@ -116,7 +94,7 @@ pub(crate) fn row_task_len(row: usize) -> usize {
 ///     values.iter_mut().for_each(|v| *v *= by);
 /// }
 ///
-/// kiln_layers::avx512_dispatch! {
+/// kiln_kernels::avx512_dispatch! {
 ///     /// Multiply every value by `by`.
 ///     fn scale(values: &mut [f32], by: f32) => scale_portable
 /// }

@@ -22,8 +22,8 @@ use burn::backend::{Backend, Dispatch, Flex, backend_extension};
 use burn::prelude::*;
 use rayon::prelude::*;
 
-use crate::feed_forward::exp_non_positive;
-use crate::host::{host_in_place, is_flex, row_task_len};
+use crate::elementwise::exp_non_positive;
+use crate::host::{host_in_place, row_task_len};
 
 /// The backend operations on a float tensor of any rank, along its last dimension.
 #[backend_extension(Flex, Autodiff)]
@@ -131,7 +131,7 @@ crate::avx512_dispatch! {
 #[inline(always)]
 fn grad_rows_portable(g: &mut [f32], y: &[f32], m: usize) {
     for (g, y) in g.chunks_exact_mut(m).zip(y.chunks_exact(m)) {
-        let dot = super::seq_conv::dot_portable(g, y);
+        let dot = crate::seq_conv::dot_portable(g, y);
         for (g, &y) in g.iter_mut().zip(y) {
             *g = y * (*g - dot);
         }
@@ -175,13 +175,8 @@ pub(crate) fn softmax_in_place(x: &mut [f32], scale: f32) {
     x.iter_mut().for_each(|v| *v *= inv);
 }
 
-/// Whether [`row_softmax`] runs on `device`: flex, in inference and training.
-pub(crate) fn row_softmax_on(device: &Device) -> bool {
-    is_flex(device)
-}
-
-/// Softmax along the last dimension through [`RowSoftmaxBackend`]; call only where
-/// [`row_softmax_on`] holds (f32).
+/// Softmax along the last dimension through [`RowSoftmaxBackend`]; call on flex (f32) only
+/// ([`crate::softmax_rows`] chooses).
 ///
 /// # Shapes
 ///
@@ -190,10 +185,10 @@ pub(crate) fn row_softmax<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as RowSoftmaxBackend>::kiln_row_softmax(x.into_dispatch()))
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "flex"))]
 mod tests {
     use super::*;
-    use crate::test_util::*;
+    use crate::testing::*;
     use burn::tensor::activation::softmax;
 
     /// Output and input gradient equal Burn's `softmax` on rows shorter than, equal to and longer
@@ -202,7 +197,6 @@ mod tests {
     #[test]
     fn row_softmax_equals_burns_softmax_with_gradient() {
         let device = dev().autodiff();
-        assert!(row_softmax_on(&device) && row_softmax_on(&dev()));
         for (dims, shift) in [([2, 3, 5, 7], 0.0), ([1, 2, 9, 16], 30.0), ([2, 2, 33, 70], -1e9)] {
             let run = |host: bool| {
                 let mut x = randn(dims, 3.0, 1, &device);

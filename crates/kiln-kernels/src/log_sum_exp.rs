@@ -12,26 +12,21 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 use rayon::prelude::*;
 
-use crate::feed_forward::exp_non_positive;
-use crate::host::{host_f32, row_task_len};
+use crate::elementwise::exp_non_positive;
+use crate::host::row_task_len;
 
-/// `log Σᵢ e^(xᵢ)` over the last dimension, kept as size 1; stable for any finite entries (exclude
-/// an entry with a large negative number such as `−1e12`, not `−∞`, which the training form would
-/// multiply by its zero weight). On flex and ndarray a host loop, elsewhere Burn's ops; the gradient
-/// is the row's softmax either way.
-///
-/// # Shapes
-///
-/// - `x`: `[..., m]` → `[..., 1]`
-pub fn log_sum_exp<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+/// [`crate::log_sum_exp`] from Burn's ops: `m + log Σ e^(x − m)` with the row maximum `m`.
+pub(crate) fn by_ops<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    // The shift is a constant for the gradient; detaching it keeps autodiff away from `max`.
+    let shift = x.clone().detach().max_dim(D - 1);
+    (x - shift.clone()).exp().sum_dim(D - 1).log() + shift
+}
+
+/// [`crate::log_sum_exp`] as a host loop, for f32 on a host device and rows of at least one value.
+pub(crate) fn host<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     let dim = D - 1;
     let dims = x.dims();
     let m = dims[dim];
-    if !host_f32(&x) || m == 0 {
-        // The shift is a constant for the gradient; detaching it keeps autodiff away from `max`.
-        let shift = x.clone().detach().max_dim(dim);
-        return (x - shift.clone()).exp().sum_dim(dim).log() + shift;
-    }
     let device = x.device();
     let training = device.is_autodiff();
     let mut values = x.clone().into_data().try_into_vec::<f32>().expect("an f32 tensor (host_f32)");
@@ -97,16 +92,10 @@ fn lse_rows_portable(values: &mut [f32], out: &mut [f32], m: usize, training: bo
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "flex"))]
 mod tests {
     use super::*;
-    use crate::test_util::*;
-
-    /// Burn's form, the reference.
-    fn by_ops<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-        let shift = x.clone().detach().max_dim(D - 1);
-        (x - shift.clone()).exp().sum_dim(D - 1).log() + shift
-    }
+    use crate::testing::*;
 
     /// Value and gradient equal Burn's form on rows shorter and longer than the 16 lanes, with
     /// large entries and with most entries excluded by `−1e12` (the GlobalPointer loss's rows), in
@@ -123,7 +112,7 @@ mod tests {
             let upstream = randn([dims[0], dims[1], 1], 1.0, 3, &device);
             let run = |host: bool| {
                 let x = x.clone().detach().require_grad();
-                let y = if host { log_sum_exp(x.clone()) } else { by_ops(x.clone()) };
+                let y = if host { crate::log_sum_exp(x.clone()) } else { by_ops(x.clone()) };
                 let grads = (y.clone() * upstream.clone()).sum().backward();
                 [to_vec(y), to_vec(x.grad(&grads).unwrap())]
             };
@@ -133,7 +122,7 @@ mod tests {
             assert!(max_abs_diff(&got[1], &want[1]) < 1e-6, "gradient, fill {fill}");
             assert!(want[1].iter().any(|g| g.abs() > 1e-2), "a gradient to compare");
             let plain = Tensor::<3>::from_data(x.to_data(), &dev());
-            let inference = to_vec(log_sum_exp(plain));
+            let inference = to_vec(crate::log_sum_exp(plain));
             assert!(max_abs_diff(&inference, &want[0]) < 2e-6 * scale, "inference, fill {fill}");
         }
     }

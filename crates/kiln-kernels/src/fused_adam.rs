@@ -157,7 +157,7 @@ fn fused_applies<const D: usize>(
     momentum: Option<&AdaptiveMomentumState<D>>,
 ) -> bool {
     let amsgrad = momentum.is_some_and(|m| m.max_moment_2.is_some());
-    kiln_layers::is_flex(&tensor.device()) && tensor.dtype() == DType::F32 && grad.dtype() == DType::F32 && !amsgrad
+    crate::device::is_flex(&tensor.device()) && tensor.dtype() == DType::F32 && grad.dtype() == DType::F32 && !amsgrad
 }
 
 /// The host half of both optimisers: the parameter, its gradient and its moments as host vectors,
@@ -206,7 +206,7 @@ struct AdamWStep {
     lr: f32,
 }
 
-kiln_layers::avx512_dispatch! {
+crate::avx512_dispatch! {
     /// One block of the AdamW update, the operations of Burn's AdamW in its order (IEEE division and
     /// square root, vectorised or not, round the same).
     fn adamw_chunk(p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], s: AdamWStep) => adamw_chunk_portable
@@ -243,7 +243,7 @@ fn adam_element(p: &mut f32, m: &mut f32, v: &mut f32, g: f32, s: AdamStep) {
     *p -= (*m * s.factor) / (v.sqrt() + s.eps) * s.lr;
 }
 
-kiln_layers::avx512_dispatch! {
+crate::avx512_dispatch! {
     /// One block of the Adam update with the L2 penalty (`θ · penalty + g`, Burn's order).
     fn adam_chunk(
         p: &mut [f32],
@@ -262,7 +262,7 @@ fn adam_chunk_portable(p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], s
     }
 }
 
-kiln_layers::avx512_dispatch! {
+crate::avx512_dispatch! {
     /// One block of the Adam update without a penalty.
     fn adam_chunk_plain(
         p: &mut [f32],
@@ -280,7 +280,7 @@ fn adam_chunk_plain_portable(p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "flex"))]
 mod tests {
     use super::*;
     use burn::module::Module;
@@ -331,7 +331,7 @@ mod tests {
     fn assert_bitwise_burns(burn: &dyn Fn() -> ModuleOptimizer, fused: &dyn Fn() -> ModuleOptimizer, what: &str) {
         let device = Device::flex().autodiff();
         // The fused path's preconditions, so that this compares it and not the fallback.
-        assert!(kiln_layers::is_flex(&device));
+        assert!(crate::device::is_flex(&device));
         let model = Mlp { a: LinearConfig::new(5, 7).init(&device), b: LinearConfig::new(7, 3).init(&device) };
         assert_eq!(model.a.weight.val().dtype(), DType::F32);
         let (mut opt_b, mut opt_f) = (burn(), fused());

@@ -11,11 +11,10 @@
 //! neighbour steals it at once.
 //!
 //! A loop ends after [`IDLE_LIMIT`] without work (the process reading data, writing a checkpoint,
-//! waiting for a GPU), and between polls it gives the core back with `sched_yield` now and then; the
-//! `kiln` trainer, its benchmarks and the sentence encoder call [`keep_warm`] again before each step,
-//! evaluation and batch, on flex only; a loop of your own over Kiln's layers can do the same (from a
-//! Rayon worker: inside `rayon::scope` or a pool's `install`). `KILN_SPIN=0` in the environment
-//! turns it off.
+//! waiting for a GPU), and between polls it gives the core back with `sched_yield` now and then.
+//! Every operation of the door calls [`keep_warm`] on flex, so the loops start again with the next
+//! kernel after a pause; nothing is asked of the caller but to run on a Rayon worker ([`on_worker`]).
+//! `KILN_SPIN=0` in the environment turns it off.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use burn::prelude::Device;
 
-use crate::host::is_flex;
+use crate::device::is_flex;
 
 /// How long a loop goes on without finding work before its worker goes back to Rayon's own sleep.
 pub const IDLE_LIMIT: Duration = Duration::from_millis(5);
@@ -42,9 +41,10 @@ fn disabled() -> bool {
 
 /// Make sure the current Rayon pool's other workers poll for work (see the module docs), when
 /// `device` is flex and the caller is a worker of a pool of at least two threads; otherwise, or
-/// while loops from an earlier call still run, nothing. Cheap enough to call before every step.
-pub fn keep_warm(device: &Device) {
-    if disabled() || !is_flex(device) {
+/// while loops from an earlier call still run, nothing. Cheap enough to call before every kernel:
+/// an atomic load while the loops run.
+pub(crate) fn keep_warm(device: &Device) {
+    if LIVE.load(Ordering::Acquire) != 0 || !is_flex(device) || disabled() {
         return;
     }
     let Some(me) = rayon::current_thread_index() else { return };
@@ -60,6 +60,24 @@ pub fn keep_warm(device: &Device) {
             LIVE.fetch_sub(1, Ordering::AcqRel);
         }
     });
+}
+
+/// Run `f` on a worker of Rayon's global pool and wait for it (at once, if the caller already is
+/// one). flex and Kiln's kernels split their work with Rayon; called from a thread outside the pool,
+/// each of a training step's several hundred parallel kernels is injected into the pool and the
+/// caller sleeps until a worker finishes it, with a third thread (the caller) beside the workers. From
+/// a worker, a kernel's halves go to the worker itself and a neighbour, no thread wakes up just to
+/// wait, and [`keep_warm`] can keep the neighbours polling: the language model's training step went
+/// from 44 to 38 ms, the ViT's from 56 to 45 (docs/benchmarks.md). Wrap a training or inference loop
+/// over Kiln's layers in it on the CPU; on other backends it costs one hand-off.
+///
+/// Not for a loop that blocks on other threads which themselves run Kiln's kernels on the pool
+/// (burn-train's multi-device step): the blocked worker would be one pool thread fewer for them.
+pub fn on_worker<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        return f();
+    }
+    rayon::scope(|_| f())
 }
 
 /// Run Rayon's pending jobs (the worker's own, stolen, injected) until none has come for
@@ -88,7 +106,7 @@ fn poll_while_busy() {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "flex"))]
 mod tests {
     use super::*;
     use rayon::prelude::*;

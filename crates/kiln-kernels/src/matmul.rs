@@ -20,7 +20,6 @@ use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, backend_extension};
-use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::{Bytes, DType};
 use rayon::prelude::*;
@@ -189,29 +188,15 @@ fn aligned_matmul(lhs: FlexTensor, rhs: FlexTensor) -> FlexTensor {
 }
 
 /// `a × b` through [`MatmulBackend`]; call on flex (f32, the same batch dimensions) only
-/// (`feed_forward::matmul` chooses).
+/// ([`crate::matmul`] chooses).
 pub(crate) fn matmul_flex<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as MatmulBackend>::kiln_matmul(a.into_dispatch(), b.into_dispatch()))
 }
 
-/// `x W + b` of a linear layer on rows through [`MatmulBackend`]; call on flex (f32) only
-/// (`feed_forward::linear_2d` chooses).
-///
-/// # Shapes
-///
-/// - `x`: `[rows, d_in]` → `[rows, d_out]`
-pub(crate) fn linear_flex(linear: &Linear, x: Tensor<2>) -> Tensor<2> {
-    let y = matmul_flex(x, linear.weight.val());
-    match &linear.bias {
-        Some(b) => y + b.val().unsqueeze_dim(0),
-        None => y,
-    }
-}
-
-#[cfg(test)]
+#[cfg(all(test, feature = "flex"))]
 mod tests {
     use super::*;
-    use crate::test_util::*;
+    use crate::testing::*;
     use burn::nn::LinearConfig;
 
     /// The products equal flex's `matmul` to the bit: plain, transposed (strided) and narrowed
@@ -276,7 +261,7 @@ mod tests {
         assert_eq!(run(true), run(false));
     }
 
-    /// A linear layer through [`linear_flex`] equals `Linear::forward`, output and the gradients of
+    /// A linear layer through [`crate::linear`] equals `Linear::forward`, output and the gradients of
     /// the input, weight and bias, to the bit.
     #[test]
     fn linear_2d_equals_burns_linear_with_gradients() {
@@ -286,7 +271,8 @@ mod tests {
         let upstream = randn([10, 8], 1.0, 2, &device);
         let run = |ours: bool| {
             let x = x.clone().require_grad();
-            let y = if ours { linear_flex(&linear, x.clone()) } else { linear.forward(x.clone()) };
+            let bias = linear.bias.as_ref().map(|b| b.val());
+            let y = if ours { crate::linear(x.clone(), linear.weight.val(), bias) } else { linear.forward(x.clone()) };
             let grads = (y.clone() * upstream.clone()).sum().backward();
             let w = linear.weight.grad(&grads).unwrap();
             let b = linear.bias.as_ref().unwrap().grad(&grads).unwrap();

@@ -1,5 +1,18 @@
-//! The flex kernels of [`super::LayerNorm`] in training: the backend extension, its autodiff
-//! backward pass and the host loops.
+//! LayerNorm (Ba et al. 2016, arXiv:1607.06450) in training on flex, a Burn backend extension
+//! (`#[backend_extension]`) with its own backward pass:
+//!
+//! ```text
+//! μ = mean(x),   r = 1/√(mean((x − μ)²) + ε),   x̂ = (x − μ)·r,   y = x̂ ⊙ γ + β
+//! g = dy ⊙ γ,    dx = r·(g − mean(g) − x̂ ⊙ mean(g ⊙ x̂)),   dγ = Σ dy ⊙ x̂,   dβ = Σ dy
+//! ```
+//!
+//! (means over the last dimension, sums over every other). Burn's autodiff has no LayerNorm of its
+//! own: it runs the decomposition of `ModuleOps::layer_norm` (mean, subtract, square, mean, add,
+//! square root, divide, multiply, add) and differentiates each op, about thirty small passes over
+//! the activations per norm and step, each a fresh allocation; the small transformers' steps have
+//! nine norms. Here the forward pass is one pass per row and the backward pass one more (the row's
+//! statistics recomputed from the saved input), the rows split over Rayon's threads. In inference
+//! flex's own fused `layer_norm` runs ([`crate::layer_norm`] chooses).
 
 use burn::backend::TensorMetadata;
 use burn::backend::autodiff::Autodiff;
@@ -9,7 +22,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, Flex, backend_extension};
+use burn::backend::{Backend, Dispatch, Flex, backend_extension};
 use burn::prelude::*;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -244,12 +257,30 @@ fn grad_rows_portable(dy: &mut [f32], x: &[f32], gamma: &[f32], eps: f32, acc: &
     }
 }
 
-#[cfg(test)]
+/// LayerNorm through [`LayerNormBackend`]; call in training on flex (f32) only ([`crate::layer_norm`]
+/// chooses).
+///
+/// # Shapes
+///
+/// - `x`: `[.., d]`, `gamma`, `beta`: `[d]` → `[.., d]`
+pub(crate) fn layer_norm_flex<const D: usize>(
+    x: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as LayerNormBackend>::kiln_layer_norm(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        epsilon,
+    ))
+}
+
+#[cfg(all(test, feature = "flex"))]
 mod tests {
     use super::*;
-    use crate::LayerNorm;
-    use crate::host::is_flex_training;
-    use crate::test_util::*;
+    use crate::testing::*;
     use burn::module::Param;
     use burn::nn::LayerNormConfig;
 
@@ -259,24 +290,28 @@ mod tests {
     #[test]
     fn layer_norm_equals_burns_with_gradients() {
         let device = dev().autodiff();
-        assert!(is_flex_training(&device) && !is_flex_training(&dev()));
+        assert!(crate::device::is_flex(&device) && device.is_autodiff());
         for (dims, offset) in [([2, 3, 5], 0.0), ([3, 7, 16], 100.0), ([2, 5, 70], -3.0)] {
             let d = dims[2];
             let run = |ours: bool| {
                 let mut burns = LayerNormConfig::new(d).with_epsilon(1e-5).init(&device);
                 burns.gamma = Param::from_tensor(randn([d], 0.5, 7, &device).add_scalar(1.0));
                 burns.beta = Some(Param::from_tensor(randn([d], 0.5, 8, &device)));
-                let norm = LayerNorm { gamma: burns.gamma.clone(), beta: burns.beta.clone(), epsilon: 1e-5 };
                 let x = randn(dims, 2.0, 1, &device).add_scalar(offset).require_grad();
                 let upstream = randn(dims, 1.0, 3, &device);
-                let y = if ours { norm.forward(x.clone()) } else { burns.forward(x.clone()) };
+                let beta = burns.beta.as_ref().map(|b| b.val());
+                let y = if ours {
+                    crate::layer_norm(x.clone(), burns.gamma.val(), beta, 1e-5)
+                } else {
+                    burns.forward(x.clone())
+                };
                 let grads = (y.clone() * upstream).sum().backward();
                 let grad_of = |p: &Param<Tensor<1>>| to_vec(p.val().grad(&grads).expect("a gradient"));
                 [
                     to_vec(y),
                     to_vec(x.grad(&grads).expect("a gradient")),
-                    grad_of(&norm.gamma),
-                    grad_of(norm.beta.as_ref().expect("a shift")),
+                    grad_of(&burns.gamma),
+                    grad_of(burns.beta.as_ref().expect("a shift")),
                 ]
             };
             let (got, want) = (run(true), run(false));
@@ -296,25 +331,5 @@ mod tests {
             assert_close(&back1(host.1), &back1(reference.1), 2e-5);
             assert_close(&back1(host.2), &back1(reference.2), 2e-5);
         }
-    }
-
-    /// A norm without a shift normalises the same way and has no shift gradient to give; inference
-    /// (flex's own `layer_norm`) equals training.
-    #[test]
-    fn layer_norm_without_shift_and_in_inference() {
-        let train = dev().autodiff();
-        let mut norm = LayerNorm::new(24, 1e-6, &train);
-        norm.gamma = Param::from_tensor(randn([24], 0.5, 2, &train));
-        let x = randn([4, 24], 3.0, 9, &train);
-        let with_shift = to_vec(norm.forward(x.clone()));
-        norm.beta = None;
-        let x = x.require_grad();
-        let y = norm.forward(x.clone());
-        assert_eq!(to_vec(y.clone()), with_shift, "a zero shift and none agree");
-        let grads = (y * randn([4, 24], 1.0, 3, &train)).sum().backward();
-        assert!(to_vec(x.grad(&grads).expect("a gradient")).iter().any(|g| g.abs() > 1e-2));
-        let inference = LayerNorm { gamma: Param::from_tensor(norm.gamma.val().inner()), beta: None, epsilon: 1e-6 };
-        let y = to_vec(inference.forward(randn([4, 24], 3.0, 9, &dev())));
-        assert_close(&y, &with_shift, 1e-5);
     }
 }
