@@ -20,7 +20,7 @@ use anyhow::Context;
 use burn::module::Module;
 use burn::prelude::*;
 use kiln_data::mnist::{Mnist, MnistDataConfig};
-use kiln_task::{GenerateOptions, Goal, Metrics, StepOutput, Task, step_rng, to_f32_vec};
+use kiln_task::{GenerateOptions, Goal, Metrics, Split, StepOutput, Task, step_rng, to_f32_vec};
 use kiln_transformer::{Vit, VitConfig};
 use nalgebra::{DMatrix, SymmetricEigen};
 use rand::RngExt;
@@ -138,7 +138,8 @@ impl MnistWganTask {
     }
 }
 
-/// Load a `kind = "vit"` run's best (else latest) checkpoint.
+/// Load a `kind = "vit"` run's best (else latest) checkpoint, as `kiln eval` would: checksums
+/// verified, the average of the weights where the run kept one.
 ///
 /// # Errors
 ///
@@ -157,17 +158,8 @@ pub fn load_judge(dir: &Path, device: &Device) -> anyhow::Result<Vit> {
     );
     let config: VitConfig = model.try_into().with_context(|| format!("{}: the [model] section", path.display()))?;
     let vit = config.init(10, device);
-    for pointer in ["best", "latest"] {
-        let p = dir.join("checkpoints").join(pointer);
-        if let Ok(name) = std::fs::read_to_string(&p) {
-            let file = dir.join("checkpoints").join(name.trim()).join("model.bpk");
-            return vit
-                .try_load_file(&file)
-                .map_err(|e| anyhow::anyhow!("{e:?}"))
-                .with_context(|| format!("loading the judge {}", file.display()));
-        }
-    }
-    anyhow::bail!("model.judge: {} has no checkpoint", dir.display())
+    let (_, vit) = kiln_task::run_dir::load_evaluated(dir, &["best", "latest"], vit).context("model.judge")?;
+    Ok(vit)
 }
 
 /// Mean and covariance (`n − 1`) of rows.
@@ -274,11 +266,10 @@ impl Task for MnistWganTask {
         self.model.lipschitz.after_step(&mut model.critic, self.model.is_critic_step(step - 1));
     }
 
-    fn evaluate(&self, model: &ImageWgan, split: &str, device: &Device) -> anyhow::Result<Metrics> {
+    fn evaluate(&self, model: &ImageWgan, split: Split, device: &Device) -> anyhow::Result<Metrics> {
         let (real_set, floor_cell) = match split {
-            "valid" => (&self.valid, &self.frechet_floor[0]),
-            "test" => (&self.test, &self.frechet_floor[1]),
-            _ => anyhow::bail!("unknown split `{split}`"),
+            Split::Valid => (&self.valid, &self.frechet_floor[0]),
+            Split::Test => (&self.test, &self.frechet_floor[1]),
         };
         let n = self.model.eval_samples.min(real_set.len());
         let mut rng = step_rng(EVAL_SEED, STREAM_EVAL, 0);

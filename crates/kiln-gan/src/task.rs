@@ -29,7 +29,7 @@
 use anyhow::Context;
 use burn::module::Module;
 use burn::prelude::*;
-use kiln_task::{GenerateOptions, Goal, Metrics, StepOutput, Task, step_rng, to_f32_vec};
+use kiln_task::{GenerateOptions, Goal, Metrics, Split, StepOutput, Task, step_rng, to_f32_vec};
 use rand::RngExt;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
@@ -275,9 +275,8 @@ impl Task for WganTask {
         self.model.lipschitz.after_step(&mut model.critic, self.model.is_critic_step(step - 1));
     }
 
-    fn evaluate(&self, model: &Wgan, split: &str, device: &Device) -> anyhow::Result<Metrics> {
-        anyhow::ensure!(split == "valid" || split == "test", "unknown split `{split}`");
-        if split == "test" {
+    fn evaluate(&self, model: &Wgan, split: Split, device: &Device) -> anyhow::Result<Metrics> {
+        if split == Split::Test {
             return Ok(vec![]); // one generated distribution: nothing held out beyond `valid`
         }
         let (real, noise) = self.eval_sets(device);

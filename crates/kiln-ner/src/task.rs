@@ -52,7 +52,7 @@ use kiln_data::ner::{ColumnOptions, NerExample, NerFile, read_cluener, read_cmee
 use kiln_data::tokenizer::BertTokenizer;
 use kiln_layers::mask::padding_from_lengths;
 use kiln_layers::{AttentionConfig, Dropout, Linear, TokenLayout, Transformer, TransformerConfig};
-use kiln_task::{EpochSampler, GenerateOptions, Metrics, StepOutput, Task};
+use kiln_task::{EpochSampler, GenerateOptions, Metrics, Split, StepOutput, Task};
 use kiln_transformer::embedding::{check_embedding_std, check_positions_cover, token_embedding};
 use kiln_transformer::{Bert, BertConfig};
 use serde::{Deserialize, Serialize};
@@ -1042,14 +1042,13 @@ impl Task for NerTask {
         }
     }
 
-    fn evaluate(&self, model: &NerModel, split: &str, device: &Device) -> anyhow::Result<Metrics> {
+    fn evaluate(&self, model: &NerModel, split: Split, device: &Device) -> anyhow::Result<Metrics> {
         let examples = match split {
-            "valid" => &self.valid,
-            "test" => match &self.test {
+            Split::Valid => &self.valid,
+            Split::Test => match &self.test {
                 Some(t) => t,
                 None => return Ok(vec![]), // no labelled test file configured
             },
-            other => anyhow::bail!("unknown split `{other}` (expected valid or test)"),
         };
         let mut counts = EntityCounts::new(self.types.len());
         let mut unknown = 0;
@@ -1312,9 +1311,9 @@ mod tests {
         assert_eq!(batch.spans, vec![vec![Span { kind: 1, start: 0, end: 1 }]]);
         // Evaluation still counts both gold entities (recall pays for the cut).
         let model = task.build_model(&device).unwrap();
-        let m = task.evaluate(&model, "valid", &device).unwrap();
+        let m = task.evaluate(&model, Split::Valid, &device).unwrap();
         assert_eq!(m[0].0, "f1");
-        assert!(task.evaluate(&model, "test", &device).unwrap().is_empty(), "no test file configured");
+        assert!(task.evaluate(&model, Split::Test, &device).unwrap().is_empty(), "no test file configured");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -1331,10 +1330,10 @@ mod tests {
         let model = task.build_model(&device).unwrap();
         let get = |m: &Metrics, key: &str| m.iter().find(|(k, _)| k == key).unwrap().1;
         task.model.threshold = -1e6;
-        let all = task.evaluate(&model, "valid", &device).unwrap();
+        let all = task.evaluate(&model, Split::Valid, &device).unwrap();
         assert_eq!((get(&all, "precision"), get(&all, "recall")), (2.0 / 26.0, 1.0));
         task.model.threshold = 1e6;
-        let none = task.evaluate(&model, "valid", &device).unwrap();
+        let none = task.evaluate(&model, Split::Valid, &device).unwrap();
         assert_eq!((get(&none, "precision"), get(&none, "recall")), (0.0, 0.0));
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -5,6 +5,7 @@ use anyhow::Context;
 use std::path::Path;
 
 pub mod picture;
+pub mod run_dir;
 
 use burn::module::Module;
 use burn::prelude::*;
@@ -21,6 +22,48 @@ pub struct StepOutput {
     pub loss: Tensor<1>,
     /// Number of items (sequences, images, tokens) in the batch, for weighted averages.
     pub items: usize,
+}
+
+/// A held-out split of a task's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Split {
+    /// The validation split: early stopping and the best checkpoint are chosen on it.
+    Valid,
+    /// The test split, reported by `kiln eval`.
+    Test,
+}
+
+impl Split {
+    /// Both, in the order `kiln eval` reports them.
+    pub const ALL: [Split; 2] = [Split::Valid, Split::Test];
+
+    /// `"valid"` or `"test"`, as in `metrics.csv`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Valid => "valid",
+            Split::Test => "test",
+        }
+    }
+}
+
+impl std::fmt::Display for Split {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Work that runs on any task: the trainer, `eval`, `predict`, `sample`, `check` and the benchmarks
+/// are jobs, and a model kind's registration hands its task to them ([`ModelKind`]).
+pub trait TaskJob {
+    /// What the job returns.
+    type Output;
+
+    /// Run on `task`.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the job's work fails with.
+    fn run<T: Task>(self, task: T) -> anyhow::Result<Self::Output>;
 }
 
 /// Whether a larger or smaller value of a metric is better.
@@ -88,9 +131,9 @@ pub trait Task: Sized + Send + Sync + 'static {
     /// Called after each optimiser step with the new step count (weight clipping, power iteration).
     fn on_optimizer_step(&self, _model: &mut Self::Model, _step: usize) {}
 
-    /// Evaluate on the validation split (`split = "valid"`) or the test split (`"test"`).
-    /// The first metric is the one early stopping and "best checkpoint" use unless configured.
-    fn evaluate(&self, model: &Self::Model, split: &str, device: &Device) -> anyhow::Result<Metrics>;
+    /// Evaluate on a split; no metrics where the data has no such split. The first metric is the one
+    /// early stopping and "best checkpoint" use unless configured.
+    fn evaluate(&self, model: &Self::Model, split: Split, device: &Device) -> anyhow::Result<Metrics>;
 
     /// Whether larger or smaller is better for metric `name`.
     fn goal(&self, name: &str) -> Goal {

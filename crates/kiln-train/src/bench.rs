@@ -17,10 +17,10 @@ use anyhow::Context;
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use kiln_task::Task;
+use kiln_task::{Split, Task, TaskJob};
 
-use crate::config::{self, RunConfig};
-use crate::tasks::{TaskJob, with_task};
+use crate::config::{self, RunConfig, TrainConfig};
+use crate::tasks::with_task;
 use crate::{backend, optim};
 
 /// `kiln bench train-step`.
@@ -70,6 +70,7 @@ struct Round {
 const PHASES: [&str; 4] = ["batch + forward", "backward", "clipping", "update"];
 
 struct StepJob {
+    train: TrainConfig,
     warmup: usize,
     steps: usize,
     eval: bool,
@@ -80,8 +81,8 @@ struct StepJob {
 impl TaskJob for StepJob {
     type Output = Round;
 
-    fn run<T: Task>(self, task: T, config: &RunConfig) -> anyhow::Result<Round> {
-        let t = &config.train;
+    fn run<T: Task>(self, task: T) -> anyhow::Result<Round> {
+        let t = &self.train;
         let ad = self.device.clone().autodiff();
         self.device.seed(t.seed);
         let mut model = task.build_model(&ad)?;
@@ -122,7 +123,7 @@ impl TaskJob for StepJob {
         let eval_seconds = if self.eval {
             let valid = model.valid();
             let start = Instant::now();
-            task.evaluate(&valid, "valid", &self.device)?;
+            task.evaluate(&valid, Split::Valid, &self.device)?;
             Some(start.elapsed().as_secs_f64())
         } else {
             None
@@ -157,6 +158,7 @@ pub fn train_step(args: BenchStepArgs) -> anyhow::Result<i32> {
     for round in 0..args.rounds {
         for ((path, c, device), out) in configs.iter().zip(&mut rounds) {
             let job = StepJob {
+                train: c.train.clone(),
                 warmup: args.warmup,
                 steps: args.steps,
                 eval: args.eval,

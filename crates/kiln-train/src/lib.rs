@@ -4,12 +4,13 @@
 pub mod backend;
 pub mod bench;
 pub mod bench_attention;
-pub mod checkpoint;
+pub mod commands;
 pub mod config;
 pub mod ema;
 pub mod metrics;
 pub mod optim;
 pub mod parallel;
+pub mod run;
 pub mod sentences;
 pub mod tasks;
 pub mod trainer;

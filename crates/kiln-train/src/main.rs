@@ -21,18 +21,20 @@ fn tune_allocator() {
     }
 }
 
-use kiln_train::{backend, bench, bench_attention, checkpoint, config, sentences, trainer};
+use kiln_train::commands::{self, EvalJob, PredictJob};
+use kiln_train::{backend, bench, bench_attention, config, sentences, trainer};
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 use anyhow::{Context, bail};
-use burn::prelude::*;
 use clap::{Parser, Subcommand};
-use kiln_task::{GenerateOptions, Task};
+use kiln_task::GenerateOptions;
+use kiln_task::run_dir;
 
-use kiln_train::config::{ModelConfig, RunConfig};
-use kiln_train::tasks::{TaskJob, with_task, with_trained_task};
+use kiln_train::config::RunConfig;
+use kiln_train::run::Ending;
+use kiln_train::tasks::{with_task, with_trained_task};
 
 #[derive(Parser)]
 #[command(name = "kiln", version, about = "Train Kiln models from TOML configs", long_about = None)]
@@ -179,11 +181,11 @@ fn run(cli: Cli, pool: bool) -> anyhow::Result<i32> {
             let lock: Option<std::fs::File>;
             let (config, run_dir) = match (&resume, &config) {
                 (Some(dir), None) => {
-                    let c = run_config(dir, &overrides)?;
-                    lock = Some(checkpoint::lock_run_dir(dir)?);
+                    let c = commands::run_config(dir, &overrides)?;
+                    lock = Some(run_dir::lock_run_dir(dir)?);
                     if !overrides.is_empty() {
                         let path = dir.join("config.toml");
-                        checkpoint::write_atomic(&path, resolved_toml(&c, &path)?.as_bytes())?;
+                        run_dir::write_atomic(&path, commands::resolved_toml(&c, &path)?.as_bytes())?;
                     }
                     (c, dir.clone())
                 }
@@ -194,9 +196,9 @@ fn run(cli: Cli, pool: bool) -> anyhow::Result<i32> {
                     let mut c = RunConfig::load(path, &overrides)?;
                     c.data.resolve_paths(&config::data_dir());
                     c.model.resolve_paths();
-                    let dir = new_run_dir(&c.output.dir)?;
-                    lock = Some(checkpoint::lock_run_dir(&dir)?);
-                    checkpoint::write_atomic(&dir.join("config.toml"), resolved_toml(&c, path)?.as_bytes())?;
+                    let dir = commands::new_run_dir(&c.output.dir)?;
+                    lock = Some(run_dir::lock_run_dir(&dir)?);
+                    run_dir::write_atomic(&dir.join("config.toml"), commands::resolved_toml(&c, path)?.as_bytes())?;
                     (c, dir)
                 }
                 (None, None) => {
@@ -204,15 +206,11 @@ fn run(cli: Cli, pool: bool) -> anyhow::Result<i32> {
                 }
             };
             // `--device` trains on that one device; else `[device] devices` (data parallel) or `backend`.
-            let data_parallel = match &device {
+            let devices = match &device {
                 None if config.device.devices.len() > 1 => {
                     config.device.devices.iter().map(|d| backend::device(d)).collect::<anyhow::Result<Vec<_>>>()?
                 }
-                _ => Vec::new(),
-            };
-            let device = match data_parallel.first() {
-                Some(first) => first.clone(),
-                None => backend::device(device.as_deref().unwrap_or(config.device.main()))?,
+                _ => vec![backend::device(device.as_deref().unwrap_or(config.device.main()))?],
             };
             ctrlc::set_handler(|| {
                 if trainer::INTERRUPTED.swap(true, Ordering::SeqCst) {
@@ -221,12 +219,12 @@ fn run(cli: Cli, pool: bool) -> anyhow::Result<i32> {
                 eprintln!("\ninterrupted: saving a checkpoint (press Ctrl-C again to quit at once)");
             })
             .context("installing the Ctrl-C handler")?;
-            let single_device = data_parallel.is_empty();
+            let single_device = devices.len() == 1;
             let job = trainer::TrainJob {
+                config: config.clone(),
                 run_dir,
                 resume: resume.is_some(),
-                device,
-                data_parallel,
+                devices,
                 stop_after: stop_after_steps,
             };
             let summary = if pool && single_device {
@@ -236,14 +234,14 @@ fn run(cli: Cli, pool: bool) -> anyhow::Result<i32> {
             }?;
             drop(lock);
             trainer::report(&summary);
-            Ok(if summary.ending == trainer::Ending::Interrupted && trainer::INTERRUPTED.load(Ordering::SeqCst) {
+            Ok(if summary.ending == Ending::Interrupted && trainer::INTERRUPTED.load(Ordering::SeqCst) {
                 130
             } else {
                 0
             })
         }
         Command::Eval { run_dir, checkpoint, overrides, device } => {
-            let config = run_config(&run_dir, &overrides)?;
+            let config = commands::run_config(&run_dir, &overrides)?;
             let device = backend::device(device.as_deref().unwrap_or(config.device.main()))?;
             let out = with_task(&config, EvalJob { run_dir, pointer: checkpoint, device })?;
             print!("{out}");
@@ -252,15 +250,15 @@ fn run(cli: Cli, pool: bool) -> anyhow::Result<i32> {
         Command::Sample { run_dir, prompt, tokens, temperature, seed, overrides, device } => {
             let options =
                 GenerateOptions { prompt, max_tokens: tokens, temperature, seed, out_dir: Some(run_dir.clone()) };
-            generate(&run_dir, &overrides, options, device)
+            commands::generate(&run_dir, &overrides, options, device)
         }
         Command::Predict { run_dir, text, file, overrides, device } => {
             let texts = match (text, file) {
                 (Some(text), _) => vec![text],
-                (None, Some(path)) => read_inputs(&path)?,
+                (None, Some(path)) => commands::read_inputs(&path)?,
                 (None, None) => bail!("give --text or --file"),
             };
-            let config = run_config(&run_dir, &overrides)?;
+            let config = commands::run_config(&run_dir, &overrides)?;
             let device = backend::device(device.as_deref().unwrap_or(config.device.main()))?;
             let job = PredictJob { run_dir: run_dir.clone(), texts, device };
             for line in with_trained_task(&config, &run_dir, job)? {
@@ -276,7 +274,7 @@ fn run(cli: Cli, pool: bool) -> anyhow::Result<i32> {
         Command::Check { configs } => {
             let mut failed = 0;
             for path in &configs {
-                match check(path) {
+                match commands::check(path) {
                     Ok(line) => println!("ok   {}: {line}", path.display()),
                     Err(e) => {
                         failed += 1;
@@ -290,179 +288,4 @@ fn run(cli: Cli, pool: bool) -> anyhow::Result<i32> {
             Ok(0)
         }
     }
-}
-
-/// The resolved config, with a header saying where it came from.
-fn resolved_toml(c: &RunConfig, source: &Path) -> anyhow::Result<String> {
-    Ok(format!("# Resolved from {} by kiln {}\n{}", source.display(), env!("CARGO_PKG_VERSION"), toml::to_string(c)?))
-}
-
-/// A run's saved config with `--set` overrides applied for this command (not written back); relative
-/// paths an override brings in resolve as in `train` (against `$KILN_DATA_DIR`).
-fn run_config(run_dir: &Path, overrides: &[String]) -> anyhow::Result<RunConfig> {
-    let path = run_dir.join("config.toml");
-    anyhow::ensure!(path.is_file(), "{}: not a run directory (no config.toml)", run_dir.display());
-    let mut config = RunConfig::load(&path, overrides)?;
-    config.data.resolve_paths(&config::data_dir());
-    config.model.resolve_paths();
-    Ok(config)
-}
-
-/// `<parent>/run-NNN`, the first number not taken.
-fn new_run_dir(parent: &Path) -> anyhow::Result<PathBuf> {
-    std::fs::create_dir_all(parent).with_context(|| format!("creating output.dir {}", parent.display()))?;
-    for i in 1..100_000 {
-        let dir = parent.join(format!("run-{i:03}"));
-        match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
-        }
-    }
-    bail!("{}: no free run-NNN name", parent.display())
-}
-
-/// Build the task's model and load the first of `pointers` (`best`, `latest`) that the run has.
-fn load_checkpoint<T: Task>(
-    task: &T,
-    run_dir: &Path,
-    pointers: &[&str],
-    device: &Device,
-) -> anyhow::Result<(PathBuf, T::Model)> {
-    for pointer in pointers {
-        let dir = if pointer.starts_with("step-") {
-            let dir = run_dir.join("checkpoints").join(pointer);
-            anyhow::ensure!(dir.is_dir(), "{}: no such checkpoint", dir.display());
-            Some(dir)
-        } else {
-            anyhow::ensure!(
-                *pointer == "best" || *pointer == "latest",
-                "--checkpoint must be best, latest or a step-NNNNNNN directory, got `{pointer}`"
-            );
-            checkpoint::pointed(run_dir, pointer)?
-        };
-        if let Some(dir) = dir {
-            let model = checkpoint::load_model(&dir, task.build_model(device)?)?;
-            return Ok((dir, model));
-        }
-    }
-    bail!("{}: no `{}` checkpoint (was the run started?)", run_dir.display(), pointers.join("` or `"))
-}
-
-struct EvalJob {
-    run_dir: PathBuf,
-    pointer: String,
-    device: Device,
-}
-
-impl TaskJob for EvalJob {
-    type Output = String;
-    fn run<T: Task>(self, task: T, _config: &RunConfig) -> anyhow::Result<String> {
-        let (dir, model) = load_checkpoint(&task, &self.run_dir, &[self.pointer.as_str()], &self.device)?;
-        let mut out = format!(
-            "{} ({})\nweights crc32: {:08x}\n",
-            task.describe(),
-            dir.display(),
-            checkpoint::weights_digest(&model)
-        );
-        for split in ["valid", "test"] {
-            let metrics = task.evaluate(&model, split, &self.device)?;
-            if metrics.is_empty() {
-                out.push_str(&format!("{split:>5}: none (this run's data has no {split} split)\n"));
-            } else {
-                out.push_str(&format!("{split:>5}: {}\n", trainer::format_metrics(&metrics)));
-            }
-        }
-        Ok(out)
-    }
-}
-
-struct GenerateJob {
-    run_dir: PathBuf,
-    options: GenerateOptions,
-    device: Device,
-}
-
-impl TaskJob for GenerateJob {
-    type Output = String;
-    fn run<T: Task>(self, task: T, _config: &RunConfig) -> anyhow::Result<String> {
-        let (_, model) = load_checkpoint(&task, &self.run_dir, &["best", "latest"], &self.device)?;
-        task.generate(&model, &self.options, &self.device)
-    }
-}
-
-struct PredictJob {
-    run_dir: PathBuf,
-    texts: Vec<String>,
-    device: Device,
-}
-
-impl TaskJob for PredictJob {
-    type Output = Vec<String>;
-    fn run<T: Task>(self, task: T, _config: &RunConfig) -> anyhow::Result<Vec<String>> {
-        let (_, model) = load_checkpoint(&task, &self.run_dir, &["best", "latest"], &self.device)?;
-        task.predict(&model, &self.texts, &self.device)
-    }
-}
-
-/// The non-empty lines of a file (or of standard input for `-`), line endings stripped.
-fn read_inputs(path: &Path) -> anyhow::Result<Vec<String>> {
-    let bytes = if path == Path::new("-") {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("reading standard input")?;
-        buf
-    } else {
-        std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
-    };
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()].iter().filter(|&&b| b == b'\n').count();
-        anyhow::anyhow!("{}: line {line}: not valid UTF-8", path.display())
-    })?;
-    let lines: Vec<String> =
-        text.lines().map(|l| l.trim_end_matches('\r')).filter(|l| !l.trim().is_empty()).map(String::from).collect();
-    anyhow::ensure!(!lines.is_empty(), "{}: no input lines", path.display());
-    Ok(lines)
-}
-
-fn generate(
-    run_dir: &Path,
-    overrides: &[String],
-    options: GenerateOptions,
-    device: Option<String>,
-) -> anyhow::Result<i32> {
-    let config = run_config(run_dir, overrides)?;
-    let device = backend::device(device.as_deref().unwrap_or(config.device.main()))?;
-    let out = with_trained_task(&config, run_dir, GenerateJob { run_dir: run_dir.to_path_buf(), options, device })?;
-    println!("{out}");
-    Ok(0)
-}
-
-struct CheckJob;
-
-impl TaskJob for CheckJob {
-    type Output = String;
-    fn run<T: Task>(self, task: T, _config: &RunConfig) -> anyhow::Result<String> {
-        let model = task.build_model(&Device::default())?;
-        Ok(format!("{}, {} parameters", task.describe(), model.num_params()))
-    }
-}
-
-/// Parse, validate and build. A config whose data is not on this machine is parsed and validated
-/// but its model is not built (a character model needs its vocabulary), and the line says so.
-fn check(path: &Path) -> anyhow::Result<String> {
-    let mut config = RunConfig::load(path, &[])?;
-    config.data.resolve_paths(&config::data_dir());
-    config.model.resolve_paths();
-    if let Some(missing) = config.data.paths().into_iter().find(|p| !p.exists()) {
-        return Ok(format!(
-            "parsed and validated; data not found at {} (set KILN_DATA_DIR), model not built",
-            missing.display()
-        ));
-    }
-    if let ModelConfig::Ner(ner) = &config.model
-        && ner.bert.as_ref().is_some_and(|b| b.dir.as_deref().is_none_or(|d| !d.exists()))
-    {
-        return Ok("parsed and validated; BERT checkpoint not found (set KILN_BERT_DIR), model not built".into());
-    }
-    with_task(&config, CheckJob).with_context(|| format!("{}", path.display()))
 }

@@ -47,7 +47,7 @@ impl MetricsLog {
             let body =
                 std::iter::once("step,split,metric,value".to_string()).chain(kept).collect::<Vec<_>>().join("\n")
                     + "\n";
-            crate::checkpoint::write_atomic(&path, body.as_bytes())?;
+            kiln_task::run_dir::write_atomic(&path, body.as_bytes())?;
         } else if !path.exists() {
             std::fs::write(&path, "step,split,metric,value\n")
                 .with_context(|| format!("creating {}", path.display()))?;
@@ -136,6 +136,11 @@ pub fn plot_all(run_dir: &Path, groups: &[(String, Vec<String>)]) -> anyhow::Res
     Ok(written)
 }
 
+/// A tick of the step axis: a whole number as one (`200`, not `200.0`).
+fn step_label(x: &f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 { format!("{}", *x as i64) } else { format!("{x}") }
+}
+
 /// `(step, value)` points of one metric, by split.
 type Series<'a> = BTreeMap<&'a str, Vec<(f64, f64)>>;
 
@@ -153,7 +158,13 @@ fn plot(path: &Path, metric: &str, splits: &Series) -> anyhow::Result<()> {
         .y_label_area_size(60)
         .build_cartesian_2d(x0..x1.max(x0 + 1.0), (y0 - pad)..(y1 + pad))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    chart.configure_mesh().x_desc("step").y_desc(metric).draw().map_err(|e| anyhow::anyhow!("{e}"))?;
+    chart
+        .configure_mesh()
+        .x_desc("step")
+        .x_label_formatter(&step_label)
+        .y_desc(metric)
+        .draw()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let colors = [BLUE, RED, GREEN, MAGENTA];
     for (i, (split, points)) in splits.iter().enumerate() {
         let color = colors[i % colors.len()];
@@ -171,4 +182,18 @@ fn plot(path: &Path, metric: &str, splits: &Series) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::step_label;
+
+    /// Whole steps read as integers on the plots' axis (plotters prints `200.0` by default); a
+    /// fractional tick of a very short run keeps its fraction.
+    #[test]
+    fn step_ticks_are_integers() {
+        assert_eq!(step_label(&200.0), "200");
+        assert_eq!(step_label(&0.0), "0");
+        assert_eq!(step_label(&2.5), "2.5");
+    }
 }

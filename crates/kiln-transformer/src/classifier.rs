@@ -10,7 +10,7 @@ use burn::prelude::*;
 use kiln_data::listops::{self, Example, ListOps, ListOpsConfig};
 use kiln_layers::mask::{masked_mean, padding_from_lengths};
 use kiln_layers::{TokenLayout, Transformer, TransformerConfig};
-use kiln_task::{EpochSampler, GenerateOptions, Metrics, StepOutput, Task};
+use kiln_task::{EpochSampler, GenerateOptions, Metrics, Split, StepOutput, Task};
 use serde::{Deserialize, Serialize};
 
 use crate::embedding::{check_embedding_std, check_positions_cover, token_embedding};
@@ -221,11 +221,10 @@ impl Task for ListOpsTask {
         model.encoder.on_step(step);
     }
 
-    fn evaluate(&self, model: &SequenceClassifier, split: &str, device: &Device) -> anyhow::Result<Metrics> {
+    fn evaluate(&self, model: &SequenceClassifier, split: Split, device: &Device) -> anyhow::Result<Metrics> {
         let examples = match split {
-            "valid" => &self.data.valid,
-            "test" => &self.data.test,
-            other => anyhow::bail!("unknown split `{other}` (expected valid or test)"),
+            Split::Valid => &self.data.valid,
+            Split::Test => &self.data.test,
         };
         // Batches of similar lengths pad less (a fraction of the work on the full task, and the
         // padding a length-grouped training run saw); the counts do not depend on the order.
@@ -342,7 +341,7 @@ mod tests {
             correct += accuracy_counts(logits, batch.labels).0;
         }
         let n = task.data.valid.len() as f64;
-        let metrics = task.evaluate(&classifier, "valid", &device).unwrap();
+        let metrics = task.evaluate(&classifier, Split::Valid, &device).unwrap();
         let get = |k: &str| metrics.iter().find(|(name, _)| name == k).unwrap().1;
         assert_eq!(get("accuracy"), correct as f64 / n);
         assert!((get("loss") - loss_sum / n).abs() < 1e-5, "loss {} vs {}", get("loss"), loss_sum / n);

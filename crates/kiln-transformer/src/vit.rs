@@ -9,7 +9,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use kiln_data::mnist::{Mnist, MnistDataConfig};
 use kiln_layers::{TokenLayout, Transformer, TransformerConfig};
-use kiln_task::{EpochSampler, Metrics, StepOutput, Task};
+use kiln_task::{EpochSampler, Metrics, Split, StepOutput, Task};
 use serde::{Deserialize, Serialize};
 
 use crate::embedding::check_positions_cover;
@@ -171,11 +171,10 @@ impl Task for MnistTask {
         model.encoder.on_step(step);
     }
 
-    fn evaluate(&self, model: &Vit, split: &str, device: &Device) -> anyhow::Result<Metrics> {
+    fn evaluate(&self, model: &Vit, split: Split, device: &Device) -> anyhow::Result<Metrics> {
         let data = match split {
-            "valid" => &self.valid,
-            "test" => &self.test,
-            other => anyhow::bail!("unknown split `{other}` (expected valid or test)"),
+            Split::Valid => &self.valid,
+            Split::Test => &self.test,
         };
         let (mut correct, mut loss_sum) = (0, 0.0);
         let all: Vec<usize> = (0..data.len()).collect();

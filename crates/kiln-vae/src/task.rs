@@ -22,7 +22,7 @@
 use anyhow::Context;
 use burn::prelude::*;
 use kiln_data::mnist::{Mnist, MnistDataConfig};
-use kiln_task::{EpochSampler, GenerateOptions, Goal, Metrics, StepOutput, Task, step_rng, to_f32_vec};
+use kiln_task::{EpochSampler, GenerateOptions, Goal, Metrics, Split, StepOutput, Task, step_rng, to_f32_vec};
 use rand::RngExt;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
@@ -125,12 +125,11 @@ impl VaeTask {
         Noise { w, eps: Tensor::<2>::from_data(TensorData::new(eps, [n, d]), device) }
     }
 
-    fn split(&self, name: &str) -> anyhow::Result<(&Mnist, u64)> {
-        match name {
-            "valid" => Ok((&self.valid, 1)),
-            "test" => Ok((&self.test, 2)),
-            "train" => Ok((&self.train, 0)),
-            other => anyhow::bail!("unknown split `{other}` (expected train, valid or test)"),
+    /// The images of a split and the stream of its evaluation noise.
+    fn split(&self, split: Split) -> (&Mnist, u64) {
+        match split {
+            Split::Valid => (&self.valid, 1),
+            Split::Test => (&self.test, 2),
         }
     }
 
@@ -139,16 +138,16 @@ impl VaeTask {
     ///
     /// # Errors
     ///
-    /// An unknown split.
+    /// None at present; the `Result` leaves room for data read on demand.
     pub fn score(
         &self,
         model: &Vae,
-        split: &str,
+        split: Split,
         samples: usize,
         limit: Option<usize>,
         device: &Device,
     ) -> anyhow::Result<Scores> {
-        let (data, stream) = self.split(split)?;
+        let (data, stream) = self.split(split);
         let n = limit.unwrap_or(usize::MAX).min(data.len());
         let chunk = (EVAL_ROWS / samples.max(1)).clamp(1, 500);
         let (mut recon, mut kl, mut ll) = (0.0f64, 0.0f64, 0.0f64);
@@ -240,8 +239,8 @@ impl Task for VaeTask {
         StepOutput { loss: (recon + posterior.kl(self.vmf)).mean(), items: b }
     }
 
-    fn evaluate(&self, model: &Vae, split: &str, device: &Device) -> anyhow::Result<Metrics> {
-        let samples = if split == "test" { self.model.importance_samples } else { 0 };
+    fn evaluate(&self, model: &Vae, split: Split, device: &Device) -> anyhow::Result<Metrics> {
+        let samples = if split == Split::Test { self.model.importance_samples } else { 0 };
         let s = self.score(model, split, samples, None, device)?;
         let mut m: Metrics = vec![
             ("elbo".into(), -(s.reconstruction + s.kl)),

@@ -1,4 +1,14 @@
-//! Checkpoints: written atomically, verified on load.
+//! The run directory's format, in one place: what `kiln train` writes and everything that reads a
+//! run (`kiln eval`, `predict`, `sample`, `train --resume`, the WGAN's judge) reads, through the
+//! functions here.
+//!
+//! ```text
+//! RUN_DIR/config.toml        the resolved config
+//! RUN_DIR/checkpoints/       step-NNNNNNN/{model.bpk, optimizer.bpk, ema.bpk?, state.json}, latest, best
+//! RUN_DIR/.lock              held while a process trains the run
+//! ```
+//!
+//! Checkpoints are written atomically and verified on load.
 //!
 //! `RUN_DIR/checkpoints/step-NNNNNNN/` holds `model.bpk`, `optimizer.bpk` (burnpack), with
 //! `[train.ema]` the averaged weights `ema.bpk`, and `state.json` (step, seed, best metric,
@@ -316,6 +326,43 @@ pub fn load_model<M: Module>(dir: &Path, model: M) -> anyhow::Result<M> {
     let state = read_state(dir)?;
     let file = if state.ema_crc32.is_some() { "ema.bpk" } else { "model.bpk" };
     load_weights(model, &dir.join(file))
+}
+
+/// The checkpoint directory `pointer` names: `best` or `latest` (through the pointer files, `None`
+/// where the run has none), or a `step-NNNNNNN` directory.
+///
+/// # Errors
+///
+/// `pointer` is none of these, the named step directory does not exist, or a pointer file cannot be
+/// read.
+pub fn checkpoint_dir(run_dir: &Path, pointer: &str) -> anyhow::Result<Option<PathBuf>> {
+    if pointer.starts_with("step-") {
+        let dir = run_dir.join("checkpoints").join(pointer);
+        anyhow::ensure!(dir.is_dir(), "{}: no such checkpoint", dir.display());
+        return Ok(Some(dir));
+    }
+    anyhow::ensure!(
+        pointer == "best" || pointer == "latest",
+        "--checkpoint must be best, latest or a step-NNNNNNN directory, got `{pointer}`"
+    );
+    pointed(run_dir, pointer)
+}
+
+/// Load the first of `pointers` (`best`, `latest`, `step-NNNNNNN`) that the run has into `model`, with
+/// the weights it evaluates with ([`load_model`]: checksums verified, the average of the weights
+/// where the run kept one); returns the checkpoint's directory too.
+///
+/// # Errors
+///
+/// No checkpoint of `pointers` exists, or it does not verify or load.
+pub fn load_evaluated<M: Module>(run_dir: &Path, pointers: &[&str], model: M) -> anyhow::Result<(PathBuf, M)> {
+    for pointer in pointers {
+        if let Some(dir) = checkpoint_dir(run_dir, pointer)? {
+            let model = load_model(&dir, model)?;
+            return Ok((dir, model));
+        }
+    }
+    bail!("{}: no `{}` checkpoint (was the run started?)", run_dir.display(), pointers.join("` or `"))
 }
 
 /// Delete periodic checkpoints beyond the newest `keep`, never the best or the latest.

@@ -1,0 +1,179 @@
+//! The commands besides `train` that act on a config or a run directory: `eval`, `predict`,
+//! `sample` and `check`, as jobs on the task a config describes, and what `train` needs to set up
+//! a run directory.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use burn::module::Module;
+use burn::prelude::*;
+use kiln_task::run_dir;
+use kiln_task::{GenerateOptions, Split, Task, TaskJob};
+
+use crate::backend;
+use crate::config::{self, ModelConfig, RunConfig};
+use crate::tasks::{with_task, with_trained_task};
+use crate::trainer;
+
+/// The resolved config, with a header saying where it came from.
+pub fn resolved_toml(c: &RunConfig, source: &Path) -> anyhow::Result<String> {
+    Ok(format!("# Resolved from {} by kiln {}\n{}", source.display(), env!("CARGO_PKG_VERSION"), toml::to_string(c)?))
+}
+
+/// A run's saved config with `--set` overrides applied for this command (not written back); relative
+/// paths an override brings in resolve as in `train` (against `$KILN_DATA_DIR`).
+pub fn run_config(run_dir: &Path, overrides: &[String]) -> anyhow::Result<RunConfig> {
+    let path = run_dir.join("config.toml");
+    anyhow::ensure!(path.is_file(), "{}: not a run directory (no config.toml)", run_dir.display());
+    let mut config = RunConfig::load(&path, overrides)?;
+    config.data.resolve_paths(&config::data_dir());
+    config.model.resolve_paths();
+    Ok(config)
+}
+
+/// `<parent>/run-NNN`, the first number not taken.
+pub fn new_run_dir(parent: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(parent).with_context(|| format!("creating output.dir {}", parent.display()))?;
+    for i in 1..100_000 {
+        let dir = parent.join(format!("run-{i:03}"));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
+        }
+    }
+    bail!("{}: no free run-NNN name", parent.display())
+}
+
+/// `kiln eval`: a checkpoint's metrics on both splits, with its weights' digest.
+pub struct EvalJob {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// `best`, `latest` or `step-NNNNNNN`.
+    pub pointer: String,
+    /// Where to evaluate.
+    pub device: Device,
+}
+
+impl TaskJob for EvalJob {
+    type Output = String;
+    fn run<T: Task>(self, task: T) -> anyhow::Result<String> {
+        let model = task.build_model(&self.device)?;
+        let (dir, model) = run_dir::load_evaluated(&self.run_dir, &[self.pointer.as_str()], model)?;
+        let mut out = format!(
+            "{} ({})\nweights crc32: {:08x}\n",
+            task.describe(),
+            dir.display(),
+            run_dir::weights_digest(&model)
+        );
+        for split in Split::ALL {
+            let metrics = task.evaluate(&model, split, &self.device)?;
+            if metrics.is_empty() {
+                out.push_str(&format!("{:>5}: none (this run's data has no {split} split)\n", split.name()));
+            } else {
+                out.push_str(&format!("{:>5}: {}\n", split.name(), trainer::format_metrics(&metrics)));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `kiln sample`: what the task generates from its best (else latest) checkpoint.
+pub struct GenerateJob {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// The prompt, length, temperature, seed and output directory.
+    pub options: GenerateOptions,
+    /// Where to run.
+    pub device: Device,
+}
+
+impl TaskJob for GenerateJob {
+    type Output = String;
+    fn run<T: Task>(self, task: T) -> anyhow::Result<String> {
+        let model = task.build_model(&self.device)?;
+        let (_, model) = run_dir::load_evaluated(&self.run_dir, &["best", "latest"], model)?;
+        task.generate(&model, &self.options, &self.device)
+    }
+}
+
+/// `kiln predict`: one output line per input, from the best (else latest) checkpoint.
+pub struct PredictJob {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// The inputs.
+    pub texts: Vec<String>,
+    /// Where to run.
+    pub device: Device,
+}
+
+impl TaskJob for PredictJob {
+    type Output = Vec<String>;
+    fn run<T: Task>(self, task: T) -> anyhow::Result<Vec<String>> {
+        let model = task.build_model(&self.device)?;
+        let (_, model) = run_dir::load_evaluated(&self.run_dir, &["best", "latest"], model)?;
+        task.predict(&model, &self.texts, &self.device)
+    }
+}
+
+/// The non-empty lines of a file (or of standard input for `-`), line endings stripped.
+pub fn read_inputs(path: &Path) -> anyhow::Result<Vec<String>> {
+    let bytes = if path == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("reading standard input")?;
+        buf
+    } else {
+        std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()].iter().filter(|&&b| b == b'\n').count();
+        anyhow::anyhow!("{}: line {line}: not valid UTF-8", path.display())
+    })?;
+    let lines: Vec<String> =
+        text.lines().map(|l| l.trim_end_matches('\r')).filter(|l| !l.trim().is_empty()).map(String::from).collect();
+    anyhow::ensure!(!lines.is_empty(), "{}: no input lines", path.display());
+    Ok(lines)
+}
+
+pub fn generate(
+    run_dir: &Path,
+    overrides: &[String],
+    options: GenerateOptions,
+    device: Option<String>,
+) -> anyhow::Result<i32> {
+    let config = run_config(run_dir, overrides)?;
+    let device = backend::device(device.as_deref().unwrap_or(config.device.main()))?;
+    let out = with_trained_task(&config, run_dir, GenerateJob { run_dir: run_dir.to_path_buf(), options, device })?;
+    println!("{out}");
+    Ok(0)
+}
+
+struct CheckJob;
+
+impl TaskJob for CheckJob {
+    type Output = String;
+    fn run<T: Task>(self, task: T) -> anyhow::Result<String> {
+        let model = task.build_model(&Device::default())?;
+        Ok(format!("{}, {} parameters", task.describe(), model.num_params()))
+    }
+}
+
+/// Parse, validate and build. A config whose data is not on this machine is parsed and validated
+/// but its model is not built (a character model needs its vocabulary), and the line says so.
+pub fn check(path: &Path) -> anyhow::Result<String> {
+    let mut config = RunConfig::load(path, &[])?;
+    config.data.resolve_paths(&config::data_dir());
+    config.model.resolve_paths();
+    if let Some(missing) = config.data.paths().into_iter().find(|p| !p.exists()) {
+        return Ok(format!(
+            "parsed and validated; data not found at {} (set KILN_DATA_DIR), model not built",
+            missing.display()
+        ));
+    }
+    if let ModelConfig::Ner(ner) = &config.model
+        && ner.bert.as_ref().is_some_and(|b| b.dir.as_deref().is_none_or(|d| !d.exists()))
+    {
+        return Ok("parsed and validated; BERT checkpoint not found (set KILN_BERT_DIR), model not built".into());
+    }
+    with_task(&config, CheckJob).with_context(|| format!("{}", path.display()))
+}
