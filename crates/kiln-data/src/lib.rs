@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+mod config;
 mod error;
 pub mod lines;
 pub mod listops;
@@ -8,5 +9,7 @@ pub mod mnist;
 pub mod ner;
 pub mod text;
 pub mod tokenizer;
+pub mod toy2d;
 
+pub use config::DataConfig;
 pub use error::DataError;

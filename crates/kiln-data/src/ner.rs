@@ -16,9 +16,9 @@
 
 use std::fs::File;
 use std::io::{BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::DataError;
 use crate::lines::Lines;
@@ -307,6 +307,116 @@ pub fn parse_cmeee(text: &str, path: &Path) -> Result<NerFile, DataError> {
         examples.push(NerExample { tokens, entities: sort(entities) });
     }
     Ok(NerFile { examples, inconsistent_tags: 0 })
+}
+
+/// The file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NerFormat {
+    /// CLUENER JSON lines.
+    Cluener,
+    /// Token-per-line column files (BIO, BIOES, BMES).
+    Columns,
+    /// CMeEE (CBLUE) JSON.
+    Cmeee,
+}
+
+/// `[data]` of `kind = "ner"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NerDataConfig {
+    /// File format.
+    pub format: NerFormat,
+    /// Training file.
+    pub train: PathBuf,
+    /// Validation file (exclusive with `valid_fraction`).
+    #[serde(default)]
+    pub valid: Option<PathBuf>,
+    /// Instead of a validation file: hold out this fraction of the training file's sentences, the
+    /// last ones (as Keras' `validation_split`; a contiguous tail keeps whole documents on one side),
+    /// after `train_limit`. Vocabularies and the lexicon are built from the rest. For datasets
+    /// without a dev split (MSRA), so that checkpoints and decoding thresholds are chosen without
+    /// looking at the test file.
+    #[serde(default)]
+    pub valid_fraction: Option<f64>,
+    /// Test file with labels, if any (CLUENER's test file has none).
+    #[serde(default)]
+    pub test: Option<PathBuf>,
+    /// Column files: drop a trailing digit from each token (Weibo).
+    #[serde(default)]
+    pub strip_digit_suffix: bool,
+    /// Longest sentence in characters; longer ones are cut.
+    #[serde(default = "default_max_len")]
+    pub max_len: usize,
+    /// Use only the first `train_limit` training sentences.
+    #[serde(default)]
+    pub train_limit: Option<usize>,
+    /// Training batches of sentences of similar length (Hugging Face's `group_by_length`; see
+    /// `EpochSampler::batch_grouped_by_length`): less padding, faster steps. Default false.
+    #[serde(default)]
+    pub group_by_length: bool,
+}
+
+fn default_max_len() -> usize {
+    256
+}
+
+impl NerDataConfig {
+    /// The files this config reads.
+    pub fn paths(&self) -> Vec<&Path> {
+        let mut v = vec![self.train.as_path()];
+        v.extend(self.valid.as_deref());
+        v.extend(self.test.as_deref());
+        v
+    }
+
+    /// Checks of the data keys.
+    ///
+    /// # Errors
+    ///
+    /// The first invalid value.
+    pub fn validate(&self) -> Result<(), DataError> {
+        let invalid = |m: &str| Err(DataError::Invalid(m.to_string()));
+        if self.max_len == 0 {
+            return invalid("data.max_len must be positive");
+        }
+        match (&self.valid, self.valid_fraction) {
+            (Some(_), Some(_)) => {
+                invalid("data.valid_fraction: give either data.valid (a file) or data.valid_fraction, not both")
+            }
+            (None, None) => invalid(
+                "data.valid: missing; give a validation file, or data.valid_fraction to hold out part of the training file",
+            ),
+            (None, Some(f)) if !(f > 0.0 && f < 1.0) => invalid(&format!("data.valid_fraction: {f} is outside (0, 1)")),
+            _ => Ok(()),
+        }
+    }
+
+    /// Make relative paths absolute against `dir`.
+    pub fn resolve_paths(&mut self, dir: &Path) {
+        for p in std::iter::once(&mut self.train).chain(self.valid.as_mut()).chain(self.test.as_mut()) {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        }
+    }
+
+    /// Read one of the files in this config's format.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read, is malformed, or holds no sentences.
+    pub fn read(&self, path: &Path) -> Result<NerFile, DataError> {
+        let file = match self.format {
+            NerFormat::Cluener => read_cluener(path)?,
+            NerFormat::Cmeee => read_cmeee(path)?,
+            NerFormat::Columns => read_columns(path, ColumnOptions { strip_digit_suffix: self.strip_digit_suffix })?,
+        };
+        if file.examples.is_empty() {
+            return Err(DataError::Invalid(format!("{}: no sentences", path.display())));
+        }
+        Ok(file)
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 //! (the setting of Karpathy's char-rnn and nanoGPT's `shakespeare_char`).
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
 
 use crate::DataError;
 
@@ -92,6 +94,33 @@ impl CharCorpus {
         }
         Ok(Self { vocab, train: ids[..n_train].to_vec(), valid: ids[n_train..].to_vec() })
     }
+}
+
+/// `[data] kind = "text"`: a UTF-8 file, split into training and validation text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextDataConfig {
+    /// The text file (relative paths resolve against the data directory).
+    pub path: PathBuf,
+    /// The last fraction of the file is validation text.
+    #[serde(default = "default_valid_fraction")]
+    pub valid_fraction: f64,
+    /// Random validation windows per evaluation (fixed across evaluations).
+    #[serde(default = "default_eval_batches")]
+    pub eval_batches: usize,
+    /// Windows per evaluation batch.
+    #[serde(default = "default_eval_batch_size")]
+    pub eval_batch_size: usize,
+}
+
+fn default_valid_fraction() -> f64 {
+    0.1
+}
+fn default_eval_batches() -> usize {
+    20
+}
+fn default_eval_batch_size() -> usize {
+    32
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 pub mod assignment;
 pub mod dcgan;
+mod kind;
 pub mod lipschitz;
 pub mod mlp;
 pub mod mnist;
@@ -13,10 +14,11 @@ pub mod toy;
 
 pub use assignment::{min_cost_assignment, wasserstein1};
 pub use dcgan::{ConvCritic, ConvGenerator};
+pub use kind::WganKind;
 pub use lipschitz::{ConstrainedCritic, LipschitzConfig, PenaltyMethod, difference_penalty, gradient_penalty};
 pub use mlp::{CriticLayer, MlpCritic, MlpGenerator};
 pub use mnist::{ImageWgan, MnistWganTask, frechet_distance, load_judge};
 pub use picture::write_scatter;
 pub use spectral::SpectralLinear;
-pub use task::{GanBatch, Toy2dDataConfig, Wgan, WganConfig, WganTask};
-pub use toy::{MODE_RADIUS, Toy2d, mode_coverage};
+pub use task::{GanBatch, Wgan, WganConfig, WganTask};
+pub use toy::{MODE_RADIUS, mode_coverage};

@@ -37,7 +37,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::lipschitz::{LipschitzConfig, gradient_penalty};
 use crate::picture::write_scatter;
-use crate::{MlpCritic, MlpGenerator, Toy2d, mode_coverage, wasserstein1};
+use kiln_data::toy2d::Toy2dDataConfig;
+
+use crate::{MlpCritic, MlpGenerator, mode_coverage, wasserstein1};
 
 /// `[model]` of `kind = "wgan"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,21 +111,6 @@ impl WganConfig {
         }
         Ok(())
     }
-}
-
-/// `[data]` of `kind = "toy2d"`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Toy2dDataConfig {
-    /// Which distribution.
-    pub distribution: Toy2d,
-    /// Points per set in the evaluation's exact W1.
-    #[serde(default = "default_eval_points")]
-    pub eval_points: usize,
-}
-
-fn default_eval_points() -> usize {
-    1000
 }
 
 /// Generator and critic.

@@ -4,6 +4,7 @@
 mod crf;
 mod decode;
 mod head;
+mod kind;
 mod loss;
 mod metrics;
 mod task;
@@ -14,11 +15,11 @@ pub use head::{
     CrfTagger, EfficientGlobalPointer, GlobalPointer, MASKED, SpanHead, SpanHeadConfig, bio_to_spans, spans_to_bio,
     valid_spans,
 };
+pub use kind::NerKind;
 pub use loss::multilabel_crossentropy;
 pub use metrics::{Counts, EntityCounts};
 pub use task::{
-    CharFeatures, Lexicon, NerBatch, NerBertConfig, NerDataConfig, NerFormat, NerModel, NerModelConfig, NerTask,
-    UNK_ID, drop_tokens,
+    CharFeatures, Lexicon, NerBatch, NerBertConfig, NerModel, NerModelConfig, NerTask, UNK_ID, drop_tokens,
 };
 
 /// What went wrong configuring or reading NER data.

@@ -48,7 +48,7 @@ use anyhow::Context;
 use burn::nn::Embedding;
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use kiln_data::ner::{ColumnOptions, NerExample, NerFile, read_cluener, read_cmeee, read_columns};
+use kiln_data::ner::{NerDataConfig, NerExample, NerFile};
 use kiln_data::tokenizer::BertTokenizer;
 use kiln_layers::mask::padding_from_lengths;
 use kiln_layers::{AttentionConfig, Dropout, Linear, TokenLayout, Transformer, TransformerConfig};
@@ -213,107 +213,6 @@ impl NerModelConfig {
                 *dir = std::path::absolute(&*dir).unwrap_or_else(|_| dir.clone());
             }
         }
-    }
-}
-
-/// The file formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NerFormat {
-    /// CLUENER JSON lines.
-    Cluener,
-    /// Token-per-line column files (BIO, BIOES, BMES).
-    Columns,
-    /// CMeEE (CBLUE) JSON.
-    Cmeee,
-}
-
-/// `[data]` of `kind = "ner"`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NerDataConfig {
-    /// File format.
-    pub format: NerFormat,
-    /// Training file.
-    pub train: PathBuf,
-    /// Validation file (exclusive with `valid_fraction`).
-    #[serde(default)]
-    pub valid: Option<PathBuf>,
-    /// Instead of a validation file: hold out this fraction of the training file's sentences, the
-    /// last ones (as Keras' `validation_split`; a contiguous tail keeps whole documents on one side),
-    /// after `train_limit`. Vocabularies and the lexicon are built from the rest. For datasets
-    /// without a dev split (MSRA), so that checkpoints and decoding thresholds are chosen without
-    /// looking at the test file.
-    #[serde(default)]
-    pub valid_fraction: Option<f64>,
-    /// Test file with labels, if any (CLUENER's test file has none).
-    #[serde(default)]
-    pub test: Option<PathBuf>,
-    /// Column files: drop a trailing digit from each token (Weibo).
-    #[serde(default)]
-    pub strip_digit_suffix: bool,
-    /// Longest sentence in characters; longer ones are cut.
-    #[serde(default = "default_max_len")]
-    pub max_len: usize,
-    /// Use only the first `train_limit` training sentences.
-    #[serde(default)]
-    pub train_limit: Option<usize>,
-    /// Training batches of sentences of similar length (Hugging Face's `group_by_length`; see
-    /// `EpochSampler::batch_grouped_by_length`): less padding, faster steps. Default false.
-    #[serde(default)]
-    pub group_by_length: bool,
-}
-
-fn default_max_len() -> usize {
-    256
-}
-
-impl NerDataConfig {
-    /// The files this config reads.
-    pub fn paths(&self) -> Vec<&Path> {
-        let mut v = vec![self.train.as_path()];
-        v.extend(self.valid.as_deref());
-        v.extend(self.test.as_deref());
-        v
-    }
-
-    /// Checks of the data keys.
-    ///
-    /// # Errors
-    ///
-    /// The first invalid value.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.max_len > 0, "data.max_len must be positive");
-        match (&self.valid, self.valid_fraction) {
-            (Some(_), Some(_)) => {
-                anyhow::bail!("data.valid_fraction: give either data.valid (a file) or data.valid_fraction, not both")
-            }
-            (None, None) => anyhow::bail!(
-                "data.valid: missing; give a validation file, or data.valid_fraction to hold out part of the training file"
-            ),
-            (None, Some(f)) => anyhow::ensure!(f > 0.0 && f < 1.0, "data.valid_fraction: {f} is outside (0, 1)"),
-            (Some(_), None) => {}
-        }
-        Ok(())
-    }
-
-    /// Make relative paths absolute against `dir`.
-    pub fn resolve_paths(&mut self, dir: &Path) {
-        for p in std::iter::once(&mut self.train).chain(self.valid.as_mut()).chain(self.test.as_mut()) {
-            if p.is_relative() {
-                *p = dir.join(&*p);
-            }
-        }
-    }
-
-    fn read(&self, path: &Path) -> anyhow::Result<NerFile> {
-        let file = match self.format {
-            NerFormat::Cluener => read_cluener(path)?,
-            NerFormat::Cmeee => read_cmeee(path)?,
-            NerFormat::Columns => read_columns(path, ColumnOptions { strip_digit_suffix: self.strip_digit_suffix })?,
-        };
-        anyhow::ensure!(!file.examples.is_empty(), "{}: no sentences", path.display());
-        Ok(file)
     }
 }
 

@@ -4,8 +4,11 @@
 use anyhow::Context;
 use std::path::Path;
 
+mod kind;
 pub mod picture;
 pub mod run_dir;
+
+pub use kind::{ModelKind, StepShape, wrong_data};
 
 use burn::module::Module;
 use burn::prelude::*;

@@ -20,7 +20,6 @@ use burn::prelude::*;
 use kiln_task::{Split, Task, TaskJob};
 
 use crate::config::{self, RunConfig, TrainConfig};
-use crate::tasks::with_task;
 use crate::{backend, optim};
 
 /// `kiln bench train-step`.
@@ -165,7 +164,7 @@ pub fn train_step(args: BenchStepArgs) -> anyhow::Result<i32> {
                 phases: args.phases,
                 device: device.clone(),
             };
-            let r = with_task(c, job).with_context(|| format!("{}", path.display()))?;
+            let r = c.model.with_task(&c.data, job).with_context(|| format!("{}", path.display()))?;
             eprintln!(
                 "round {}/{}: {}: median step {:.1} ms",
                 round + 1,

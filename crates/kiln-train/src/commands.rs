@@ -11,8 +11,7 @@ use kiln_task::run_dir;
 use kiln_task::{GenerateOptions, Split, Task, TaskJob};
 
 use crate::backend;
-use crate::config::{self, ModelConfig, RunConfig};
-use crate::tasks::{with_task, with_trained_task};
+use crate::config::{self, RunConfig};
 use crate::trainer;
 
 /// The resolved config, with a header saying where it came from.
@@ -143,7 +142,11 @@ pub fn generate(
 ) -> anyhow::Result<i32> {
     let config = run_config(run_dir, overrides)?;
     let device = backend::device(device.as_deref().unwrap_or(config.device.main()))?;
-    let out = with_trained_task(&config, run_dir, GenerateJob { run_dir: run_dir.to_path_buf(), options, device })?;
+    let out = config.model.with_trained_task(
+        &config.data,
+        run_dir,
+        GenerateJob { run_dir: run_dir.to_path_buf(), options, device },
+    )?;
     println!("{out}");
     Ok(0)
 }
@@ -170,10 +173,8 @@ pub fn check(path: &Path) -> anyhow::Result<String> {
             missing.display()
         ));
     }
-    if let ModelConfig::Ner(ner) = &config.model
-        && ner.bert.as_ref().is_some_and(|b| b.dir.as_deref().is_none_or(|d| !d.exists()))
-    {
-        return Ok("parsed and validated; BERT checkpoint not found (set KILN_BERT_DIR), model not built".into());
+    if let Some(missing) = config.model.missing() {
+        return Ok(format!("parsed and validated; {missing}, model not built"));
     }
-    with_task(&config, CheckJob).with_context(|| format!("{}", path.display()))
+    config.model.with_task(&config.data, CheckJob).with_context(|| format!("{}", path.display()))
 }

@@ -34,7 +34,6 @@ use kiln_task::run_dir;
 
 use kiln_train::config::RunConfig;
 use kiln_train::run::Ending;
-use kiln_train::tasks::{with_task, with_trained_task};
 
 #[derive(Parser)]
 #[command(name = "kiln", version, about = "Train Kiln models from TOML configs", long_about = None)]
@@ -228,9 +227,9 @@ fn run(cli: Cli, pool: bool) -> anyhow::Result<i32> {
                 stop_after: stop_after_steps,
             };
             let summary = if pool && single_device {
-                kiln_kernels::on_worker(|| with_task(&config, job))
+                kiln_kernels::on_worker(|| config.model.with_task(&config.data, job))
             } else {
-                with_task(&config, job)
+                config.model.with_task(&config.data, job)
             }?;
             drop(lock);
             trainer::report(&summary);
@@ -243,7 +242,7 @@ fn run(cli: Cli, pool: bool) -> anyhow::Result<i32> {
         Command::Eval { run_dir, checkpoint, overrides, device } => {
             let config = commands::run_config(&run_dir, &overrides)?;
             let device = backend::device(device.as_deref().unwrap_or(config.device.main()))?;
-            let out = with_task(&config, EvalJob { run_dir, pointer: checkpoint, device })?;
+            let out = config.model.with_task(&config.data, EvalJob { run_dir, pointer: checkpoint, device })?;
             print!("{out}");
             Ok(0)
         }
@@ -261,7 +260,7 @@ fn run(cli: Cli, pool: bool) -> anyhow::Result<i32> {
             let config = commands::run_config(&run_dir, &overrides)?;
             let device = backend::device(device.as_deref().unwrap_or(config.device.main()))?;
             let job = PredictJob { run_dir: run_dir.clone(), texts, device };
-            for line in with_trained_task(&config, &run_dir, job)? {
+            for line in config.model.with_trained_task(&config.data, &run_dir, job)? {
                 println!("{line}");
             }
             Ok(0)

@@ -2,13 +2,13 @@
 //! token embedding, a causal transformer stack, a linear head over the vocabulary, cross-entropy on
 //! every position. Sampling re-runs the stack on the last `context` characters for each new one.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use burn::nn::Embedding;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
-use kiln_data::text::{CharCorpus, CharVocab};
+use kiln_data::text::{CharCorpus, CharVocab, TextDataConfig};
 use kiln_layers::{Linear, TokenLayout, Transformer, TransformerConfig};
 use kiln_task::{GenerateOptions, Metrics, Split, StepOutput, Task, step_rng};
 use rand::RngExt;
@@ -54,33 +54,6 @@ impl CharLmConfig {
             head: Linear::new(self.decoder.d_model, vocab_size, true, device),
         }
     }
-}
-
-/// `[data] kind = "text"`: a UTF-8 file, split into training and validation text.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TextDataConfig {
-    /// The text file (relative paths resolve against the data directory).
-    pub path: PathBuf,
-    /// The last fraction of the file is validation text.
-    #[serde(default = "default_valid_fraction")]
-    pub valid_fraction: f64,
-    /// Random validation windows per evaluation (fixed across evaluations).
-    #[serde(default = "default_eval_batches")]
-    pub eval_batches: usize,
-    /// Windows per evaluation batch.
-    #[serde(default = "default_eval_batch_size")]
-    pub eval_batch_size: usize,
-}
-
-fn default_valid_fraction() -> f64 {
-    0.1
-}
-fn default_eval_batches() -> usize {
-    20
-}
-fn default_eval_batch_size() -> usize {
-    32
 }
 
 /// Embedding, causal stack, vocabulary head.

@@ -3,6 +3,7 @@
 
 pub mod bessel;
 mod image;
+mod kind;
 pub mod latent;
 mod model;
 pub mod network;
@@ -10,6 +11,7 @@ mod task;
 pub mod vmf;
 
 pub use image::{TAB10, write_sphere};
+pub use kind::VaeKind;
 pub use latent::{Latent, LatentConfig, Posterior, SamplerKind};
 pub use model::{Vae, VaeConfig, bernoulli_nll};
 pub use network::NetworkConfig;
