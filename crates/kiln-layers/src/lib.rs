@@ -18,7 +18,7 @@ mod test_util;
 
 pub use attention::{
     Attention, AttentionConfig, FeatureMap, LinearAttention, MultiHeadAttention, MultiHeadAttentionConfig, Nystrom,
-    Performer, SoftmaxAttention,
+    Performer, SoftmaxAttention, redraw_features,
 };
 pub use block::{NormPosition, TransformerBlock};
 pub use dropout::Dropout;

@@ -192,15 +192,6 @@ impl Transformer {
         }
         states
     }
-
-    /// Per-step updates of layer state (Performer feature redraws). Trainers call this before each
-    /// training step's forward pass with the step's 0-based index, so that no features are drawn
-    /// after the last step (they would be evaluated without ever being trained with).
-    pub fn on_step(&mut self, step: usize) {
-        for block in &mut self.blocks {
-            block.attention.attention.on_step(step);
-        }
-    }
 }
 
 #[cfg(test)]

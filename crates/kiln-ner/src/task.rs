@@ -932,15 +932,6 @@ impl Task for NerTask {
         StepOutput { loss: model.head.loss(h, &batch.head_padding, &batch.spans, self.types.len()), items: b }
     }
 
-    fn before_train_step(&self, model: &mut NerModel, step: usize) {
-        if let Some(encoder) = &mut model.encoder {
-            encoder.on_step(step);
-        }
-        if let Some(bert) = &mut model.bert {
-            bert.encoder.on_step(step);
-        }
-    }
-
     fn evaluate(&self, model: &NerModel, split: Split, device: &Device) -> anyhow::Result<Metrics> {
         let examples = match split {
             Split::Valid => &self.valid,

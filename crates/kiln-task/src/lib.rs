@@ -126,9 +126,8 @@ pub trait Task: Sized + Send + Sync + 'static {
     /// Forward pass and loss of one batch in training mode.
     fn step(&self, model: &Self::Model, batch: Self::Batch) -> StepOutput;
 
-    /// Called before each training step, with its 0-based index, before its batches run forward
-    /// (Performer feature redraws: a step trains with the features it is evaluated with, and none are
-    /// drawn after the last step).
+    /// Called before each training step, with its 0-based index, before its batches run forward.
+    /// (The trainer itself redraws Performer features here, in any model: `kiln_layers::redraw_features`.)
     fn before_train_step(&self, _model: &mut Self::Model, _step: usize) {}
 
     /// Called after each optimiser step with the new step count (weight clipping, power iteration).

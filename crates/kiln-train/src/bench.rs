@@ -99,6 +99,7 @@ impl TaskJob for StepJob {
                 Ok(())
             };
             task.before_train_step(&mut model, step);
+            model = kiln_layers::redraw_features(model, step);
             let batch = task.train_batch(step, t.batch_size, t.seed, &ad);
             let out = task.step(&model, batch);
             items = out.items;

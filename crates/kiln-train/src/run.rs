@@ -306,6 +306,9 @@ impl<T: Task> TrainRun<T> {
         };
         let mut model = self.model.take().expect("the optimiser hands the model back");
         self.task.before_train_step(&mut model, step);
+        // Performer draws its features before a step, so that each step trains with the features it
+        // is evaluated with, and none are drawn after the last step.
+        let model = kiln_layers::redraw_features(model, step);
         let mut accumulator = GradientsAccumulator::new();
         let mut loss = 0.0;
         match &self.parallel {

@@ -217,10 +217,6 @@ impl Task for ListOpsTask {
         StepOutput { loss: cross_entropy(logits, batch.labels), items }
     }
 
-    fn before_train_step(&self, model: &mut SequenceClassifier, step: usize) {
-        model.encoder.on_step(step);
-    }
-
     fn evaluate(&self, model: &SequenceClassifier, split: Split, device: &Device) -> anyhow::Result<Metrics> {
         let examples = match split {
             Split::Valid => &self.data.valid,

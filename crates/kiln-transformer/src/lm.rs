@@ -192,10 +192,6 @@ impl Task for CharLmTask {
         StepOutput { loss: self.loss(model, batch), items }
     }
 
-    fn before_train_step(&self, model: &mut CharLm, step: usize) {
-        model.decoder.on_step(step);
-    }
-
     /// Mean loss over a fixed set of random validation windows (the same at every evaluation); the
     /// text has no test split.
     fn evaluate(&self, model: &CharLm, split: Split, device: &Device) -> anyhow::Result<Metrics> {

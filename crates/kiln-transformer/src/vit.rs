@@ -167,10 +167,6 @@ impl Task for MnistTask {
         StepOutput { loss: cross_entropy(model.forward(batch.images), batch.labels), items }
     }
 
-    fn before_train_step(&self, model: &mut Vit, step: usize) {
-        model.encoder.on_step(step);
-    }
-
     fn evaluate(&self, model: &Vit, split: Split, device: &Device) -> anyhow::Result<Metrics> {
         let data = match split {
             Split::Valid => &self.valid,

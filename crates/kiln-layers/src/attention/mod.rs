@@ -8,6 +8,7 @@ mod linear;
 mod multi_head;
 mod nystrom;
 mod performer;
+mod redraw;
 mod softmax;
 
 use burn::prelude::*;
@@ -19,6 +20,7 @@ pub use linear::{
 pub use multi_head::{MultiHeadAttention, MultiHeadAttentionConfig};
 pub use nystrom::{Nystrom, iterative_pinv};
 pub use performer::{PERFORMER_FEATURE_EPS, Performer, default_num_features, orthogonal_gaussian};
+pub use redraw::{REDRAW, RedrawSchedule, redraw_features};
 pub use softmax::SoftmaxAttention;
 
 use crate::{LayerConfigError, Rotary};
@@ -213,14 +215,6 @@ impl Attention {
                 assert!(!causal, "{}", LayerConfigError::CausalNystrom);
                 a.forward(q, k, v, padding, rotary)
             }
-        }
-    }
-
-    /// Per-step state updates, before training step `step` (0-based): Performer redraws its
-    /// features on schedule; others do nothing.
-    pub fn on_step(&mut self, step: usize) {
-        if let Self::Performer(p) = self {
-            p.redraw(step);
         }
     }
 }

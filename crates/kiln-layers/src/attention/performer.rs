@@ -24,7 +24,8 @@
 //!
 //! **`W` is state.** It is a non-trainable [`Param`] so that it is saved in checkpoints and a resumed
 //! run continues with the features it was trained with. [`Performer::redraw`] draws a new `W` before
-//! every `redraw_interval`-th training step (the reference redraws in the training forward pass, every
+//! every `redraw_interval`-th training step, reached through Burn's module traversal
+//! ([`super::redraw_features`]; the reference redraws in the training forward pass, every
 //! 1,000 calls, so never after the last step: the model is evaluated with the features its last steps
 //! trained with); the draw is a function of `(seed, step / redraw_interval)`, so a resumed run redraws
 //! exactly as the original.
@@ -36,6 +37,7 @@ use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
 
 use super::linear::{Features, kernelized_attention};
+use super::redraw::RedrawSchedule;
 use crate::Rotary;
 use crate::mask::keep_tokens;
 
@@ -45,12 +47,10 @@ pub const PERFORMER_FEATURE_EPS: f64 = 1e-4;
 /// FAVOR+ attention with `num_features` positive orthogonal random features.
 #[derive(Module, Debug)]
 pub struct Performer {
+    /// When `W` is drawn again (before the projection: [`super::redraw`] reads it first).
+    pub redraw: RedrawSchedule,
     /// `[m, d]` random projection; not trained, saved (checkpoint key `projection`).
     pub projection: Param<Tensor<2>>,
-    /// Redraw `W` every this many training steps (0: never).
-    pub redraw_interval: usize,
-    /// Seed of the draws of this layer.
-    pub seed: u64,
     /// Chunk length of the causal form.
     pub chunk_size: usize,
 }
@@ -97,6 +97,11 @@ pub fn orthogonal_gaussian(m: usize, d: usize, seed: u64) -> Vec<f32> {
     out
 }
 
+/// The values of the `draw`-th `[m, d]` projection of a layer seeded `seed`, row-major.
+pub(crate) fn draw_values(m: usize, d: usize, seed: u64, draw: u64) -> Vec<f32> {
+    orthogonal_gaussian(m, d, mix_seed(seed, draw))
+}
+
 /// Mix a layer seed and a draw index into one seed (SplitMix64 finaliser).
 fn mix_seed(seed: u64, draw: u64) -> u64 {
     let mut z = seed ^ draw.wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -115,14 +120,11 @@ impl Performer {
         chunk_size: usize,
         device: &Device,
     ) -> Self {
-        let projection = Self::draw(num_features, d_head, seed, 0, device);
-        Self { projection, redraw_interval, seed, chunk_size }
-    }
-
-    fn draw(m: usize, d: usize, seed: u64, draw: u64, device: &Device) -> Param<Tensor<2>> {
-        let w = orthogonal_gaussian(m, d, mix_seed(seed, draw));
-        let w = Tensor::<1>::from_floats(w.as_slice(), device).reshape([m, d]);
-        Param::from_tensor(w).set_require_grad(false)
+        let w = draw_values(num_features, d_head, seed, 0);
+        let projection =
+            Param::from_tensor(Tensor::<1>::from_floats(w.as_slice(), device).reshape([num_features, d_head]))
+                .set_require_grad(false);
+        Self { redraw: RedrawSchedule { interval: redraw_interval, seed }, projection, chunk_size }
     }
 
     /// Number of random features `m`.
@@ -130,15 +132,10 @@ impl Performer {
         self.projection.dims()[0]
     }
 
-    /// Draw new features if `step` is a positive multiple of `redraw_interval`. Call before each
-    /// training step with its 0-based index (every `redraw_interval` steps, never after the last);
-    /// the draw depends only on `(seed, step / redraw_interval)`.
+    /// Draw new features if the schedule says so before training step `step` (0-based): what
+    /// [`super::redraw_features`] does for every Performer of a model.
     pub fn redraw(&mut self, step: usize) {
-        if self.redraw_interval > 0 && step > 0 && step.is_multiple_of(self.redraw_interval) {
-            let [m, d] = self.projection.dims();
-            let device = self.projection.device();
-            self.projection = Self::draw(m, d, self.seed, (step / self.redraw_interval) as u64, &device);
-        }
+        *self = super::redraw_features(self.clone(), step);
     }
 
     /// Positive random features `φ(x)`; padded keys come out zero and do not enter the stabiliser.
