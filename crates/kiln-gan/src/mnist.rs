@@ -28,6 +28,7 @@ use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::lipschitz::{LipschitzConfig, PenaltyMethod, difference_penalty};
+use crate::step::{Adversaries, WganBatch, wgan_step};
 use crate::task::WganConfig;
 use crate::{ConvCritic, ConvGenerator};
 
@@ -40,25 +41,42 @@ pub struct ImageWgan {
     pub critic: ConvCritic,
 }
 
-/// A critic or a generator step's inputs.
-#[allow(clippy::large_enum_variant)]
-pub enum ImageBatch {
-    /// Real images, noise, interpolation weights.
-    Critic {
-        /// `[b, 28, 28]`.
+/// A critic or a generator step's inputs on `[b, 28, 28]` images.
+pub type ImageBatch = WganBatch<3>;
+
+impl Adversaries<3> for ImageWgan {
+    type Critic = ConvCritic;
+
+    fn critic(&self) -> &ConvCritic {
+        &self.critic
+    }
+
+    fn generate(&self, noise: Tensor<2>) -> Tensor<3> {
+        self.generator.forward(noise)
+    }
+
+    fn score(critic: &ConvCritic, x: Tensor<3>) -> Tensor<1> {
+        critic.forward(x)
+    }
+
+    /// The difference-quotient penalty on flattened images (a convolutional critic's input
+    /// gradient is not written out).
+    fn penalty(
+        &self,
+        lipschitz: &LipschitzConfig,
         real: Tensor<3>,
-        /// `[b, noise_dim]`.
-        noise: Tensor<2>,
-        /// `[b, 1]`.
+        fake: Tensor<3>,
         alpha: Tensor<2>,
-        /// `[b, 784]` standard normal: the difference penalty's random directions.
         random: Tensor<2>,
-    },
-    /// Noise.
-    Generator {
-        /// `[b, noise_dim]`.
-        noise: Tensor<2>,
-    },
+    ) -> Option<Tensor<1>> {
+        let LipschitzConfig::GradientPenalty { lambda, step, .. } = *lipschitz else { return None };
+        let b = real.dims()[0];
+        let (real, fake) = (real.reshape([b, 784]), fake.reshape([b, 784]));
+        let direction = fake - real.clone();
+        let x_hat = real + direction.clone() * alpha;
+        let critic = |x: Tensor<2>| self.critic.forward(x.reshape([b, 28, 28]));
+        Some(difference_penalty(&critic, x_hat, direction, random, lambda, step))
+    }
 }
 
 /// A WGAN on MNIST.
@@ -240,26 +258,7 @@ impl Task for MnistWganTask {
     }
 
     fn step(&self, model: &ImageWgan, batch: ImageBatch) -> StepOutput {
-        match batch {
-            ImageBatch::Critic { real, noise, alpha, random } => {
-                let b = real.dims()[0];
-                let fake = model.generator.forward(noise).detach();
-                let mut loss = model.critic.forward(fake.clone()).mean() - model.critic.forward(real.clone()).mean();
-                if let LipschitzConfig::GradientPenalty { lambda, step, .. } = self.model.lipschitz {
-                    let (real, fake) = (real.reshape([b, 784]), fake.reshape([b, 784]));
-                    let direction = fake - real.clone();
-                    let x_hat = real + direction.clone() * alpha;
-                    let critic = |x: Tensor<2>| model.critic.forward(x.reshape([b, 28, 28]));
-                    loss = loss + difference_penalty(&critic, x_hat, direction, random, lambda, step);
-                }
-                StepOutput { loss, items: b }
-            }
-            ImageBatch::Generator { noise } => {
-                let b = noise.dims()[0];
-                let critic = model.critic.clone().no_grad();
-                StepOutput { loss: critic.forward(model.generator.forward(noise)).mean().neg(), items: b }
-            }
-        }
+        wgan_step(model, batch, &self.model.lipschitz)
     }
 
     fn on_optimizer_step(&self, model: &mut ImageWgan, step: usize) {

@@ -39,6 +39,7 @@ use crate::lipschitz::{LipschitzConfig, gradient_penalty};
 use crate::picture::write_scatter;
 use kiln_data::toy2d::Toy2dDataConfig;
 
+use crate::step::{Adversaries, WganBatch, wgan_step};
 use crate::{MlpCritic, MlpGenerator, mode_coverage, wasserstein1};
 
 /// `[model]` of `kind = "wgan"`.
@@ -122,26 +123,36 @@ pub struct Wgan {
     pub critic: MlpCritic,
 }
 
-/// A critic or a generator step's inputs (a transient value: the size difference of the variants
-/// does not matter).
-#[allow(clippy::large_enum_variant)]
-pub enum GanBatch {
-    /// Real points, noise, interpolation weights.
-    Critic {
-        /// `[b, 2]`.
+/// A critic or a generator step's inputs on 2-D points.
+pub type GanBatch = WganBatch<2>;
+
+impl Adversaries<2> for Wgan {
+    type Critic = MlpCritic;
+
+    fn critic(&self) -> &MlpCritic {
+        &self.critic
+    }
+
+    fn generate(&self, noise: Tensor<2>) -> Tensor<2> {
+        self.generator.forward(noise)
+    }
+
+    fn score(critic: &MlpCritic, x: Tensor<2>) -> Tensor<1> {
+        critic.forward(x)
+    }
+
+    /// The exact penalty of an MLP critic (or its difference quotient).
+    fn penalty(
+        &self,
+        lipschitz: &LipschitzConfig,
         real: Tensor<2>,
-        /// `[b, noise_dim]`.
-        noise: Tensor<2>,
-        /// `[b, 1]`.
+        fake: Tensor<2>,
         alpha: Tensor<2>,
-        /// `[b, 2]` standard normal: the difference penalty's random directions.
         random: Tensor<2>,
-    },
-    /// Noise.
-    Generator {
-        /// `[b, noise_dim]`.
-        noise: Tensor<2>,
-    },
+    ) -> Option<Tensor<1>> {
+        let LipschitzConfig::GradientPenalty { lambda, method, step } = *lipschitz else { return None };
+        Some(gradient_penalty(&self.critic, real, fake, alpha, random, lambda, method, step))
+    }
 }
 
 /// A WGAN on 2-D data.
@@ -239,22 +250,7 @@ impl Task for WganTask {
     }
 
     fn step(&self, model: &Wgan, batch: GanBatch) -> StepOutput {
-        match batch {
-            GanBatch::Critic { real, noise, alpha, random } => {
-                let b = real.dims()[0];
-                let fake = model.generator.forward(noise).detach();
-                let mut loss = model.critic.forward(fake.clone()).mean() - model.critic.forward(real.clone()).mean();
-                if let LipschitzConfig::GradientPenalty { lambda, method, step } = self.model.lipschitz {
-                    loss = loss + gradient_penalty(&model.critic, real, fake, alpha, random, lambda, method, step);
-                }
-                StepOutput { loss, items: b }
-            }
-            GanBatch::Generator { noise } => {
-                let b = noise.dims()[0];
-                let critic = model.critic.clone().no_grad();
-                StepOutput { loss: critic.forward(model.generator.forward(noise)).mean().neg(), items: b }
-            }
-        }
+        wgan_step(model, batch, &self.model.lipschitz)
     }
 
     fn on_optimizer_step(&self, model: &mut Wgan, step: usize) {
