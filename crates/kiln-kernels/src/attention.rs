@@ -531,21 +531,9 @@ mod tests {
     use super::*;
     use crate::testing::*;
     use burn::backend::ops::FloatTensorOps;
-    use burn::tensor::module::attention;
 
     /// Burn's own differentiable attention graph (the reference the extension replaces).
-    fn reference(
-        q: Tensor<4>,
-        k: Tensor<4>,
-        v: Tensor<4>,
-        padding: Option<&Tensor<2, Bool>>,
-        causal: bool,
-    ) -> Tensor<4> {
-        let [b, h, n, _] = q.dims();
-        let m = k.dims()[2];
-        let mask = padding.map(|p| p.clone().reshape([b, 1, 1, m]).expand([b, h, n, m]));
-        attention(q, k, v, mask, None, AttentionModuleOptions { is_causal: causal, ..Default::default() })
-    }
+    use crate::attention_by_ops as reference;
 
     /// Output and the gradients of q, k and v (under a random upstream gradient) of `f`.
     fn run(
@@ -582,7 +570,7 @@ mod tests {
         ] {
             let m = shape[3];
             let padding = lengths.as_ref().map(|l| padding_from_lengths(l, m, &device));
-            let want = run(&|q, k, v| reference(q, k, v, padding.as_ref(), causal), shape, 3);
+            let want = run(&|q, k, v| reference([q, k, v], padding.as_ref(), causal), shape, 3);
             let got = run(&|q, k, v| fused_attention(q, k, v, padding.as_ref(), causal), shape, 3);
             let via_layer = run(&|q, k, v| crate::attention(q, k, v, padding.as_ref(), causal), shape, 3);
             for (i, name) in ["output", "dq", "dk", "dv"].iter().enumerate() {
@@ -621,7 +609,7 @@ mod tests {
                 randn([b, h, m, d], 1.0, 6, &device),
                 randn([b, h, m, d], 1.0, 7, &device),
             );
-            let want = to_vec(reference(q.clone(), k.clone(), v.clone(), padding.as_ref(), causal));
+            let want = to_vec(reference([q.clone(), k.clone(), v.clone()], padding.as_ref(), causal));
             let got = to_vec(crate::attention(q, k, v, padding.as_ref(), causal));
             assert!(max_abs_diff(&got, &want) < 2e-5, "{shape:?}: {}", max_abs_diff(&got, &want));
             assert!(got.iter().any(|x| x.abs() > 0.1));

@@ -241,6 +241,15 @@ pub fn attention(
     if flex_f32(&q) {
         return attention::fused_attention(q, k, v, padding, causal);
     }
+    attention_by_ops([q, k, v], padding, causal)
+}
+
+/// [`attention`] as Burn's `attention` module op (and the reference of Kiln's kernel's tests).
+pub(crate) fn attention_by_ops(
+    [q, k, v]: [Tensor<4>; 3],
+    padding: Option<&Tensor<2, Bool>>,
+    causal: bool,
+) -> Tensor<4> {
     let [b, h, n, _] = q.dims();
     let mask = padding.map(|p| {
         let m = p.dims()[1];

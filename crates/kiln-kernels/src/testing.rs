@@ -66,3 +66,22 @@ pub fn padding_from_lengths(lengths: &[usize], n: usize, device: &Device) -> Ten
     let flags: Vec<bool> = lengths.iter().flat_map(|&l| (0..n).map(move |j| j >= l)).collect();
     Tensor::<1, Bool>::from_bool(TensorData::new(flags, [lengths.len() * n]), device).reshape([lengths.len(), n])
 }
+
+/// `ours` and `theirs` applied to `x` agree within `tol` (relative, as [`assert_close`]) in their
+/// output and, under the gradient `upstream`, in the gradient of `x`; their two backward passes are
+/// returned for the caller to compare parameter gradients.
+#[track_caller]
+pub fn assert_same_forward_backward<const D: usize, const E: usize>(
+    x: Tensor<D>,
+    upstream: Tensor<E>,
+    ours: impl Fn(Tensor<D>) -> Tensor<E>,
+    theirs: impl Fn(Tensor<D>) -> Tensor<E>,
+    tol: f32,
+) -> (burn::tensor::Gradients, burn::tensor::Gradients) {
+    let x = x.require_grad();
+    let (a, b) = (ours(x.clone()), theirs(x.clone()));
+    assert_close(&to_vec(a.clone()), &to_vec(b.clone()), tol);
+    let (ga, gb) = ((a * upstream.clone()).sum().backward(), (b * upstream).sum().backward());
+    assert_close(&to_vec(x.grad(&ga).expect("a gradient")), &to_vec(x.grad(&gb).expect("a gradient")), tol);
+    (ga, gb)
+}

@@ -17,8 +17,8 @@ mod transformer;
 mod test_util;
 
 pub use attention::{
-    Attention, AttentionConfig, FeatureMap, LinearAttention, MultiHeadAttention, MultiHeadAttentionConfig, Nystrom,
-    Performer, SoftmaxAttention, redraw_features,
+    Attention, AttentionConfig, AttentionOptions, FeatureMap, LinearAttention, MultiHeadAttention,
+    MultiHeadAttentionConfig, Nystrom, Performer, SoftmaxAttention, redraw_features,
 };
 pub use block::{NormPosition, TransformerBlock};
 pub use dropout::Dropout;

@@ -17,7 +17,7 @@ use anyhow::{Context, bail};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use kiln_layers::attention::FeatureMap;
-use kiln_layers::{AttentionConfig, MultiHeadAttentionConfig};
+use kiln_layers::{AttentionConfig, AttentionOptions, MultiHeadAttentionConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::backend;
@@ -240,9 +240,7 @@ pub fn relative_errors(
         q.clone(),
         k.clone(),
         v.clone(),
-        None,
-        false,
-        None,
+        AttentionOptions::default(),
     );
     let norm = (exact.clone().powi_scalar(2).sum().into_scalar::<f32>() as f64).sqrt();
     let mut out = Vec::new();
@@ -253,8 +251,12 @@ pub fn relative_errors(
             }
             c => c,
         };
-        let approx =
-            config.init(heads, head_dim, 0, device).forward(q.clone(), k.clone(), v.clone(), None, false, None);
+        let approx = config.init(heads, head_dim, 0, device).forward(
+            q.clone(),
+            k.clone(),
+            v.clone(),
+            AttentionOptions::default(),
+        );
         let diff = ((approx - exact.clone()).powi_scalar(2).sum().into_scalar::<f32>() as f64).sqrt();
         out.push(diff / norm);
     }

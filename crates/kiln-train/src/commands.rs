@@ -77,41 +77,34 @@ impl TaskJob for EvalJob {
     }
 }
 
-/// `kiln sample`: what the task generates from its best (else latest) checkpoint.
-pub struct GenerateJob {
+/// What `kiln sample` and `kiln predict` do with a trained model.
+pub enum Use {
+    /// `kiln sample`: what the task generates (text, or pictures written to a directory).
+    Generate(GenerateOptions),
+    /// `kiln predict`: one output line per input.
+    Predict(Vec<String>),
+}
+
+/// `kiln sample` and `kiln predict`: the task's model from the run's best (else latest) checkpoint,
+/// put to [`Use`]; the output's lines.
+pub struct UseJob {
     /// The run directory.
     pub run_dir: PathBuf,
-    /// The prompt, length, temperature, seed and output directory.
-    pub options: GenerateOptions,
+    /// Sample or predict.
+    pub action: Use,
     /// Where to run.
     pub device: Device,
 }
 
-impl TaskJob for GenerateJob {
-    type Output = String;
-    fn run<T: Task>(self, task: T) -> anyhow::Result<String> {
-        let model = task.build_model(&self.device)?;
-        let (_, model) = run_dir::load_evaluated(&self.run_dir, &["best", "latest"], model)?;
-        task.generate(&model, &self.options, &self.device)
-    }
-}
-
-/// `kiln predict`: one output line per input, from the best (else latest) checkpoint.
-pub struct PredictJob {
-    /// The run directory.
-    pub run_dir: PathBuf,
-    /// The inputs.
-    pub texts: Vec<String>,
-    /// Where to run.
-    pub device: Device,
-}
-
-impl TaskJob for PredictJob {
+impl TaskJob for UseJob {
     type Output = Vec<String>;
     fn run<T: Task>(self, task: T) -> anyhow::Result<Vec<String>> {
         let model = task.build_model(&self.device)?;
         let (_, model) = run_dir::load_evaluated(&self.run_dir, &["best", "latest"], model)?;
-        task.predict(&model, &self.texts, &self.device)
+        match &self.action {
+            Use::Generate(options) => Ok(vec![task.generate(&model, options, &self.device)?]),
+            Use::Predict(texts) => task.predict(&model, texts, &self.device),
+        }
     }
 }
 
@@ -134,20 +127,19 @@ pub fn read_inputs(path: &Path) -> anyhow::Result<Vec<String>> {
     Ok(lines)
 }
 
-pub fn generate(
-    run_dir: &Path,
-    overrides: &[String],
-    options: GenerateOptions,
-    device: Option<String>,
-) -> anyhow::Result<i32> {
+/// `kiln sample` and `kiln predict` on the run in `run_dir` (its config with `overrides` for this
+/// command), printing the output's lines.
+///
+/// # Errors
+///
+/// The run's config or checkpoint does not load, or the task fails.
+pub fn use_trained(run_dir: &Path, overrides: &[String], action: Use, device: Option<String>) -> anyhow::Result<i32> {
     let config = run_config(run_dir, overrides)?;
     let device = backend::device(device.as_deref().unwrap_or(config.device.main()))?;
-    let out = config.model.with_trained_task(
-        &config.data,
-        run_dir,
-        GenerateJob { run_dir: run_dir.to_path_buf(), options, device },
-    )?;
-    println!("{out}");
+    let job = UseJob { run_dir: run_dir.to_path_buf(), action, device };
+    for line in config.model.with_trained_task(&config.data, run_dir, job)? {
+        println!("{line}");
+    }
     Ok(0)
 }
 

@@ -471,25 +471,28 @@ impl Kinded for DataConfig {
 /// read by TOML's own deserialiser so that an error inside it names its line.
 fn section<T: Kinded>(text: &str, origin: &str, kind: &str) -> anyhow::Result<T> {
     let document = toml::de::Deserializer::parse(text).map_err(|e| toml_error(origin, text, &e))?;
-    let found =
-        Document::<T> { kind, section: PhantomData }.deserialize(document).map_err(|e| toml_error(origin, text, &e))?;
+    let found = Pick::<T> { kind, whole: true, section: PhantomData }
+        .deserialize(document)
+        .map_err(|e| toml_error(origin, text, &e))?;
     found.with_context(|| format!("{origin}: no [{}] section", T::SECTION))
 }
 
-/// The whole document, of which only `T::SECTION` is read.
-struct Document<'k, T> {
+/// Reads the `T::SECTION` table as the variant of `kind`: from the whole document (`whole`), of
+/// which only that section is read, or from the section itself.
+struct Pick<'k, T> {
     kind: &'k str,
+    whole: bool,
     section: PhantomData<T>,
 }
 
-impl<'de, T: Kinded> DeserializeSeed<'de> for Document<'_, T> {
+impl<'de, T: Kinded> DeserializeSeed<'de> for Pick<'_, T> {
     type Value = Option<T>;
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<T>, D::Error> {
-        deserializer.deserialize_map(self)
+        if self.whole { deserializer.deserialize_map(self) } else { T::from_kind(self.kind, deserializer) }
     }
 }
 
-impl<'de, T: Kinded> Visitor<'de> for Document<'_, T> {
+impl<'de, T: Kinded> Visitor<'de> for Pick<'_, T> {
     type Value = Option<T>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -500,25 +503,12 @@ impl<'de, T: Kinded> Visitor<'de> for Document<'_, T> {
         let mut found = None;
         while let Some(key) = map.next_key::<String>()? {
             if key == T::SECTION {
-                found = map.next_value_seed(Section::<T> { kind: self.kind, section: PhantomData })?;
+                found = map.next_value_seed(Pick::<T> { whole: false, ..self })?;
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
         }
         Ok(found)
-    }
-}
-
-/// One section, read as the variant of `kind`.
-struct Section<'k, T> {
-    kind: &'k str,
-    section: PhantomData<T>,
-}
-
-impl<'de, T: Kinded> DeserializeSeed<'de> for Section<'_, T> {
-    type Value = Option<T>;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<T>, D::Error> {
-        T::from_kind(self.kind, deserializer)
     }
 }
 

@@ -21,7 +21,7 @@ fn tune_allocator() {
     }
 }
 
-use kiln_train::commands::{self, EvalJob, PredictJob};
+use kiln_train::commands::{self, EvalJob, Use};
 use kiln_train::{backend, bench, bench_attention, config, sentences, trainer};
 
 use std::path::PathBuf;
@@ -249,7 +249,7 @@ fn run(cli: Cli, pool: bool) -> anyhow::Result<i32> {
         Command::Sample { run_dir, prompt, tokens, temperature, seed, overrides, device } => {
             let options =
                 GenerateOptions { prompt, max_tokens: tokens, temperature, seed, out_dir: Some(run_dir.clone()) };
-            commands::generate(&run_dir, &overrides, options, device)
+            commands::use_trained(&run_dir, &overrides, Use::Generate(options), device)
         }
         Command::Predict { run_dir, text, file, overrides, device } => {
             let texts = match (text, file) {
@@ -257,13 +257,7 @@ fn run(cli: Cli, pool: bool) -> anyhow::Result<i32> {
                 (None, Some(path)) => commands::read_inputs(&path)?,
                 (None, None) => bail!("give --text or --file"),
             };
-            let config = commands::run_config(&run_dir, &overrides)?;
-            let device = backend::device(device.as_deref().unwrap_or(config.device.main()))?;
-            let job = PredictJob { run_dir: run_dir.clone(), texts, device };
-            for line in config.model.with_trained_task(&config.data, &run_dir, job)? {
-                println!("{line}");
-            }
-            Ok(0)
+            commands::use_trained(&run_dir, &overrides, Use::Predict(texts), device)
         }
         Command::Embed(args) => sentences::embed(args),
         Command::Sts(args) => sentences::sts(args),

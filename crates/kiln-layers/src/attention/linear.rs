@@ -28,6 +28,8 @@
 
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
+
+use super::AttentionOptions;
 use kiln_kernels::matmul;
 use serde::{Deserialize, Serialize};
 
@@ -100,16 +102,9 @@ impl LinearAttention {
     ///
     /// # Shapes
     ///
-    /// - `q`, `k`, `v`: `[b, h, n, d]`, `padding`: `[b, n]` (`true` = pad) → `[b, h, n, d]`
-    pub fn forward(
-        &self,
-        q: Tensor<4>,
-        k: Tensor<4>,
-        v: Tensor<4>,
-        padding: Option<&Tensor<2, Bool>>,
-        causal: bool,
-        rotary: Option<&Rotary>,
-    ) -> Tensor<4> {
+    /// - `q`, `k`, `v`: `[b, h, n, d]` → `[b, h, n, d]`; `options.padding`: `[b, n]`
+    pub fn forward(&self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, options: AttentionOptions) -> Tensor<4> {
+        let AttentionOptions { padding, causal, rotary } = options;
         let fq = self.features(q, true, padding);
         let fk = self.features(k, false, padding);
         kernelized_attention(Features::new(fq, fk, rotary), v, causal, self.chunk_size, LINEAR_EPS)
@@ -265,9 +260,9 @@ mod tests {
         let attn = LinearAttention::new(2, FeatureMap::EluPlusOne, None, 2, &device);
         let z = Tensor::<4>::zeros([1, 1, 3, 2], &device);
         let v = Tensor::<1>::from_floats([3.0, 0.0, 0.0, 3.0, 6.0, 6.0].as_slice(), &device).reshape([1, 1, 3, 2]);
-        let full = to_vec(attn.forward(z.clone(), z.clone(), v.clone(), None, false, None));
+        let full = to_vec(attn.forward(z.clone(), z.clone(), v.clone(), AttentionOptions::default()));
         assert_close(&full, &[3.0, 3.0].repeat(3), 1e-5);
-        let causal = to_vec(attn.forward(z.clone(), z, v, None, true, None));
+        let causal = to_vec(attn.forward(z.clone(), z, v, AttentionOptions { causal: true, ..Default::default() }));
         assert_close(&causal, &[3.0, 0.0, 1.5, 1.5, 3.0, 3.0], 1e-5);
     }
 
@@ -280,7 +275,12 @@ mod tests {
         let k = randn([1, 1, 6, 4], 1.0, 4, &device).add_scalar(200.0);
         let v = randn([1, 1, 6, 4], 1.0, 5, &device);
         for causal in [false, true] {
-            let out = to_vec(attn.forward(q.clone(), k.clone(), v.clone(), None, causal, None));
+            let out = to_vec(attn.forward(
+                q.clone(),
+                k.clone(),
+                v.clone(),
+                AttentionOptions { causal, ..Default::default() },
+            ));
             assert!(out.iter().all(|x| x.is_finite()));
         }
     }

@@ -193,30 +193,30 @@ impl Attention {
     ///
     /// # Shapes
     ///
-    /// - `q`, `k`, `v`: `[b, h, n, d]`, `padding`: `[b, n]` (`true` = pad) → `[b, h, n, d]`
+    /// - `q`, `k`, `v`: `[b, h, n, d]` → `[b, h, n, d]`
     ///
     /// # Panics
     ///
     /// Nyström panics when `causal` (configs reject it in `validate()`).
-    pub fn forward(
-        &self,
-        q: Tensor<4>,
-        k: Tensor<4>,
-        v: Tensor<4>,
-        padding: Option<&Tensor<2, Bool>>,
-        causal: bool,
-        rotary: Option<&Rotary>,
-    ) -> Tensor<4> {
+    pub fn forward(&self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, options: AttentionOptions) -> Tensor<4> {
         match self {
-            Self::Softmax(a) => a.forward(q, k, v, padding, causal, rotary),
-            Self::Linear(a) => a.forward(q, k, v, padding, causal, rotary),
-            Self::Performer(a) => a.forward(q, k, v, padding, causal, rotary),
-            Self::Nystrom(a) => {
-                assert!(!causal, "{}", LayerConfigError::CausalNystrom);
-                a.forward(q, k, v, padding, rotary)
-            }
+            Self::Softmax(a) => a.forward(q, k, v, options),
+            Self::Linear(a) => a.forward(q, k, v, options),
+            Self::Performer(a) => a.forward(q, k, v, options),
+            Self::Nystrom(a) => a.forward(q, k, v, options),
         }
     }
+}
+
+/// What every attention kind attends with besides `q`, `k` and `v`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AttentionOptions<'a> {
+    /// Key padding `[b, m]`, `true` at padding: padded keys get no weight.
+    pub padding: Option<&'a Tensor<2, Bool>>,
+    /// Whether query `i` sees keys `j ≤ i` only.
+    pub causal: bool,
+    /// Rotary positions, applied to `q` and `k` (or to their features) by each kind.
+    pub rotary: Option<&'a Rotary>,
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@
 //! for the kind's own state (Performer features, Nyström convolution).
 
 use burn::prelude::*;
+
+use super::AttentionOptions;
 use serde::{Deserialize, Serialize};
 
 use super::{Attention, AttentionConfig};
@@ -106,7 +108,7 @@ impl MultiHeadAttention {
         let q = heads(self.query.forward(x.clone()));
         let k = heads(self.key.forward(x.clone()));
         let v = heads(self.value.forward(x));
-        let out = self.attention.forward(q, k, v, padding, self.causal, rotary); // [b, h, n, d]
+        let out = self.attention.forward(q, k, v, AttentionOptions { padding, causal: self.causal, rotary }); // [b, h, n, d]
         self.output.forward(out.swap_dims(1, 2).reshape([b, n, d_model]))
     }
 }

@@ -28,9 +28,11 @@
 
 use burn::module::{Initializer, Param};
 use burn::prelude::*;
+
+use super::AttentionOptions;
+use crate::LayerConfigError;
 use kiln_kernels::{matmul, softmax_rows};
 
-use crate::Rotary;
 use crate::mask::keep_tokens;
 
 /// Masked logits get this before the softmax; finite, so a fully masked row is not NaN.
@@ -98,15 +100,10 @@ impl Nystrom {
     ///
     /// # Shapes
     ///
-    /// - `q`, `k`, `v`: `[b, h, n, d]`, `padding`: `[b, n]` (`true` = pad) → `[b, h, n, d]`
-    pub fn forward(
-        &self,
-        q: Tensor<4>,
-        k: Tensor<4>,
-        v: Tensor<4>,
-        padding: Option<&Tensor<2, Bool>>,
-        rotary: Option<&Rotary>,
-    ) -> Tensor<4> {
+    /// - `q`, `k`, `v`: `[b, h, n, d]` → `[b, h, n, d]`; `options.padding`: `[b, n]`
+    pub fn forward(&self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, options: AttentionOptions) -> Tensor<4> {
+        let AttentionOptions { padding, causal, rotary } = options;
+        assert!(!causal, "{}", LayerConfigError::CausalNystrom);
         let (q, k) = match rotary {
             Some(r) => (r.apply(q), r.apply(k)),
             None => (q, k),
@@ -202,14 +199,14 @@ mod tests {
         let q = randn([2, 2, n, d], 1.0, 21, &device);
         let k = q.clone() + randn([2, 2, n, d], 0.3, 22, &device);
         let v = randn([2, 2, n, d], 1.0, 23, &device);
-        let exact = to_vec(SoftmaxAttention.forward(q.clone(), k.clone(), v.clone(), None, false, None));
+        let exact = to_vec(SoftmaxAttention.forward(q.clone(), k.clone(), v.clone(), AttentionOptions::default()));
         let ny = Nystrom::new(2, n, 0, 30, &device);
-        let out = to_vec(ny.forward(q.clone(), k.clone(), v.clone(), None, None));
+        let out = to_vec(ny.forward(q.clone(), k.clone(), v.clone(), AttentionOptions::default()));
         let err = max_abs_diff(&out, &exact);
         assert!(err < 1e-3, "max abs error {err}");
         // More landmarks than tokens: the empty segments are dropped, still exact.
         let ny = Nystrom::new(2, n + 5, 0, 30, &device);
-        let out = to_vec(ny.forward(q, k, v, None, None));
+        let out = to_vec(ny.forward(q, k, v, AttentionOptions::default()));
         assert!(max_abs_diff(&out, &exact) < 1e-3);
     }
 
@@ -222,8 +219,13 @@ mod tests {
         let device = dev();
         let (n, d) = (64, 16);
         let err_at = |q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, m: usize| {
-            let exact = to_vec(SoftmaxAttention.forward(q.clone(), k.clone(), v.clone(), None, false, None));
-            let out = to_vec(Nystrom::new(2, m, 0, 6, &device).forward(q.clone(), k.clone(), v.clone(), None, None));
+            let exact = to_vec(SoftmaxAttention.forward(q.clone(), k.clone(), v.clone(), AttentionOptions::default()));
+            let out = to_vec(Nystrom::new(2, m, 0, 6, &device).forward(
+                q.clone(),
+                k.clone(),
+                v.clone(),
+                AttentionOptions::default(),
+            ));
             rel_l2(&out, &exact)
         };
         let q = randn([1, 2, n, d], 1.0, 31, &device);
@@ -265,7 +267,8 @@ mod tests {
                 let q = randn([2, 2, n, 4], 1.0, 1, &device).require_grad();
                 let k = randn([2, 2, n, 4], 1.0, 2, &device).require_grad();
                 let v = randn([2, 2, n, 4], 1.0, 3, &device).require_grad();
-                let out = layer.forward(q.clone(), k.clone(), v.clone(), padding, None);
+                let out =
+                    layer.forward(q.clone(), k.clone(), v.clone(), AttentionOptions { padding, ..Default::default() });
                 let grads = (out.clone() * randn([2, 2, n, 4], 1.0, 4, &device)).sum().backward();
                 [out, q.grad(&grads).unwrap(), k.grad(&grads).unwrap(), v.grad(&grads).unwrap()].map(to_vec)
             };

@@ -32,13 +32,14 @@
 
 use burn::module::Param;
 use burn::prelude::*;
+
+use super::AttentionOptions;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
 
 use super::linear::{Features, kernelized_attention};
 use super::redraw::RedrawSchedule;
-use crate::Rotary;
 use crate::mask::keep_tokens;
 
 /// Added to every feature (reference `eps = 1e-4`) so that features stay strictly positive.
@@ -177,16 +178,9 @@ impl Performer {
     ///
     /// # Shapes
     ///
-    /// - `q`, `k`, `v`: `[b, h, n, d]`, `padding`: `[b, n]` (`true` = pad) → `[b, h, n, d]`
-    pub fn forward(
-        &self,
-        q: Tensor<4>,
-        k: Tensor<4>,
-        v: Tensor<4>,
-        padding: Option<&Tensor<2, Bool>>,
-        causal: bool,
-        rotary: Option<&Rotary>,
-    ) -> Tensor<4> {
+    /// - `q`, `k`, `v`: `[b, h, n, d]` → `[b, h, n, d]`; `options.padding`: `[b, n]`
+    pub fn forward(&self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, options: AttentionOptions) -> Tensor<4> {
+        let AttentionOptions { padding, causal, rotary } = options;
         let fq = self.features(q, true, causal, padding);
         let fk = self.features(k, false, causal, padding);
         // No ε in the denominator: features are strictly positive, and an ε would not scale with them.
@@ -197,9 +191,9 @@ impl Performer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SoftmaxAttention;
     use crate::attention::linear::kernelized_attention_quadratic;
     use crate::test_util::*;
+    use crate::{Rotary, SoftmaxAttention};
     use burn::module::Module;
 
     #[test]
@@ -239,7 +233,12 @@ mod tests {
             let fast = to_vec(kernelized_attention(f, v.clone(), true, 8, 0.0));
             assert_close(&fast, &slow, 1e-4);
             // And the module's forward is that computation.
-            let out = to_vec(p.forward(q.clone(), k.clone(), v.clone(), None, true, rot.as_ref()));
+            let out = to_vec(p.forward(
+                q.clone(),
+                k.clone(),
+                v.clone(),
+                AttentionOptions { causal: true, rotary: rot.as_ref(), ..Default::default() },
+            ));
             assert_close(&out, &slow, 1e-4);
         }
     }
@@ -254,10 +253,15 @@ mod tests {
         let q = randn([1, 2, n, d], 0.5, 11, &device);
         let k = randn([1, 2, n, d], 0.5, 12, &device);
         let v = randn([1, 2, n, d], 1.0, 13, &device);
-        let exact = to_vec(SoftmaxAttention.forward(q.clone(), k.clone(), v.clone(), None, false, None));
+        let exact = to_vec(SoftmaxAttention.forward(q.clone(), k.clone(), v.clone(), AttentionOptions::default()));
         let rel_err = |m: usize, causal: bool| -> f64 {
             let exact = if causal {
-                to_vec(SoftmaxAttention.forward(q.clone(), k.clone(), v.clone(), None, true, None))
+                to_vec(SoftmaxAttention.forward(
+                    q.clone(),
+                    k.clone(),
+                    v.clone(),
+                    AttentionOptions { causal: true, ..Default::default() },
+                ))
             } else {
                 exact.clone()
             };
@@ -265,7 +269,12 @@ mod tests {
             (0..draws)
                 .map(|s| {
                     let p = Performer::new(d, m, 0, 100 + s, 16, &device);
-                    let out = to_vec(p.forward(q.clone(), k.clone(), v.clone(), None, causal, None));
+                    let out = to_vec(p.forward(
+                        q.clone(),
+                        k.clone(),
+                        v.clone(),
+                        AttentionOptions { causal, ..Default::default() },
+                    ));
                     rel_l2(&out, &exact)
                 })
                 .sum::<f64>()
@@ -296,8 +305,8 @@ mod tests {
         let loaded = fresh.load_file(&path);
         assert_eq!(to_vec(loaded.projection.val()), before);
         let x = randn([1, 1, 5, 8], 1.0, 1, &device);
-        let a = to_vec(trained.forward(x.clone(), x.clone(), x.clone(), None, false, None));
-        let b = to_vec(loaded.forward(x.clone(), x.clone(), x, None, false, None));
+        let a = to_vec(trained.forward(x.clone(), x.clone(), x.clone(), AttentionOptions::default()));
+        let b = to_vec(loaded.forward(x.clone(), x.clone(), x, AttentionOptions::default()));
         assert_eq!(a, b);
         std::fs::remove_dir_all(&dir).ok();
     }

@@ -7,7 +7,7 @@
 
 use burn::prelude::*;
 
-use crate::Rotary;
+use super::AttentionOptions;
 
 /// Exact softmax attention. No parameters.
 #[derive(Module, Debug, Default)]
@@ -18,17 +18,9 @@ impl SoftmaxAttention {
     ///
     /// # Shapes
     ///
-    /// - `q`: `[b, h, n, d]`, `k`, `v`: `[b, h, m, d]`, `padding`: `[b, m]` (`true` = pad)
-    /// - output: `[b, h, n, d]`
-    pub fn forward(
-        &self,
-        q: Tensor<4>,
-        k: Tensor<4>,
-        v: Tensor<4>,
-        padding: Option<&Tensor<2, Bool>>,
-        causal: bool,
-        rotary: Option<&Rotary>,
-    ) -> Tensor<4> {
+    /// - `q`: `[b, h, n, d]`, `k`, `v`: `[b, h, m, d]` → `[b, h, n, d]`; `options.padding`: `[b, m]`
+    pub fn forward(&self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, options: AttentionOptions) -> Tensor<4> {
+        let AttentionOptions { padding, causal, rotary } = options;
         let (q, k) = match rotary {
             Some(r) => (r.apply(q), r.apply(k)),
             None => (q, k),
@@ -61,12 +53,17 @@ mod tests {
             Tensor::<1>::from_floats([8.0, 0.0, 0.0, 0.0, 0.0, 8.0, 0.0, 0.0, 0.0, 0.0, 8.0, 0.0].as_slice(), &device)
                 .reshape([1, 1, 3, 4]);
         let attn = SoftmaxAttention;
-        let full = to_vec(attn.forward(q.clone(), k.clone(), v.clone(), None, false, None));
+        let full = to_vec(attn.forward(q.clone(), k.clone(), v.clone(), AttentionOptions::default()));
         assert_close(&full, &[1.0, 3.0, 4.0, 0.0].repeat(3), 1e-5);
-        let causal = to_vec(attn.forward(q.clone(), k.clone(), v.clone(), None, true, None));
+        let causal = to_vec(attn.forward(
+            q.clone(),
+            k.clone(),
+            v.clone(),
+            AttentionOptions { causal: true, ..Default::default() },
+        ));
         assert_close(&causal, &[8.0, 0.0, 0.0, 0.0, 2.0, 6.0, 0.0, 0.0, 1.0, 3.0, 4.0, 0.0], 1e-5);
         let pad = padding_from_lengths(&[2], 3, &device);
-        let padded = to_vec(attn.forward(q, k, v, Some(&pad), false, None));
+        let padded = to_vec(attn.forward(q, k, v, AttentionOptions { padding: Some(&pad), ..Default::default() }));
         assert_close(&padded, &[2.0, 6.0, 0.0, 0.0].repeat(3), 1e-5);
     }
 }
