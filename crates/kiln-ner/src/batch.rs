@@ -52,7 +52,7 @@ impl NerTask {
     pub(crate) fn batch(&self, examples: &[&NerExample], training: bool, device: &Device) -> NerBatch {
         match &self.bert {
             None => self.char_batch(examples, training, device),
-            Some(bert) => self.piece_batch(bert, examples, device),
+            Some(bert) => bert.batch(examples, self.data.max_len, |x, kept| self.gold_spans(x, kept), device),
         }
     }
 

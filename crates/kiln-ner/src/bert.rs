@@ -13,7 +13,6 @@ use kiln_layers::AttentionConfig;
 use kiln_layers::mask::padding_from_lengths;
 use kiln_transformer::BertConfig;
 
-use crate::task::NerTask;
 use crate::{CharFeatures, NerBatch, NerBertConfig, Span};
 
 /// The pretrained backbone's pieces, loaded once per task.
@@ -39,10 +38,17 @@ impl BertBackbone {
     }
 }
 
-impl NerTask {
-    /// A BERT batch: each character tokenised on its own, spans moved to piece positions.
-    pub(crate) fn piece_batch(&self, bert: &BertBackbone, examples: &[&NerExample], device: &Device) -> NerBatch {
-        let max = self.data.max_len;
+impl BertBackbone {
+    /// A batch of pieces: each word (character) of the first `max` of each sentence tokenised on its
+    /// own, its gold spans (`gold(sentence, words kept)`, in words) moved to piece positions.
+    pub(crate) fn batch<'a, S: Iterator<Item = Span>>(
+        &self,
+        examples: &[&'a NerExample],
+        max: usize,
+        gold: impl Fn(&'a NerExample, usize) -> S,
+        device: &Device,
+    ) -> NerBatch {
+        let bert = self;
         let encoded: Vec<_> = examples
             .iter()
             .map(|x| {
@@ -62,7 +68,7 @@ impl NerTask {
             head_lengths.push(len - 2);
             let kept = e.first_token.len();
             spans.push(
-                self.gold_spans(x, kept)
+                gold(x, kept)
                     .map(|s| Span { start: e.first_token[s.start] - 1, end: e.last_token[s.end] - 1, ..s })
                     .collect(),
             );

@@ -7,8 +7,11 @@ use burn::prelude::*;
 use kiln_data::ner::NerExample;
 use serde::Serialize;
 
-use crate::task::{EVAL_BATCH, NerTask};
+use crate::task::NerTask;
 use crate::{Decoding, NerModel, Span, SpanHeadConfig};
+
+/// Sentences (windows) per batch of evaluation and prediction.
+const EVAL_BATCH: usize = 32;
 
 /// One line of `kiln predict` output.
 #[derive(Serialize)]
@@ -81,6 +84,37 @@ impl NerTask {
             }
         }
         found
+    }
+}
+
+impl NerTask {
+    /// One JSON line per text (`kiln predict`): its entities with character offsets.
+    pub(crate) fn predict_texts(
+        &self,
+        model: &NerModel,
+        texts: &[String],
+        device: &Device,
+    ) -> anyhow::Result<Vec<String>> {
+        let tokens: Vec<Vec<String>> = texts.iter().map(|t| t.chars().map(String::from).collect()).collect();
+        let sentences: Vec<&[String]> = tokens.iter().map(Vec::as_slice).collect();
+        let found = self.find_spans(model, &sentences, device);
+        texts
+            .iter()
+            .zip(&tokens)
+            .zip(found)
+            .map(|((text, tokens), spans)| {
+                let entities = spans
+                    .iter()
+                    .map(|s| PredictedEntity {
+                        kind: &self.types[s.kind],
+                        start: s.start,
+                        end: s.end,
+                        text: tokens[s.start..=s.end].concat(),
+                    })
+                    .collect();
+                Ok(serde_json::to_string(&Prediction { text, entities })?)
+            })
+            .collect()
     }
 }
 

@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::bert::BertBackbone;
 use crate::features::{bigram_vocabulary, type_position};
-use crate::predict::{PredictedEntity, Prediction};
 use crate::{EntityCounts, Lexicon, NerBatch, NerModel, NerModelConfig, Span};
 
 /// The run directory's copy of what prediction needs of the training file ([`SavedVocabulary`]).
@@ -50,8 +49,6 @@ pub struct NerTask {
     pub(crate) types: Vec<String>,
     pub(crate) inconsistent: usize,
 }
-
-pub(crate) const EVAL_BATCH: usize = 32;
 
 impl NerTask {
     /// Read the files and build the character vocabulary and the type list from the training file.
@@ -369,26 +366,7 @@ impl Task for NerTask {
     /// offsets in characters, `end` inclusive, each text labelled whole ([`find_spans`](NerTask::find_spans)):
     /// an empty text has no entities.
     fn predict(&self, model: &NerModel, texts: &[String], device: &Device) -> anyhow::Result<Vec<String>> {
-        let tokens: Vec<Vec<String>> = texts.iter().map(|t| t.chars().map(String::from).collect()).collect();
-        let sentences: Vec<&[String]> = tokens.iter().map(Vec::as_slice).collect();
-        let found = self.find_spans(model, &sentences, device);
-        texts
-            .iter()
-            .zip(&tokens)
-            .zip(found)
-            .map(|((text, tokens), spans)| {
-                let entities = spans
-                    .iter()
-                    .map(|s| PredictedEntity {
-                        kind: &self.types[s.kind],
-                        start: s.start,
-                        end: s.end,
-                        text: tokens[s.start..=s.end].concat(),
-                    })
-                    .collect();
-                Ok(serde_json::to_string(&Prediction { text, entities })?)
-            })
-            .collect()
+        self.predict_texts(model, texts, device)
     }
 }
 

@@ -12,7 +12,6 @@ use kiln_task::{GenerateOptions, Split, Task, TaskJob};
 
 use crate::backend;
 use crate::config::{self, RunConfig};
-use crate::trainer;
 
 /// The resolved config, with a header saying where it came from.
 pub fn resolved_toml(c: &RunConfig, source: &Path) -> anyhow::Result<String> {
@@ -70,7 +69,7 @@ impl TaskJob for EvalJob {
             if metrics.is_empty() {
                 out.push_str(&format!("{:>5}: none (this run's data has no {split} split)\n", split.name()));
             } else {
-                out.push_str(&format!("{:>5}: {}\n", split.name(), trainer::format_metrics(&metrics)));
+                out.push_str(&format!("{:>5}: {}\n", split.name(), crate::metrics::format_metrics(&metrics)));
             }
         }
         Ok(out)

@@ -67,6 +67,11 @@ impl MetricsLog {
     }
 }
 
+/// `name value, name value` with four decimals.
+pub fn format_metrics(m: &[(String, f64)]) -> String {
+    m.iter().map(|(k, v)| format!("{k} {v:.4}")).collect::<Vec<_>>().join(", ")
+}
+
 /// Read `metrics.csv`.
 pub fn read(path: &Path) -> anyhow::Result<Vec<Row>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;

@@ -404,7 +404,7 @@ impl<T: Task> TrainRun<T> {
         };
         let (name, value) = match &self.train.metric {
             Some(n) => metrics.iter().find(|(k, _)| k == n).cloned().with_context(|| {
-                format!("train.metric = `{n}`, but the task reports {}", crate::trainer::format_metrics(&metrics))
+                format!("train.metric = `{n}`, but the task reports {}", metrics::format_metrics(&metrics))
             })?,
             None => metrics.first().cloned().context("the task reported no metrics")?,
         };

@@ -17,6 +17,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use kiln_task::{Task, TaskJob};
 
 use crate::config::RunConfig;
+use crate::metrics::format_metrics;
 use crate::run::{Ending, StepReport, Summary, TrainRun};
 
 /// Set by the Ctrl-C handler.
@@ -35,11 +36,6 @@ pub struct TrainJob {
     pub devices: Vec<burn::prelude::Device>,
     /// Stop, as Ctrl-C would, once this many steps are done.
     pub stop_after: Option<usize>,
-}
-
-/// `name value, name value` with four decimals.
-pub fn format_metrics(m: &[(String, f64)]) -> String {
-    m.iter().map(|(k, v)| format!("{k} {v:.4}")).collect::<Vec<_>>().join(", ")
 }
 
 /// `1m05s`, or `2h03m05s` from an hour.

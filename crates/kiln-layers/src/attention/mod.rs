@@ -19,8 +19,8 @@ pub use linear::{
 };
 pub use multi_head::{MultiHeadAttention, MultiHeadAttentionConfig};
 pub use nystrom::{Nystrom, iterative_pinv};
-pub use performer::{PERFORMER_FEATURE_EPS, Performer, default_num_features, orthogonal_gaussian};
-pub use redraw::{REDRAW, RedrawSchedule, redraw_features};
+pub use performer::{PERFORMER_FEATURE_EPS, Performer, default_num_features};
+pub use redraw::{REDRAW, RedrawSchedule, orthogonal_gaussian, redraw_features};
 pub use softmax::SoftmaxAttention;
 
 use crate::{LayerConfigError, Rotary};

@@ -1,4 +1,5 @@
-//! Performer's periodic feature redraws, reached through Burn's module traversal: the trainer calls
+//! Performer's random features: how they are drawn (block-orthogonal Gaussian rows), and their
+//! periodic redraws, reached through Burn's module traversal: the trainer calls
 //! [`redraw_features`] on whatever model it trains before each step, and every Performer in it,
 //! wherever it sits (an encoder, a decoder, BERT's blocks inside a NER model), draws new features
 //! when its schedule says so. No model or task forwards the call.
@@ -12,7 +13,57 @@
 use burn::module::{Content, Devices, Module, ModuleDisplay, ModuleDisplayDefault, ModuleMapper, ModuleVisitor, Param};
 use burn::prelude::*;
 
-use super::performer::draw_values;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, StandardNormal};
+
+/// Draw an `m × d` block-orthogonal Gaussian matrix from `seed`, row-major.
+///
+/// Each block of `d` rows is an orthonormalised `d × d` Gaussian matrix (Gram-Schmidt in `f64`, the
+/// same distribution as the reference's QR); every row is then scaled to the norm of an independent
+/// `d`-dimensional Gaussian vector, so rows are marginally Gaussian but mutually orthogonal within a
+/// block (the "regularized" scaling of the reference is not used).
+pub fn orthogonal_gaussian(m: usize, d: usize, seed: u64) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut normal = move || -> f64 { StandardNormal.sample(&mut rng) };
+    let mut rows: Vec<Vec<f64>> = Vec::with_capacity(m);
+    while rows.len() < m {
+        let mut block: Vec<Vec<f64>> = Vec::with_capacity(d);
+        while block.len() < d {
+            let mut v: Vec<f64> = (0..d).map(|_| normal()).collect();
+            for u in &block {
+                let dot: f64 = v.iter().zip(u).map(|(a, b)| a * b).sum();
+                v.iter_mut().zip(u).for_each(|(a, b)| *a -= dot * b);
+            }
+            let norm = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+            if norm > 1e-8 {
+                v.iter_mut().for_each(|a| *a /= norm);
+                block.push(v);
+            }
+        }
+        let take = (m - rows.len()).min(d);
+        rows.extend(block.into_iter().take(take));
+    }
+    let mut out = Vec::with_capacity(m * d);
+    for row in rows {
+        let scale = (0..d).map(|_| normal().powi(2)).sum::<f64>().sqrt();
+        out.extend(row.iter().map(|x| (x * scale) as f32));
+    }
+    out
+}
+
+/// The values of the `draw`-th `[m, d]` projection of a layer seeded `seed`, row-major.
+pub(crate) fn draw_values(m: usize, d: usize, seed: u64, draw: u64) -> Vec<f32> {
+    orthogonal_gaussian(m, d, mix_seed(seed, draw))
+}
+
+/// Mix a layer seed and a draw index into one seed (SplitMix64 finaliser).
+fn mix_seed(seed: u64, draw: u64) -> u64 {
+    let mut z = seed ^ draw.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
 
 /// The container type under which a [`RedrawSchedule`] announces itself to mappers.
 pub const REDRAW: &str = "Kiln:RedrawSchedule";
