@@ -76,13 +76,13 @@ impl LipschitzConfig {
     /// # Errors
     ///
     /// A non-positive bound, weight or step.
-    pub fn validate(&self) -> anyhow::Result<()> {
+    pub fn validate(&self) -> kiln_task::Result<()> {
         match self {
-            Self::Clip { c } => anyhow::ensure!(*c > 0.0, "model.lipschitz.c must be positive, got {c}"),
+            Self::Clip { c } => kiln_task::ensure!(*c > 0.0, "model.lipschitz.c must be positive, got {c}"),
             Self::SpectralNorm {} => {}
             Self::GradientPenalty { lambda, step, .. } => {
-                anyhow::ensure!(*lambda > 0.0, "model.lipschitz.lambda must be positive, got {lambda}");
-                anyhow::ensure!(*step > 0.0 && *step < 1.0, "model.lipschitz.step must be in (0, 1), got {step}");
+                kiln_task::ensure!(*lambda > 0.0, "model.lipschitz.lambda must be positive, got {lambda}");
+                kiln_task::ensure!(*step > 0.0 && *step < 1.0, "model.lipschitz.step must be in (0, 1), got {step}");
             }
         }
         Ok(())

@@ -16,10 +16,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use anyhow::Context;
 use burn::module::Module;
 use burn::prelude::*;
 use kiln_data::mnist::{Mnist, MnistDataConfig};
+use kiln_task::Context;
 use kiln_task::{GenerateOptions, Goal, Metrics, Split, StepOutput, Task, step_rng, to_f32_vec};
 use kiln_transformer::{Vit, VitConfig};
 use nalgebra::{DMatrix, SymmetricEigen};
@@ -101,22 +101,22 @@ impl MnistWganTask {
     /// # Errors
     ///
     /// An invalid config, unreadable MNIST files, or a judge directory without a config.
-    pub fn new(model: WganConfig, data: &MnistDataConfig) -> anyhow::Result<Self> {
+    pub fn new(model: WganConfig, data: &MnistDataConfig) -> kiln_task::Result<Self> {
         model.validate()?;
-        anyhow::ensure!(
+        kiln_task::ensure!(
             !matches!(model.lipschitz, LipschitzConfig::GradientPenalty { method: PenaltyMethod::Exact, .. }),
             "model.lipschitz: the exact gradient penalty needs an MLP critic; on images use method = \"difference\""
         );
         if let Some(judge) = &model.judge {
             let path = judge.join("config.toml");
-            anyhow::ensure!(
+            kiln_task::ensure!(
                 path.is_file(),
                 "model.judge: {} is not a kiln run directory (no config.toml)",
                 judge.display()
             );
         }
         let (all, test) = data.read_train_and_test()?;
-        anyhow::ensure!(
+        kiln_task::ensure!(
             all.rows == 28 && all.cols == 28,
             "the DCGAN networks need 28x28 images, got {}x{}",
             all.rows,
@@ -142,13 +142,13 @@ impl MnistWganTask {
     }
 
     /// The judge (a trained ViT) on `device`.
-    fn judge(&self, device: &Device) -> anyhow::Result<Option<Vit>> {
+    fn judge(&self, device: &Device) -> kiln_task::Result<Option<Vit>> {
         let Some(dir) = &self.model.judge else { return Ok(None) };
         Ok(Some(load_judge(dir, device)?))
     }
 
     /// 64 digits from fixed noise.
-    fn grid(&self, model: &ImageWgan, device: &Device) -> anyhow::Result<Vec<Vec<f32>>> {
+    fn grid(&self, model: &ImageWgan, device: &Device) -> kiln_task::Result<Vec<Vec<f32>>> {
         let mut rng = step_rng(EVAL_SEED, STREAM_EVAL, 5);
         let images = model.generator.forward(self.noise(64, &mut rng, device));
         let v = to_f32_vec(images)?;
@@ -162,13 +162,13 @@ impl MnistWganTask {
 /// # Errors
 ///
 /// The run's config is not a ViT config, or no checkpoint loads.
-pub fn load_judge(dir: &Path, device: &Device) -> anyhow::Result<Vit> {
+pub fn load_judge(dir: &Path, device: &Device) -> kiln_task::Result<Vit> {
     let path = dir.join("config.toml");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let mut value: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     let mut model = value.remove("model").and_then(|m| m.as_table().cloned()).context("no [model] section")?;
     let kind = model.remove("kind");
-    anyhow::ensure!(
+    kiln_task::ensure!(
         kind.as_ref().and_then(toml::Value::as_str) == Some("vit"),
         "model.judge: {} is a `{}` run; the judge must be a `vit` classifier run",
         dir.display(),
@@ -208,7 +208,7 @@ pub fn frechet_distance(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
     mean_term + ca.trace() + cb.trace() - 2.0 * cross.trace()
 }
 
-fn rows(t: Tensor<2>) -> anyhow::Result<Vec<Vec<f64>>> {
+fn rows(t: Tensor<2>) -> kiln_task::Result<Vec<Vec<f64>>> {
     let d = t.dims()[1];
     let v = to_f32_vec(t)?;
     Ok(v.chunks(d).map(|r| r.iter().map(|&x| f64::from(x)).collect()).collect())
@@ -228,7 +228,7 @@ impl Task for MnistWganTask {
         )
     }
 
-    fn build_model(&self, device: &Device) -> anyhow::Result<ImageWgan> {
+    fn build_model(&self, device: &Device) -> kiln_task::Result<ImageWgan> {
         Ok(ImageWgan {
             generator: ConvGenerator::new(self.noise_dim(), self.model.channels, device),
             critic: ConvCritic::new(self.model.channels, self.model.lipschitz.spectral(), device),
@@ -265,7 +265,7 @@ impl Task for MnistWganTask {
         self.model.lipschitz.after_step(&mut model.critic, self.model.is_critic_step(step - 1));
     }
 
-    fn evaluate(&self, model: &ImageWgan, split: Split, device: &Device) -> anyhow::Result<Metrics> {
+    fn evaluate(&self, model: &ImageWgan, split: Split, device: &Device) -> kiln_task::Result<Metrics> {
         let (real_set, floor_cell) = match split {
             Split::Valid => (&self.valid, &self.frechet_floor[0]),
             Split::Test => (&self.test, &self.frechet_floor[1]),
@@ -290,7 +290,7 @@ impl Task for MnistWganTask {
                     .into_data()
                     .convert::<i64>()
                     .try_to_vec::<i64>()
-                    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                    .map_err(|e| kiln_task::TaskError::backend("reading the judge's classes", e))?;
                 predicted.iter().for_each(|&c| classes[c as usize] += 1);
                 fake_features.extend(rows(f_fake)?);
                 real_features.extend(rows(vit.features(real))?);
@@ -325,24 +325,24 @@ impl Task for MnistWganTask {
         if name == "frechet" { Goal::Minimize } else { Goal::Maximize }
     }
 
-    fn save_artifacts(&self, run_dir: &Path) -> anyhow::Result<()> {
+    fn save_artifacts(&self, run_dir: &Path) -> kiln_task::Result<()> {
         let _ = self.run_dir.set(run_dir.to_path_buf());
         Ok(())
     }
 
-    fn after_evaluation(&self, model: &ImageWgan, step: usize, device: &Device) -> anyhow::Result<()> {
+    fn after_evaluation(&self, model: &ImageWgan, step: usize, device: &Device) -> kiln_task::Result<()> {
         let Some(dir) = self.run_dir.get() else { return Ok(()) };
         let dir = dir.join("pictures");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         kiln_task::picture::write_grid(&dir.join(format!("step-{step:06}.png")), &self.grid(model, device)?, 28, 8)
     }
 
-    fn predict(&self, _model: &ImageWgan, _texts: &[String], _device: &Device) -> anyhow::Result<Vec<String>> {
+    fn predict(&self, _model: &ImageWgan, _texts: &[String], _device: &Device) -> kiln_task::Result<Vec<String>> {
         kiln_task::pictures_only(&self.describe())
     }
 
     /// `pictures/samples.png`: 64 digits from fixed noise.
-    fn generate(&self, model: &ImageWgan, options: &GenerateOptions, device: &Device) -> anyhow::Result<String> {
+    fn generate(&self, model: &ImageWgan, options: &GenerateOptions, device: &Device) -> kiln_task::Result<String> {
         let dir = options.out_dir.as_deref().context("no output directory for the pictures")?.join("pictures");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join("samples.png");

@@ -8,7 +8,7 @@ const GRID: usize = 120;
 const CELL: usize = 5;
 
 /// Scores a batch of points (the critic).
-pub type Scorer<'a> = &'a dyn Fn(&[[f32; 2]]) -> anyhow::Result<Vec<f32>>;
+pub type Scorer<'a> = &'a dyn Fn(&[[f32; 2]]) -> kiln_task::Result<Vec<f32>>;
 
 /// Write a PNG: the critic's value over the region holding the real points (blue low, red high,
 /// ten contour levels in grey), real points black, generated points orange. `critic` scores a batch
@@ -17,7 +17,7 @@ pub type Scorer<'a> = &'a dyn Fn(&[[f32; 2]]) -> anyhow::Result<Vec<f32>>;
 /// # Errors
 ///
 /// The critic fails or the file cannot be written.
-pub fn write_scatter(path: &Path, real: &[[f32; 2]], fake: &[[f32; 2]], critic: Scorer) -> anyhow::Result<()> {
+pub fn write_scatter(path: &Path, real: &[[f32; 2]], fake: &[[f32; 2]], critic: Scorer) -> kiln_task::Result<()> {
     let (mut lo, mut hi) = ([f32::MAX; 2], [f32::MIN; 2]);
     for p in real {
         for k in 0..2 {

@@ -26,9 +26,9 @@
 //! `critic_w1 = E[D(real)] − E[D(fake)]`, and for the mixtures the modes covered and the fraction of
 //! generated points near a mode.
 
-use anyhow::Context;
 use burn::module::Module;
 use burn::prelude::*;
+use kiln_task::Context;
 use kiln_task::{GenerateOptions, Goal, Metrics, Split, StepOutput, Task, step_rng, to_f32_vec};
 use rand::RngExt;
 use rand::rngs::StdRng;
@@ -101,14 +101,14 @@ impl WganConfig {
     /// # Errors
     ///
     /// The first invalid value.
-    pub fn validate(&self) -> anyhow::Result<()> {
+    pub fn validate(&self) -> kiln_task::Result<()> {
         self.lipschitz.validate()?;
-        anyhow::ensure!(self.n_critic >= 1, "model.n_critic must be at least 1");
-        anyhow::ensure!(self.channels >= 1, "model.channels must be at least 1");
-        anyhow::ensure!(self.eval_samples >= 10, "model.eval_samples must be at least 10");
-        anyhow::ensure!(self.noise_dim >= 1, "model.noise_dim must be at least 1");
+        kiln_task::ensure!(self.n_critic >= 1, "model.n_critic must be at least 1");
+        kiln_task::ensure!(self.channels >= 1, "model.channels must be at least 1");
+        kiln_task::ensure!(self.eval_samples >= 10, "model.eval_samples must be at least 10");
+        kiln_task::ensure!(self.noise_dim >= 1, "model.noise_dim must be at least 1");
         for (key, widths) in [("generator_hidden", &self.generator_hidden), ("critic_hidden", &self.critic_hidden)] {
-            anyhow::ensure!(widths.iter().all(|&w| w > 0), "model.{key}: widths must be positive");
+            kiln_task::ensure!(widths.iter().all(|&w| w > 0), "model.{key}: widths must be positive");
         }
         Ok(())
     }
@@ -172,7 +172,7 @@ fn points_tensor(points: &[[f32; 2]], device: &Device) -> Tensor<2> {
     Tensor::<2>::from_data(TensorData::new(flat, [points.len(), 2]), device)
 }
 
-fn to_points(t: Tensor<2>) -> anyhow::Result<Vec<[f32; 2]>> {
+fn to_points(t: Tensor<2>) -> kiln_task::Result<Vec<[f32; 2]>> {
     let v = to_f32_vec(t)?;
     Ok(v.chunks(2).map(|p| [p[0], p[1]]).collect())
 }
@@ -183,10 +183,10 @@ impl WganTask {
     /// # Errors
     ///
     /// An invalid config.
-    pub fn new(model: WganConfig, data: Toy2dDataConfig) -> anyhow::Result<Self> {
+    pub fn new(model: WganConfig, data: Toy2dDataConfig) -> kiln_task::Result<Self> {
         model.validate()?;
-        anyhow::ensure!(model.judge.is_none(), "model.judge applies to image data (kind = \"mnist\"), not to toy2d");
-        anyhow::ensure!(data.eval_points >= 10, "data.eval_points must be at least 10");
+        kiln_task::ensure!(model.judge.is_none(), "model.judge applies to image data (kind = \"mnist\"), not to toy2d");
+        kiln_task::ensure!(data.eval_points >= 10, "data.eval_points must be at least 10");
         let mut a = step_rng(EVAL_SEED, STREAM_EVAL, 1);
         let mut b = step_rng(EVAL_SEED, STREAM_EVAL, 2);
         let real_floor = wasserstein1(
@@ -222,7 +222,7 @@ impl Task for WganTask {
         )
     }
 
-    fn build_model(&self, device: &Device) -> anyhow::Result<Wgan> {
+    fn build_model(&self, device: &Device) -> kiln_task::Result<Wgan> {
         let m = &self.model;
         Ok(Wgan {
             generator: MlpGenerator::new(m.noise_dim, &m.generator_hidden, 2, device),
@@ -258,7 +258,7 @@ impl Task for WganTask {
         self.model.lipschitz.after_step(&mut model.critic, self.model.is_critic_step(step - 1));
     }
 
-    fn evaluate(&self, model: &Wgan, split: Split, device: &Device) -> anyhow::Result<Metrics> {
+    fn evaluate(&self, model: &Wgan, split: Split, device: &Device) -> kiln_task::Result<Metrics> {
         if split == Split::Test {
             return Ok(vec![]); // one generated distribution: nothing held out beyond `valid`
         }
@@ -285,13 +285,13 @@ impl Task for WganTask {
         vec![("w1_vs_critic".into(), vec!["w1".into(), "critic_w1".into()])]
     }
 
-    fn predict(&self, _model: &Wgan, _texts: &[String], _device: &Device) -> anyhow::Result<Vec<String>> {
+    fn predict(&self, _model: &Wgan, _texts: &[String], _device: &Device) -> kiln_task::Result<Vec<String>> {
         kiln_task::pictures_only(&self.describe())
     }
 
     /// `pictures/samples.png`: real (black) and generated (orange) evaluation points over the
     /// critic's values (colour) and contour lines.
-    fn generate(&self, model: &Wgan, options: &GenerateOptions, device: &Device) -> anyhow::Result<String> {
+    fn generate(&self, model: &Wgan, options: &GenerateOptions, device: &Device) -> kiln_task::Result<String> {
         let dir = options.out_dir.as_deref().context("no output directory for the pictures")?.join("pictures");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let (real, noise) = self.eval_sets(device);

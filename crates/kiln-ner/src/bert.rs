@@ -5,12 +5,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use burn::prelude::*;
 use kiln_data::ner::NerExample;
 use kiln_data::tokenizer::BertTokenizer;
 use kiln_layers::AttentionConfig;
 use kiln_layers::mask::padding_from_lengths;
+use kiln_task::Context;
 use kiln_transformer::BertConfig;
 
 use crate::{CharFeatures, NerBatch, NerBertConfig, Span};
@@ -24,7 +24,7 @@ pub(crate) struct BertBackbone {
 }
 
 impl BertBackbone {
-    pub(crate) fn open(config: &NerBertConfig) -> anyhow::Result<Self> {
+    pub(crate) fn open(config: &NerBertConfig) -> kiln_task::Result<Self> {
         let dir = config.dir.clone().context(
             "model.bert.dir is not set and KILN_BERT_DIR is empty (scripts/download_minilm.sh fetches a checkpoint and prints its directory)",
         )?;

@@ -42,9 +42,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use kiln_data::ner::NerDataConfig;
 use kiln_layers::{AttentionConfig, Dropout, TransformerConfig};
+use kiln_task::Context;
 use kiln_transformer::embedding::{check_embedding_std, check_positions_cover};
 use serde::{Deserialize, Serialize};
 
@@ -142,49 +142,49 @@ impl NerModelConfig {
     /// # Errors
     ///
     /// The first invalid value.
-    pub fn validate(&self) -> anyhow::Result<()> {
+    pub fn validate(&self) -> kiln_task::Result<()> {
         match (&self.encoder, &self.bert) {
             (Some(e), None) => e.validate().context("model.encoder")?,
             (None, Some(b)) => b.attention.validate(false).context("model.bert.attention")?,
-            (Some(_), Some(_)) => anyhow::bail!("model: give either [model.encoder] or [model.bert], not both"),
-            (None, None) => anyhow::bail!(
+            (Some(_), Some(_)) => kiln_task::bail!("model: give either [model.encoder] or [model.bert], not both"),
+            (None, None) => kiln_task::bail!(
                 "model: give [model.encoder] (a transformer trained from scratch) or [model.bert] (a pretrained BERT)"
             ),
         }
         self.head.validate().context("model.head")?;
         for (key, p) in [("embedding_dropout", self.embedding_dropout), ("token_dropout", self.token_dropout)] {
-            anyhow::ensure!(Dropout::valid(p), "model.{key}: {p} is outside [0, 1)");
-            anyhow::ensure!(
+            kiln_task::ensure!(Dropout::valid(p), "model.{key}: {p} is outside [0, 1)");
+            kiln_task::ensure!(
                 p == 0.0 || self.encoder.is_some(),
                 "model.{key}: applies to a from-scratch [model.encoder] only (BERT has its own dropout)"
             );
         }
-        anyhow::ensure!(
+        kiln_task::ensure!(
             !self.bigrams || self.encoder.is_some(),
             "model.bigrams: applies to a from-scratch [model.encoder] only (BERT has its own vocabulary)"
         );
-        anyhow::ensure!(
+        kiln_task::ensure!(
             !self.lexicon || self.encoder.is_some(),
             "model.lexicon: applies to a from-scratch [model.encoder] only"
         );
-        anyhow::ensure!(
+        kiln_task::ensure!(
             self.embedding_std.is_none() || self.encoder.is_some(),
             "model.embedding_std: applies to a from-scratch [model.encoder] only (BERT's are pretrained)"
         );
         check_embedding_std(self.embedding_std)?;
-        anyhow::ensure!(self.threshold.is_finite(), "model.threshold: {} is not a finite number", self.threshold);
-        anyhow::ensure!(
+        kiln_task::ensure!(self.threshold.is_finite(), "model.threshold: {} is not a finite number", self.threshold);
+        kiln_task::ensure!(
             self.threshold == 0.0 || !matches!(self.head, SpanHeadConfig::Crf { .. }),
             "model.threshold: applies to the GlobalPointer heads only (the CRF head decodes a tag path)"
         );
-        anyhow::ensure!(self.bigram_min_count >= 1, "model.bigram_min_count: must be at least 1");
-        anyhow::ensure!(self.bigram_dim >= 1, "model.bigram_dim: must be at least 1");
+        kiln_task::ensure!(self.bigram_min_count >= 1, "model.bigram_min_count: must be at least 1");
+        kiln_task::ensure!(self.bigram_dim >= 1, "model.bigram_dim: must be at least 1");
         Ok(())
     }
 
     /// A from-scratch encoder's learned positions, if any, cover `data.max_len` characters, the
     /// longest sentence a batch keeps (BERT's pieces are cut to its own position table).
-    pub fn check_data(&self, data: &NerDataConfig) -> anyhow::Result<()> {
+    pub fn check_data(&self, data: &NerDataConfig) -> kiln_task::Result<()> {
         match &self.encoder {
             Some(e) => {
                 check_positions_cover("model.encoder", e, data.max_len, &format!("data.max_len = {}", data.max_len))
@@ -212,8 +212,8 @@ mod tests {
     use super::*;
 
     /// A `[model]` of `extra` keys and a backbone section, parsed and validated.
-    fn parse(extra: &str, backbone: &str) -> anyhow::Result<()> {
-        let model: NerModelConfig = toml::from_str(&format!("{extra}\n{backbone}"))?;
+    fn parse(extra: &str, backbone: &str) -> kiln_task::Result<()> {
+        let model: NerModelConfig = toml::from_str(&format!("{extra}\n{backbone}")).context("[model]")?;
         model.validate()
     }
 

@@ -16,11 +16,11 @@ impl ModelKind for NerKind {
     const DATA: &'static [&'static str] = &["ner"];
     type Config = NerModelConfig;
 
-    fn validate(model: &NerModelConfig, _: StepShape) -> anyhow::Result<()> {
+    fn validate(model: &NerModelConfig, _: StepShape) -> kiln_task::Result<()> {
         model.validate()
     }
 
-    fn check_data(model: &NerModelConfig, data: &DataConfig) -> anyhow::Result<()> {
+    fn check_data(model: &NerModelConfig, data: &DataConfig) -> kiln_task::Result<()> {
         let DataConfig::Ner(d) = data else { return Err(wrong_data(Self::KIND, Self::DATA, data)) };
         model.check_data(d)
     }
@@ -37,8 +37,8 @@ impl ModelKind for NerKind {
             .then(|| "BERT checkpoint not found (set KILN_BERT_DIR)".to_string())
     }
 
-    fn run<J: TaskJob>(model: &NerModelConfig, data: &DataConfig, job: J) -> anyhow::Result<J::Output> {
-        let DataConfig::Ner(d) = data else { return Err(wrong_data(Self::KIND, Self::DATA, data)) };
+    fn run<J: TaskJob>(model: &NerModelConfig, data: &DataConfig, job: J) -> Result<J::Output, J::Error> {
+        let DataConfig::Ner(d) = data else { return Err(wrong_data(Self::KIND, Self::DATA, data).into()) };
         job.run(NerTask::new(model.clone(), d.clone())?)
     }
 
@@ -49,8 +49,8 @@ impl ModelKind for NerKind {
         data: &DataConfig,
         run_dir: &Path,
         job: J,
-    ) -> anyhow::Result<J::Output> {
-        let DataConfig::Ner(d) = data else { return Err(wrong_data(Self::KIND, Self::DATA, data)) };
+    ) -> Result<J::Output, J::Error> {
+        let DataConfig::Ner(d) = data else { return Err(wrong_data(Self::KIND, Self::DATA, data).into()) };
         job.run(NerTask::from_run(model.clone(), d.clone(), run_dir)?)
     }
 }

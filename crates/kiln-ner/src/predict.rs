@@ -5,6 +5,7 @@ use std::ops::Range;
 
 use burn::prelude::*;
 use kiln_data::ner::NerExample;
+use kiln_task::Context;
 use serde::Serialize;
 
 use crate::task::NerTask;
@@ -94,7 +95,7 @@ impl NerTask {
         model: &NerModel,
         texts: &[String],
         device: &Device,
-    ) -> anyhow::Result<Vec<String>> {
+    ) -> kiln_task::Result<Vec<String>> {
         let tokens: Vec<Vec<String>> = texts.iter().map(|t| t.chars().map(String::from).collect()).collect();
         let sentences: Vec<&[String]> = tokens.iter().map(Vec::as_slice).collect();
         let found = self.find_spans(model, &sentences, device);
@@ -112,7 +113,7 @@ impl NerTask {
                         text: tokens[s.start..=s.end].concat(),
                     })
                     .collect();
-                Ok(serde_json::to_string(&Prediction { text, entities })?)
+                serde_json::to_string(&Prediction { text, entities }).context("encoding a prediction")
             })
             .collect()
     }

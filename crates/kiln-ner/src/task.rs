@@ -4,10 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
-use anyhow::Context;
 use burn::prelude::*;
 use kiln_data::ner::{NerDataConfig, NerExample, NerFile};
 use kiln_layers::{Dropout, Linear};
+use kiln_task::Context;
 use kiln_task::{EpochSampler, GenerateOptions, Metrics, Split, StepOutput, Task};
 use kiln_transformer::embedding::token_embedding;
 use serde::{Deserialize, Serialize};
@@ -56,7 +56,7 @@ impl NerTask {
     /// # Errors
     ///
     /// The data keys are invalid ([`NerDataConfig::validate`]), or a file is missing or malformed.
-    pub fn new(model: NerModelConfig, data: NerDataConfig) -> anyhow::Result<Self> {
+    pub fn new(model: NerModelConfig, data: NerDataConfig) -> kiln_task::Result<Self> {
         data.validate()?;
         model.check_data(&data)?;
         let mut train_file = data.read(&data.train)?;
@@ -68,7 +68,7 @@ impl NerTask {
             (None, fraction) => {
                 let fraction = fraction.context("data.valid_fraction")?; // validate(): one of the two
                 let n = train_file.examples.len();
-                anyhow::ensure!(
+                kiln_task::ensure!(
                     n >= 2,
                     "{}: data.valid_fraction needs at least 2 training sentences, found {n}",
                     data.train.display()
@@ -96,7 +96,7 @@ impl NerTask {
             .collect::<BTreeSet<String>>()
             .into_iter()
             .collect();
-        anyhow::ensure!(!types.is_empty(), "{}: no entities in the training file", data.train.display());
+        kiln_task::ensure!(!types.is_empty(), "{}: no entities in the training file", data.train.display());
         let lexicon = model
             .lexicon
             .then(|| Lexicon::new(&train_file.examples, data.max_len, types.len(), |l| type_position(&types, l)));
@@ -126,7 +126,7 @@ impl NerTask {
     ///
     /// The file cannot be read or does not match the model config; the BERT backbone cannot be
     /// opened; or (without the file) as [`Self::new`].
-    pub fn from_run(model: NerModelConfig, data: NerDataConfig, run_dir: &Path) -> anyhow::Result<Self> {
+    pub fn from_run(model: NerModelConfig, data: NerDataConfig, run_dir: &Path) -> kiln_task::Result<Self> {
         let path = run_dir.join(VOCABULARY_FILE);
         if !path.exists() {
             return Self::new(model, data);
@@ -135,12 +135,12 @@ impl NerTask {
         let saved: SavedVocabulary = serde_json::from_str(&text)
             .with_context(|| format!("{}: not a vocabulary written by kiln train", path.display()))?;
         let sorted = |v: &[String]| v.windows(2).all(|w| w[0] < w[1]);
-        anyhow::ensure!(
+        kiln_task::ensure!(
             !saved.types.is_empty() && sorted(&saved.types) && sorted(&saved.chars),
             "{}: the types and characters must be sorted and distinct, at least one type",
             path.display()
         );
-        anyhow::ensure!(
+        kiln_task::ensure!(
             saved.lexicon.is_some() == model.lexicon,
             "{}: {} lexicon, but the run's config has lexicon = {}",
             path.display(),
@@ -152,7 +152,7 @@ impl NerTask {
             .lexicon
             .map(|counts| Lexicon::from_counts(counts.into_iter().collect(), saved.types.len()))
             .transpose()
-            .map_err(|e| anyhow::anyhow!("{}: lexicon: {e}", path.display()))?;
+            .map_err(|e| kiln_task::TaskError::Invalid(format!("{}: lexicon: {e}", path.display())))?;
         let bert = model.bert.as_ref().map(BertBackbone::open).transpose()?;
         Ok(Self {
             model,
@@ -243,7 +243,7 @@ impl Task for NerTask {
         )
     }
 
-    fn build_model(&self, device: &Device) -> anyhow::Result<NerModel> {
+    fn build_model(&self, device: &Device) -> kiln_task::Result<NerModel> {
         let n_types = self.types.len();
         match (&self.model.encoder, &self.bert) {
             (_, Some(b)) => {
@@ -289,7 +289,7 @@ impl Task for NerTask {
                 bert: None,
                 head: self.model.head.init(encoder.d_model, n_types, device),
             }),
-            (None, None) => anyhow::bail!("model: no backbone (the config was not validated)"),
+            (None, None) => kiln_task::bail!("model: no backbone (the config was not validated)"),
         }
     }
 
@@ -314,7 +314,7 @@ impl Task for NerTask {
         StepOutput { loss: model.head.loss(h, &batch.head_padding, &batch.spans, self.types.len()), items: b }
     }
 
-    fn evaluate(&self, model: &NerModel, split: Split, device: &Device) -> anyhow::Result<Metrics> {
+    fn evaluate(&self, model: &NerModel, split: Split, device: &Device) -> kiln_task::Result<Metrics> {
         let examples = match split {
             Split::Valid => &self.valid,
             Split::Test => match &self.test {
@@ -341,7 +341,7 @@ impl Task for NerTask {
         Ok(metrics)
     }
 
-    fn save_artifacts(&self, run_dir: &Path) -> anyhow::Result<()> {
+    fn save_artifacts(&self, run_dir: &Path) -> kiln_task::Result<()> {
         let in_id_order = |map: &mut dyn Iterator<Item = (&String, &usize)>| {
             let mut v: Vec<(usize, String)> = map.map(|(k, &i)| (i, k.clone())).collect();
             v.sort_unstable();
@@ -354,10 +354,11 @@ impl Task for NerTask {
             lexicon: self.lexicon.as_ref().map(|l| l.counts.iter().map(|(k, c)| (k.clone(), c.clone())).collect()),
         };
         let path = run_dir.join(VOCABULARY_FILE);
-        std::fs::write(&path, serde_json::to_string(&saved)?).with_context(|| format!("writing {}", path.display()))
+        let json = serde_json::to_string(&saved).context("encoding the vocabularies")?;
+        std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))
     }
 
-    fn generate(&self, model: &NerModel, options: &GenerateOptions, device: &Device) -> anyhow::Result<String> {
+    fn generate(&self, model: &NerModel, options: &GenerateOptions, device: &Device) -> kiln_task::Result<String> {
         let text = options.prompt.as_deref().context("give the sentence with --text")?;
         Ok(self.predict(model, &[text.to_string()], device)?.remove(0))
     }
@@ -365,7 +366,7 @@ impl Task for NerTask {
     /// One JSON object per text: `{"text": ..., "entities": [{"type", "start", "end", "text"}]}`,
     /// offsets in characters, `end` inclusive, each text labelled whole ([`find_spans`](NerTask::find_spans)):
     /// an empty text has no entities.
-    fn predict(&self, model: &NerModel, texts: &[String], device: &Device) -> anyhow::Result<Vec<String>> {
+    fn predict(&self, model: &NerModel, texts: &[String], device: &Device) -> kiln_task::Result<Vec<String>> {
         self.predict_texts(model, texts, device)
     }
 }

@@ -8,7 +8,7 @@ use kiln_data::DataConfig;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::TaskJob;
+use crate::{TaskError, TaskJob};
 
 /// How the trainer splits an optimiser step, for the kinds whose step cannot be split
 /// (`[train] grad_accum`, `[device] devices`).
@@ -39,14 +39,14 @@ pub trait ModelKind {
     /// # Errors
     ///
     /// The first invalid value, naming its key.
-    fn validate(model: &Self::Config, shape: StepShape) -> anyhow::Result<()>;
+    fn validate(model: &Self::Config, shape: StepShape) -> crate::Result<()>;
 
     /// Checks of the model against its (valid) data: sizes that must agree.
     ///
     /// # Errors
     ///
     /// The first disagreement, naming both keys.
-    fn check_data(_model: &Self::Config, _data: &DataConfig) -> anyhow::Result<()> {
+    fn check_data(_model: &Self::Config, _data: &DataConfig) -> crate::Result<()> {
         Ok(())
     }
 
@@ -65,7 +65,7 @@ pub trait ModelKind {
     /// # Errors
     ///
     /// The data cannot be read, the task cannot be built, or the job fails.
-    fn run<J: TaskJob>(model: &Self::Config, data: &DataConfig, job: J) -> anyhow::Result<J::Output>;
+    fn run<J: TaskJob>(model: &Self::Config, data: &DataConfig, job: J) -> Result<J::Output, J::Error>;
 
     /// The task of a trained run (`predict`, `sample`): from what training saved in `run_dir`
     /// ([`crate::Task::save_artifacts`]) where that is all the task needs, so that the training data
@@ -79,16 +79,16 @@ pub trait ModelKind {
         data: &DataConfig,
         _run_dir: &Path,
         job: J,
-    ) -> anyhow::Result<J::Output> {
+    ) -> Result<J::Output, J::Error> {
         Self::run(model, data, job)
     }
 }
 
 /// The error of a model kind asked to train on a data kind it does not take.
-pub fn wrong_data(model: &str, accepted: &[&str], data: &DataConfig) -> anyhow::Error {
-    anyhow::anyhow!(
+pub fn wrong_data(model: &str, accepted: &[&str], data: &DataConfig) -> TaskError {
+    TaskError::Invalid(format!(
         "model kind `{model}` cannot train on data kind `{}` ({model} needs {})",
         data.kind(),
         accepted.join(" or ")
-    )
+    ))
 }

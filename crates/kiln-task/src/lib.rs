@@ -1,13 +1,14 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
-use anyhow::Context;
 use std::path::Path;
 
+mod error;
 mod kind;
 pub mod picture;
 pub mod run_dir;
 
+pub use error::{Context, Result, TaskError};
 pub use kind::{ModelKind, StepShape, wrong_data};
 
 use burn::module::Module;
@@ -60,13 +61,16 @@ impl std::fmt::Display for Split {
 pub trait TaskJob {
     /// What the job returns.
     type Output;
+    /// What the job fails with: any error a task's own failures convert into (the `kiln` binary's
+    /// jobs use `anyhow::Error`).
+    type Error: From<TaskError>;
 
     /// Run on `task`.
     ///
     /// # Errors
     ///
     /// Whatever the job's work fails with.
-    fn run<T: Task>(self, task: T) -> anyhow::Result<Self::Output>;
+    fn run<T: Task>(self, task: T) -> std::result::Result<Self::Output, Self::Error>;
 }
 
 /// Whether a larger or smaller value of a metric is better.
@@ -114,7 +118,7 @@ pub trait Task: Sized + Send + Sync + 'static {
     /// # Errors
     ///
     /// Pretrained weights the model starts from cannot be read.
-    fn build_model(&self, device: &Device) -> anyhow::Result<Self::Model>;
+    fn build_model(&self, device: &Device) -> Result<Self::Model>;
 
     /// Number of training examples, if the task has a finite training set (epochs then mean
     /// something); `None` for tasks that sample windows.
@@ -135,7 +139,7 @@ pub trait Task: Sized + Send + Sync + 'static {
 
     /// Evaluate on a split; no metrics where the data has no such split. The first metric is the one
     /// early stopping and "best checkpoint" use unless configured.
-    fn evaluate(&self, model: &Self::Model, split: Split, device: &Device) -> anyhow::Result<Metrics>;
+    fn evaluate(&self, model: &Self::Model, split: Split, device: &Device) -> Result<Metrics>;
 
     /// Whether larger or smaller is better for metric `name`.
     fn goal(&self, name: &str) -> Goal {
@@ -149,7 +153,7 @@ pub trait Task: Sized + Send + Sync + 'static {
     /// # Errors
     ///
     /// A file cannot be written.
-    fn after_evaluation(&self, _model: &Self::Model, _step: usize, _device: &Device) -> anyhow::Result<()> {
+    fn after_evaluation(&self, _model: &Self::Model, _step: usize, _device: &Device) -> Result<()> {
         Ok(())
     }
 
@@ -161,13 +165,13 @@ pub trait Task: Sized + Send + Sync + 'static {
 
     /// Write what is needed to rebuild this task without the training data (a vocabulary, label
     /// names) into the run directory.
-    fn save_artifacts(&self, _run_dir: &Path) -> anyhow::Result<()> {
+    fn save_artifacts(&self, _run_dir: &Path) -> Result<()> {
         Ok(())
     }
 
     /// `kiln sample` / `kiln predict`: produce text from the trained model.
-    fn generate(&self, _model: &Self::Model, _options: &GenerateOptions, _device: &Device) -> anyhow::Result<String> {
-        anyhow::bail!("{} does not generate or predict", self.describe())
+    fn generate(&self, _model: &Self::Model, _options: &GenerateOptions, _device: &Device) -> Result<String> {
+        crate::bail!("{} does not generate or predict", self.describe())
     }
 
     /// Label each of `texts` (`kiln predict`), one line of output per text. The default runs
@@ -176,7 +180,7 @@ pub trait Task: Sized + Send + Sync + 'static {
     /// # Errors
     ///
     /// As [`generate`](Self::generate), with the input's number and text.
-    fn predict(&self, model: &Self::Model, texts: &[String], device: &Device) -> anyhow::Result<Vec<String>> {
+    fn predict(&self, model: &Self::Model, texts: &[String], device: &Device) -> Result<Vec<String>> {
         texts
             .iter()
             .enumerate()
@@ -200,8 +204,8 @@ pub trait Task: Sized + Send + Sync + 'static {
 /// # Errors
 ///
 /// Always.
-pub fn pictures_only(describe: &str) -> anyhow::Result<Vec<String>> {
-    anyhow::bail!("{describe} takes no inputs to predict; `kiln sample RUN_DIR` draws its pictures")
+pub fn pictures_only(describe: &str) -> Result<Vec<String>> {
+    crate::bail!("{describe} takes no inputs to predict; `kiln sample RUN_DIR` draws its pictures")
 }
 
 /// A tensor's values as `f32`, row-major (any float element type is converted).
@@ -209,8 +213,8 @@ pub fn pictures_only(describe: &str) -> anyhow::Result<Vec<String>> {
 /// # Errors
 ///
 /// The tensor's data cannot be read back.
-pub fn to_f32_vec<const D: usize>(t: Tensor<D>) -> anyhow::Result<Vec<f32>> {
-    t.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("reading a tensor: {e:?}"))
+pub fn to_f32_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| TaskError::backend("reading a tensor", e))
 }
 
 /// A reproducible generator for `(seed, stream, index)`: the same three numbers always give the

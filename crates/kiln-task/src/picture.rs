@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::Context;
+use crate::{Context, Result};
 
 /// Write images (`side × side`, values in `[0, 1]`) as a grid of `cols` columns with a 2-pixel
 /// border, 8-bit greyscale PNG.
@@ -10,7 +10,7 @@ use anyhow::Context;
 /// # Errors
 ///
 /// The file cannot be written.
-pub fn write_grid(path: &Path, images: &[Vec<f32>], side: usize, cols: usize) -> anyhow::Result<()> {
+pub fn write_grid(path: &Path, images: &[Vec<f32>], side: usize, cols: usize) -> Result<()> {
     let cols = cols.max(1);
     let rows = images.len().div_ceil(cols).max(1);
     let (pad, cell) = (2, side + 2);
@@ -33,11 +33,11 @@ pub fn write_grid(path: &Path, images: &[Vec<f32>], side: usize, cols: usize) ->
 /// # Errors
 ///
 /// The file cannot be written.
-pub fn write_rgb(path: &Path, width: usize, height: usize, rgb: &[u8]) -> anyhow::Result<()> {
+pub fn write_rgb(path: &Path, width: usize, height: usize, rgb: &[u8]) -> Result<()> {
     write_png(path, width, height, png::ColorType::Rgb, rgb)
 }
 
-fn write_png(path: &Path, width: usize, height: usize, colour: png::ColorType, data: &[u8]) -> anyhow::Result<()> {
+fn write_png(path: &Path, width: usize, height: usize, colour: png::ColorType, data: &[u8]) -> Result<()> {
     let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), width as u32, height as u32);
     encoder.set_color(colour);

@@ -24,7 +24,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use crate::{Context, Result, TaskError};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use serde::{Deserialize, Serialize};
@@ -76,7 +76,7 @@ pub struct TrainState {
 /// # Errors
 ///
 /// Another process holds the lock, or the file cannot be opened.
-pub fn lock_run_dir(dir: &Path) -> anyhow::Result<File> {
+pub fn lock_run_dir(dir: &Path) -> Result<File> {
     use std::io::{Read, Seek};
     let path = dir.join(".lock");
     let mut file = fs::OpenOptions::new()
@@ -88,18 +88,19 @@ pub fn lock_run_dir(dir: &Path) -> anyhow::Result<File> {
         .with_context(|| format!("opening {}", path.display()))?;
     match file.try_lock() {
         Ok(()) => {
-            file.set_len(0)?;
-            file.rewind()?;
-            writeln!(file, "{}", std::process::id()).with_context(|| format!("writing {}", path.display()))?;
+            file.set_len(0)
+                .and_then(|_| file.rewind())
+                .and_then(|_| writeln!(file, "{}", std::process::id()))
+                .with_context(|| format!("writing {}", path.display()))?;
         }
         Err(fs::TryLockError::WouldBlock) => {
             let mut pid = String::new();
             let _ = file.read_to_string(&mut pid);
-            bail!(
+            return Err(TaskError::Checkpoint(format!(
                 "{}: another kiln process (pid {}) is training this run; wait for it to finish or stop it (Ctrl-C saves a checkpoint), then resume",
                 dir.display(),
                 pid.trim()
-            );
+            )));
         }
         Err(fs::TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {
             eprintln!(
@@ -116,7 +117,7 @@ fn name(step: usize) -> String {
     format!("step-{step:07}")
 }
 
-fn crc_of(path: &Path) -> anyhow::Result<u32> {
+fn crc_of(path: &Path) -> Result<u32> {
     let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(crc32fast::hash(&bytes))
 }
@@ -129,7 +130,7 @@ fn sync_dir(dir: &Path) {
 }
 
 /// Write `contents` to `path` atomically (temporary file, fsync, rename).
-pub fn write_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     f.write_all(contents).and_then(|_| f.sync_all()).with_context(|| format!("writing {}", tmp.display()))?;
@@ -148,31 +149,29 @@ pub fn save<M: Module + Clone>(
     ema: Option<&M>,
     optimizer: &ModuleOptimizer,
     state: &TrainState,
-) -> anyhow::Result<PathBuf> {
+) -> Result<PathBuf> {
     let root = run_dir.join("checkpoints");
     let final_dir = root.join(name(state.step));
     let tmp = root.join(format!(".tmp-{}", name(state.step)));
-    let result = (|| -> anyhow::Result<()> {
+    let result = (|| -> Result<()> {
         fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
         if tmp.exists() {
             fs::remove_dir_all(&tmp).with_context(|| format!("removing stale {}", tmp.display()))?;
         }
         fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let save_weights = |weights: &M, name: &str| -> anyhow::Result<PathBuf> {
+        let save_weights = |weights: &M, name: &str| -> Result<PathBuf> {
             let path = tmp.join(name);
             weights
                 .clone()
                 .save_file(&path)
-                .map_err(|e| anyhow::anyhow!("{e:?}"))
-                .with_context(|| format!("writing {}", path.display()))?;
+                .map_err(|e| TaskError::backend(format_args!("writing {}", path.display()), e))?;
             Ok(path)
         };
         let model_path = save_weights(model, "model.bpk")?;
         let optim_path = tmp.join("optimizer.bpk");
         optimizer
             .save(&optim_path)
-            .map_err(|e| anyhow::anyhow!("{e:?}"))
-            .with_context(|| format!("writing {}", optim_path.display()))?;
+            .map_err(|e| TaskError::backend(format_args!("writing {}", optim_path.display()), e))?;
         let ema_path = ema.map(|ema| save_weights(ema, "ema.bpk")).transpose()?;
         for p in [Some(&model_path), Some(&optim_path), ema_path.as_ref()].into_iter().flatten() {
             File::open(p).and_then(|f| f.sync_all()).with_context(|| format!("syncing {}", p.display()))?;
@@ -183,7 +182,8 @@ pub fn save<M: Module + Clone>(
             ema_crc32: ema_path.as_deref().map(crc_of).transpose()?,
             ..state.clone()
         };
-        write_atomic(&tmp.join("state.json"), serde_json::to_string_pretty(&state)?.as_bytes())?;
+        let json = serde_json::to_string_pretty(&state).context("encoding state.json")?;
+        write_atomic(&tmp.join("state.json"), json.as_bytes())?;
         sync_dir(&tmp);
         if final_dir.exists() {
             remove_atomically(&final_dir).with_context(|| format!("replacing {}", final_dir.display()))?;
@@ -195,7 +195,8 @@ pub fn save<M: Module + Clone>(
     })();
     if let Err(e) = result {
         let _ = fs::remove_dir_all(&tmp);
-        return Err(e.context(format!("saving the checkpoint of step {} (earlier checkpoints are intact)", state.step)));
+        return Err(e)
+            .context(format!("saving the checkpoint of step {} (earlier checkpoints are intact)", state.step));
     }
     Ok(final_dir)
 }
@@ -218,12 +219,12 @@ fn remove_atomically(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Mark the checkpoint of `step` as the best one.
-pub fn mark_best(run_dir: &Path, step: usize) -> anyhow::Result<()> {
+pub fn mark_best(run_dir: &Path, step: usize) -> Result<()> {
     write_atomic(&run_dir.join("checkpoints").join("best"), name(step).as_bytes())
 }
 
 /// The directory a pointer file (`latest`, `best`) names, if any.
-pub fn pointed(run_dir: &Path, pointer: &str) -> anyhow::Result<Option<PathBuf>> {
+pub fn pointed(run_dir: &Path, pointer: &str) -> Result<Option<PathBuf>> {
     let path = run_dir.join("checkpoints").join(pointer);
     match fs::read_to_string(&path) {
         Ok(s) => Ok(Some(run_dir.join("checkpoints").join(s.trim()))),
@@ -239,7 +240,7 @@ pub fn pointed(run_dir: &Path, pointer: &str) -> anyhow::Result<Option<PathBuf>>
 /// # Errors
 ///
 /// The checkpoint directory cannot be read.
-pub fn latest_valid(run_dir: &Path) -> anyhow::Result<Option<(PathBuf, Option<String>)>> {
+pub fn latest_valid(run_dir: &Path) -> Result<Option<(PathBuf, Option<String>)>> {
     let root = run_dir.join("checkpoints");
     if !root.is_dir() {
         return Ok(None);
@@ -273,7 +274,7 @@ pub fn latest_valid(run_dir: &Path) -> anyhow::Result<Option<(PathBuf, Option<St
 }
 
 /// Read and verify a checkpoint's state; the model and optimiser files' checksums must match.
-pub fn read_state(dir: &Path) -> anyhow::Result<TrainState> {
+pub fn read_state(dir: &Path) -> Result<TrainState> {
     let path = dir.join("state.json");
     let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let state: TrainState =
@@ -287,20 +288,17 @@ pub fn read_state(dir: &Path) -> anyhow::Result<TrainState> {
         let p = dir.join(file);
         let found = crc_of(&p)?;
         if found != expected {
-            bail!(
+            return Err(TaskError::Checkpoint(format!(
                 "{}: checksum {found:08x} does not match {expected:08x} recorded in state.json: the file is corrupt",
                 p.display()
-            );
+            )));
         }
     }
     Ok(state)
 }
 
-fn load_weights<M: Module>(model: M, path: &Path) -> anyhow::Result<M> {
-    model
-        .try_load_file(path)
-        .map_err(|e| anyhow::anyhow!("{e:?}"))
-        .with_context(|| format!("loading {}", path.display()))
+fn load_weights<M: Module>(model: M, path: &Path) -> Result<M> {
+    model.try_load_file(path).map_err(|e| TaskError::backend(format_args!("loading {}", path.display()), e))
 }
 
 /// A resumed run: the trained weights, the average of the weights if the checkpoint has one (loaded
@@ -308,21 +306,20 @@ fn load_weights<M: Module>(model: M, path: &Path) -> anyhow::Result<M> {
 pub type Resumed<M> = (M, Option<M>, ModuleOptimizer, TrainState);
 
 /// Load a checkpoint into a freshly built model and optimiser.
-pub fn load<M: Module>(dir: &Path, model: M, ema: M, optimizer: ModuleOptimizer) -> anyhow::Result<Resumed<M>> {
+pub fn load<M: Module>(dir: &Path, model: M, ema: M, optimizer: ModuleOptimizer) -> Result<Resumed<M>> {
     let state = read_state(dir)?;
     let model = load_weights(model, &dir.join("model.bpk"))?;
     let ema = state.ema_crc32.map(|_| load_weights(ema, &dir.join("ema.bpk"))).transpose()?;
     let optim_path = dir.join("optimizer.bpk");
     let optimizer = optimizer
         .load(&optim_path)
-        .map_err(|e| anyhow::anyhow!("{e:?}"))
-        .with_context(|| format!("loading {}", optim_path.display()))?;
+        .map_err(|e| TaskError::backend(format_args!("loading {}", optim_path.display()), e))?;
     Ok((model, ema, optimizer, state))
 }
 
 /// Load the weights a checkpoint evaluates with (evaluation, prediction, sampling): the average of
 /// the weights (`ema.bpk`) where the run kept one, else the trained weights.
-pub fn load_model<M: Module>(dir: &Path, model: M) -> anyhow::Result<M> {
+pub fn load_model<M: Module>(dir: &Path, model: M) -> Result<M> {
     let state = read_state(dir)?;
     let file = if state.ema_crc32.is_some() { "ema.bpk" } else { "model.bpk" };
     load_weights(model, &dir.join(file))
@@ -335,13 +332,15 @@ pub fn load_model<M: Module>(dir: &Path, model: M) -> anyhow::Result<M> {
 ///
 /// `pointer` is none of these, the named step directory does not exist, or a pointer file cannot be
 /// read.
-pub fn checkpoint_dir(run_dir: &Path, pointer: &str) -> anyhow::Result<Option<PathBuf>> {
+pub fn checkpoint_dir(run_dir: &Path, pointer: &str) -> Result<Option<PathBuf>> {
     if pointer.starts_with("step-") {
         let dir = run_dir.join("checkpoints").join(pointer);
-        anyhow::ensure!(dir.is_dir(), "{}: no such checkpoint", dir.display());
+        if !dir.is_dir() {
+            return Err(TaskError::Checkpoint(format!("{}: no such checkpoint", dir.display())));
+        }
         return Ok(Some(dir));
     }
-    anyhow::ensure!(
+    crate::ensure!(
         pointer == "best" || pointer == "latest",
         "--checkpoint must be best, latest or a step-NNNNNNN directory, got `{pointer}`"
     );
@@ -355,22 +354,27 @@ pub fn checkpoint_dir(run_dir: &Path, pointer: &str) -> anyhow::Result<Option<Pa
 /// # Errors
 ///
 /// No checkpoint of `pointers` exists, or it does not verify or load.
-pub fn load_evaluated<M: Module>(run_dir: &Path, pointers: &[&str], model: M) -> anyhow::Result<(PathBuf, M)> {
+pub fn load_evaluated<M: Module>(run_dir: &Path, pointers: &[&str], model: M) -> Result<(PathBuf, M)> {
     for pointer in pointers {
         if let Some(dir) = checkpoint_dir(run_dir, pointer)? {
             let model = load_model(&dir, model)?;
             return Ok((dir, model));
         }
     }
-    bail!("{}: no `{}` checkpoint (was the run started?)", run_dir.display(), pointers.join("` or `"))
+    Err(TaskError::Checkpoint(format!(
+        "{}: no `{}` checkpoint (was the run started?)",
+        run_dir.display(),
+        pointers.join("` or `")
+    )))
 }
 
 /// Delete periodic checkpoints beyond the newest `keep`, never the best or the latest.
-pub fn prune(run_dir: &Path, keep: usize) -> anyhow::Result<()> {
+pub fn prune(run_dir: &Path, keep: usize) -> Result<()> {
     let root = run_dir.join("checkpoints");
     let protected: Vec<PathBuf> =
         ["best", "latest"].iter().filter_map(|p| pointed(run_dir, p).ok().flatten()).collect();
-    let mut dirs: Vec<PathBuf> = fs::read_dir(&root)?
+    let mut dirs: Vec<PathBuf> = fs::read_dir(&root)
+        .with_context(|| format!("reading {}", root.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_dir() && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-")))
         .collect();

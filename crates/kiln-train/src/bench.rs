@@ -79,6 +79,7 @@ struct StepJob {
 
 impl TaskJob for StepJob {
     type Output = Round;
+    type Error = anyhow::Error;
 
     fn run<T: Task>(self, task: T) -> anyhow::Result<Round> {
         let t = &self.train;

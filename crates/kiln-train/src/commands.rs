@@ -55,6 +55,7 @@ pub struct EvalJob {
 
 impl TaskJob for EvalJob {
     type Output = String;
+    type Error = anyhow::Error;
     fn run<T: Task>(self, task: T) -> anyhow::Result<String> {
         let model = task.build_model(&self.device)?;
         let (dir, model) = run_dir::load_evaluated(&self.run_dir, &[self.pointer.as_str()], model)?;
@@ -97,12 +98,13 @@ pub struct UseJob {
 
 impl TaskJob for UseJob {
     type Output = Vec<String>;
+    type Error = anyhow::Error;
     fn run<T: Task>(self, task: T) -> anyhow::Result<Vec<String>> {
         let model = task.build_model(&self.device)?;
         let (_, model) = run_dir::load_evaluated(&self.run_dir, &["best", "latest"], model)?;
         match &self.action {
             Use::Generate(options) => Ok(vec![task.generate(&model, options, &self.device)?]),
-            Use::Predict(texts) => task.predict(&model, texts, &self.device),
+            Use::Predict(texts) => Ok(task.predict(&model, texts, &self.device)?),
         }
     }
 }
@@ -146,6 +148,7 @@ struct CheckJob;
 
 impl TaskJob for CheckJob {
     type Output = String;
+    type Error = anyhow::Error;
     fn run<T: Task>(self, task: T) -> anyhow::Result<String> {
         let model = task.build_model(&Device::default())?;
         Ok(format!("{}, {} parameters", task.describe(), model.num_params()))

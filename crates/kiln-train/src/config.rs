@@ -314,7 +314,7 @@ impl RunConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
         let (model, data) = (&self.model, &self.data);
         if !model.data_kinds().contains(&data.kind()) {
-            return Err(kiln_task::wrong_data(model.kind(), model.data_kinds(), data));
+            return Err(kiln_task::wrong_data(model.kind(), model.data_kinds(), data).into());
         }
         let shape = StepShape { grad_accum: self.train.grad_accum, devices: self.device.devices.len().max(1) };
         model.validate(shape)?;

@@ -58,7 +58,7 @@ macro_rules! models {
             /// The first invalid value.
             pub fn validate(&self, shape: StepShape) -> anyhow::Result<()> {
                 match self {
-                    $(Self::$variant(m) => <$kind as ModelKind>::validate(m, shape),)+
+                    $(Self::$variant(m) => Ok(<$kind as ModelKind>::validate(m, shape)?),)+
                 }
             }
 
@@ -69,7 +69,7 @@ macro_rules! models {
             /// The model and the data disagree.
             pub fn check_data(&self, data: &DataConfig) -> anyhow::Result<()> {
                 match self {
-                    $(Self::$variant(m) => <$kind as ModelKind>::check_data(m, data),)+
+                    $(Self::$variant(m) => Ok(<$kind as ModelKind>::check_data(m, data)?),)+
                 }
             }
 
@@ -92,7 +92,7 @@ macro_rules! models {
             /// # Errors
             ///
             /// The task cannot be built or the job fails.
-            pub fn with_task<J: TaskJob>(&self, data: &DataConfig, job: J) -> anyhow::Result<J::Output> {
+            pub fn with_task<J: TaskJob>(&self, data: &DataConfig, job: J) -> Result<J::Output, J::Error> {
                 match self {
                     $(Self::$variant(m) => <$kind as ModelKind>::run(m, data, job),)+
                 }
@@ -103,7 +103,7 @@ macro_rules! models {
             /// # Errors
             ///
             /// The task cannot be built or the job fails.
-            pub fn with_trained_task<J: TaskJob>(&self, data: &DataConfig, run_dir: &Path, job: J) -> anyhow::Result<J::Output> {
+            pub fn with_trained_task<J: TaskJob>(&self, data: &DataConfig, run_dir: &Path, job: J) -> Result<J::Output, J::Error> {
                 match self {
                     $(Self::$variant(m) => <$kind as ModelKind>::run_trained(m, data, run_dir, job),)+
                 }

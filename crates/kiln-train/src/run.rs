@@ -444,7 +444,7 @@ impl<T: Task> TrainRun<T> {
     fn write_checkpoint(&mut self) -> anyhow::Result<PathBuf> {
         self.state.train_seconds = self.seconds_before + self.started.elapsed().as_secs_f64();
         let model = self.model.as_ref().expect("the optimiser hands the model back");
-        run_dir::save(&self.run_dir, model, self.averaged.as_ref(), &self.optimizer, &self.state)
+        Ok(run_dir::save(&self.run_dir, model, self.averaged.as_ref(), &self.optimizer, &self.state)?)
     }
 
     /// Save the last checkpoint, draw the plots and write `summary.json`.
@@ -516,5 +516,5 @@ fn write_summary(run_dir: &Path, s: &Summary) -> anyhow::Result<()> {
         "last_eval": s.last_eval.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect::<serde_json::Map<String, serde_json::Value>>(),
         "best": s.best,
     });
-    run_dir::write_atomic(&run_dir.join("summary.json"), serde_json::to_string_pretty(&json)?.as_bytes())
+    Ok(run_dir::write_atomic(&run_dir.join("summary.json"), serde_json::to_string_pretty(&json)?.as_bytes())?)
 }

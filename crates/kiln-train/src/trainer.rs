@@ -65,6 +65,7 @@ fn progress_line(step: usize, total: usize, loss: f64, report: &StepReport, sess
 
 impl TaskJob for TrainJob {
     type Output = Summary;
+    type Error = anyhow::Error;
 
     fn run<T: Task>(self, task: T) -> anyhow::Result<Summary> {
         let (config, run_dir) = (&self.config, self.run_dir.as_path());

@@ -4,12 +4,12 @@
 
 use std::path::Path;
 
-use anyhow::Context;
 use burn::nn::{Embedding, Linear, LinearConfig};
 use burn::prelude::*;
 use kiln_data::listops::{self, Example, ListOps, ListOpsConfig};
 use kiln_layers::mask::{masked_mean, padding_from_lengths};
 use kiln_layers::{TokenLayout, Transformer, TransformerConfig};
+use kiln_task::Context;
 use kiln_task::{EpochSampler, GenerateOptions, Metrics, Split, StepOutput, Task};
 use serde::{Deserialize, Serialize};
 
@@ -45,14 +45,14 @@ pub struct ClassifierConfig {
 
 impl ClassifierConfig {
     /// Check the values serde cannot: the encoder, and a positive finite `embedding_std`.
-    pub fn validate(&self) -> anyhow::Result<()> {
+    pub fn validate(&self) -> kiln_task::Result<()> {
         self.encoder.validate().context("model.encoder")?;
         check_embedding_std(self.embedding_std)
     }
 
     /// The encoder's learned positions, if any, cover the longest batch `data` gives: trees of up to
     /// `max_len - 1` tokens, or `pad_to` where that is longer.
-    pub fn check_data(&self, data: &ListOpsConfig) -> anyhow::Result<()> {
+    pub fn check_data(&self, data: &ListOpsConfig) -> kiln_task::Result<()> {
         let longest = data.max_len.saturating_sub(1);
         match data.pad_to {
             Some(p) if p > longest => {
@@ -154,7 +154,7 @@ const EVAL_BATCH: usize = 64;
 
 impl ListOpsTask {
     /// Generate the data and keep the model config.
-    pub fn new(model: ClassifierConfig, data: &ListOpsConfig) -> anyhow::Result<Self> {
+    pub fn new(model: ClassifierConfig, data: &ListOpsConfig) -> kiln_task::Result<Self> {
         model.check_data(data)?;
         let generated = data.generate().context("generating ListOps")?;
         let mut counts = [0usize; 10];
@@ -192,7 +192,7 @@ impl Task for ListOpsTask {
         )
     }
 
-    fn build_model(&self, device: &Device) -> anyhow::Result<SequenceClassifier> {
+    fn build_model(&self, device: &Device) -> kiln_task::Result<SequenceClassifier> {
         Ok(self.model.init(listops::VOCAB.len(), 10, device))
     }
 
@@ -217,7 +217,7 @@ impl Task for ListOpsTask {
         StepOutput { loss: cross_entropy(logits, batch.labels), items }
     }
 
-    fn evaluate(&self, model: &SequenceClassifier, split: Split, device: &Device) -> anyhow::Result<Metrics> {
+    fn evaluate(&self, model: &SequenceClassifier, split: Split, device: &Device) -> kiln_task::Result<Metrics> {
         let examples = match split {
             Split::Valid => &self.data.valid,
             Split::Test => &self.data.test,
@@ -243,7 +243,7 @@ impl Task for ListOpsTask {
         ])
     }
 
-    fn save_artifacts(&self, run_dir: &Path) -> anyhow::Result<()> {
+    fn save_artifacts(&self, run_dir: &Path) -> kiln_task::Result<()> {
         let path = run_dir.join("vocab.txt");
         std::fs::write(&path, listops::VOCAB.join("\n") + "\n").with_context(|| format!("writing {}", path.display()))
     }
@@ -254,11 +254,11 @@ impl Task for ListOpsTask {
         model: &SequenceClassifier,
         options: &GenerateOptions,
         device: &Device,
-    ) -> anyhow::Result<String> {
+    ) -> kiln_task::Result<String> {
         let text = options.prompt.as_deref().context("give the expression with --text")?;
-        let tokens = listops::Tree::parse(text).map_err(anyhow::Error::msg)?.tokens();
+        let tokens = listops::Tree::parse(text).map_err(kiln_task::TaskError::Invalid)?.tokens();
         if let Some(max) = self.model.encoder.position.max_seq_len() {
-            anyhow::ensure!(
+            kiln_task::ensure!(
                 tokens.len() <= max,
                 "the expression has {} tokens; this model's learned positions cover {max} (model.encoder.position.max_seq_len)",
                 tokens.len()

@@ -17,9 +17,9 @@ pub fn token_embedding(vocab_size: usize, d_model: usize, std: Option<f64>, devi
 }
 
 /// `model.embedding_std`, when given, must be positive and finite.
-pub fn check_embedding_std(std: Option<f64>) -> anyhow::Result<()> {
+pub fn check_embedding_std(std: Option<f64>) -> kiln_task::Result<()> {
     if let Some(std) = std {
-        anyhow::ensure!(std.is_finite() && std > 0.0, "model.embedding_std must be positive, got {std}");
+        kiln_task::ensure!(std.is_finite() && std > 0.0, "model.embedding_std must be positive, got {std}");
     }
     Ok(())
 }
@@ -28,9 +28,9 @@ pub fn check_embedding_std(std: Option<f64>) -> anyhow::Result<()> {
 /// e.g. `data.max_len = 2000`), must fit the learned position table of `stack` (the config section
 /// `key`, e.g. `model.encoder`); positions of the other kinds extend to any length. Learned positions
 /// panic on a longer sequence, so configs are checked before a model is built.
-pub fn check_positions_cover(key: &str, stack: &TransformerConfig, n: usize, source: &str) -> anyhow::Result<()> {
+pub fn check_positions_cover(key: &str, stack: &TransformerConfig, n: usize, source: &str) -> kiln_task::Result<()> {
     if let Some(max) = stack.position.max_seq_len() {
-        anyhow::ensure!(
+        kiln_task::ensure!(
             n <= max,
             "{key}.position: the learned positions cover {max} tokens (max_seq_len), but {source} gives sequences of {n}; raise max_seq_len or shorten the sequences"
         );

@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use anyhow::Context;
 use kiln_data::DataConfig;
+use kiln_task::Context;
 use kiln_task::{ModelKind, StepShape, TaskJob, wrong_data};
 
 use crate::{CharLmConfig, CharLmTask, ClassifierConfig, ListOpsTask, MnistTask, VitConfig};
@@ -17,12 +17,12 @@ impl ModelKind for CharLmKind {
     const DATA: &'static [&'static str] = &["text"];
     type Config = CharLmConfig;
 
-    fn validate(model: &CharLmConfig, _: StepShape) -> anyhow::Result<()> {
+    fn validate(model: &CharLmConfig, _: StepShape) -> kiln_task::Result<()> {
         model.validate()
     }
 
-    fn run<J: TaskJob>(model: &CharLmConfig, data: &DataConfig, job: J) -> anyhow::Result<J::Output> {
-        let DataConfig::Text(d) = data else { return Err(wrong_data(Self::KIND, Self::DATA, data)) };
+    fn run<J: TaskJob>(model: &CharLmConfig, data: &DataConfig, job: J) -> Result<J::Output, J::Error> {
+        let DataConfig::Text(d) = data else { return Err(wrong_data(Self::KIND, Self::DATA, data).into()) };
         job.run(CharLmTask::new(model.clone(), d.clone())?)
     }
 
@@ -32,8 +32,8 @@ impl ModelKind for CharLmKind {
         data: &DataConfig,
         run_dir: &Path,
         job: J,
-    ) -> anyhow::Result<J::Output> {
-        let DataConfig::Text(d) = data else { return Err(wrong_data(Self::KIND, Self::DATA, data)) };
+    ) -> Result<J::Output, J::Error> {
+        let DataConfig::Text(d) = data else { return Err(wrong_data(Self::KIND, Self::DATA, data).into()) };
         job.run(CharLmTask::from_run(model.clone(), d.clone(), run_dir)?)
     }
 }
@@ -46,17 +46,17 @@ impl ModelKind for ClassifierKind {
     const DATA: &'static [&'static str] = &["listops"];
     type Config = ClassifierConfig;
 
-    fn validate(model: &ClassifierConfig, _: StepShape) -> anyhow::Result<()> {
+    fn validate(model: &ClassifierConfig, _: StepShape) -> kiln_task::Result<()> {
         model.validate()
     }
 
-    fn check_data(model: &ClassifierConfig, data: &DataConfig) -> anyhow::Result<()> {
+    fn check_data(model: &ClassifierConfig, data: &DataConfig) -> kiln_task::Result<()> {
         let DataConfig::Listops(d) = data else { return Err(wrong_data(Self::KIND, Self::DATA, data)) };
         model.check_data(d)
     }
 
-    fn run<J: TaskJob>(model: &ClassifierConfig, data: &DataConfig, job: J) -> anyhow::Result<J::Output> {
-        let DataConfig::Listops(d) = data else { return Err(wrong_data(Self::KIND, Self::DATA, data)) };
+    fn run<J: TaskJob>(model: &ClassifierConfig, data: &DataConfig, job: J) -> Result<J::Output, J::Error> {
+        let DataConfig::Listops(d) = data else { return Err(wrong_data(Self::KIND, Self::DATA, data).into()) };
         job.run(ListOpsTask::new(model.clone(), d)?)
     }
 
@@ -66,8 +66,8 @@ impl ModelKind for ClassifierKind {
         data: &DataConfig,
         _run_dir: &Path,
         job: J,
-    ) -> anyhow::Result<J::Output> {
-        let DataConfig::Listops(d) = data else { return Err(wrong_data(Self::KIND, Self::DATA, data)) };
+    ) -> Result<J::Output, J::Error> {
+        let DataConfig::Listops(d) = data else { return Err(wrong_data(Self::KIND, Self::DATA, data).into()) };
         job.run(ListOpsTask::without_data(model.clone(), d))
     }
 }
@@ -80,12 +80,12 @@ impl ModelKind for VitKind {
     const DATA: &'static [&'static str] = &["mnist"];
     type Config = VitConfig;
 
-    fn validate(model: &VitConfig, _: StepShape) -> anyhow::Result<()> {
+    fn validate(model: &VitConfig, _: StepShape) -> kiln_task::Result<()> {
         model.encoder.validate().context("model.encoder")
     }
 
-    fn run<J: TaskJob>(model: &VitConfig, data: &DataConfig, job: J) -> anyhow::Result<J::Output> {
-        let DataConfig::Mnist(d) = data else { return Err(wrong_data(Self::KIND, Self::DATA, data)) };
+    fn run<J: TaskJob>(model: &VitConfig, data: &DataConfig, job: J) -> Result<J::Output, J::Error> {
+        let DataConfig::Mnist(d) = data else { return Err(wrong_data(Self::KIND, Self::DATA, data).into()) };
         job.run(MnistTask::new(model.clone(), d)?)
     }
 }

@@ -4,12 +4,12 @@
 
 use std::path::Path;
 
-use anyhow::Context;
 use burn::nn::Embedding;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use kiln_data::text::{CharCorpus, CharVocab, TextDataConfig};
 use kiln_layers::{Linear, TokenLayout, Transformer, TransformerConfig};
+use kiln_task::Context;
 use kiln_task::{GenerateOptions, Metrics, Split, StepOutput, Task, step_rng};
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
@@ -33,10 +33,10 @@ pub struct CharLmConfig {
 
 impl CharLmConfig {
     /// Check the stack and that it is causal.
-    pub fn validate(&self) -> anyhow::Result<()> {
+    pub fn validate(&self) -> kiln_task::Result<()> {
         self.decoder.validate().context("model.decoder")?;
-        anyhow::ensure!(self.decoder.causal, "model.decoder.causal must be true for a language model");
-        anyhow::ensure!(self.context >= 1, "model.context must be at least 1");
+        kiln_task::ensure!(self.decoder.causal, "model.decoder.causal must be true for a language model");
+        kiln_task::ensure!(self.context >= 1, "model.context must be at least 1");
         check_positions_cover(
             "model.decoder",
             &self.decoder,
@@ -96,15 +96,15 @@ pub struct WindowBatch {
 
 impl CharLmTask {
     /// Read the corpus (`path` already resolved).
-    pub fn new(model: CharLmConfig, data: TextDataConfig) -> anyhow::Result<Self> {
+    pub fn new(model: CharLmConfig, data: TextDataConfig) -> kiln_task::Result<Self> {
         model.validate()?;
-        anyhow::ensure!(
+        kiln_task::ensure!(
             data.eval_batches > 0 && data.eval_batch_size > 0,
             "data.eval_batches and data.eval_batch_size must be at least 1"
         );
         let corpus = CharCorpus::read(&data.path, data.valid_fraction)?;
         for (name, split) in [("training", &corpus.train), ("validation", &corpus.valid)] {
-            anyhow::ensure!(
+            kiln_task::ensure!(
                 split.len() > model.context + 1,
                 "{}: the {name} text has {} characters, fewer than model.context + 2 = {}",
                 data.path.display(),
@@ -122,14 +122,14 @@ impl CharLmTask {
     /// # Errors
     ///
     /// The vocabulary file cannot be read, or (without it) as [`Self::new`].
-    pub fn from_run(model: CharLmConfig, data: TextDataConfig, run_dir: &Path) -> anyhow::Result<Self> {
+    pub fn from_run(model: CharLmConfig, data: TextDataConfig, run_dir: &Path) -> kiln_task::Result<Self> {
         let path = run_dir.join(VOCAB_FILE);
         if !path.exists() {
             return Self::new(model, data);
         }
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         let chars: Vec<char> = text.chars().collect();
-        anyhow::ensure!(
+        kiln_task::ensure!(
             !chars.is_empty() && chars.windows(2).all(|w| w[0] < w[1]),
             "{}: not a vocabulary written by kiln train (its characters, sorted, each once)",
             path.display()
@@ -174,7 +174,7 @@ impl Task for CharLmTask {
         )
     }
 
-    fn build_model(&self, device: &Device) -> anyhow::Result<CharLm> {
+    fn build_model(&self, device: &Device) -> kiln_task::Result<CharLm> {
         Ok(self.model.init(self.corpus.vocab.len(), device))
     }
 
@@ -194,7 +194,7 @@ impl Task for CharLmTask {
 
     /// Mean loss over a fixed set of random validation windows (the same at every evaluation); the
     /// text has no test split.
-    fn evaluate(&self, model: &CharLm, split: Split, device: &Device) -> anyhow::Result<Metrics> {
+    fn evaluate(&self, model: &CharLm, split: Split, device: &Device) -> kiln_task::Result<Metrics> {
         if split == Split::Test {
             return Ok(vec![]);
         }
@@ -209,19 +209,21 @@ impl Task for CharLmTask {
         Ok(vec![("loss".into(), total / self.data.eval_batches as f64)])
     }
 
-    fn save_artifacts(&self, run_dir: &Path) -> anyhow::Result<()> {
+    fn save_artifacts(&self, run_dir: &Path) -> kiln_task::Result<()> {
         let path = run_dir.join(VOCAB_FILE);
         std::fs::write(&path, self.corpus.vocab.to_text()).with_context(|| format!("writing {}", path.display()))
     }
 
     /// Sample `max_tokens` characters after the prompt (default: a newline).
-    fn generate(&self, model: &CharLm, options: &GenerateOptions, device: &Device) -> anyhow::Result<String> {
+    fn generate(&self, model: &CharLm, options: &GenerateOptions, device: &Device) -> kiln_task::Result<String> {
         let prompt = options.prompt.clone().unwrap_or_else(|| "\n".into());
         let mut ids = self.corpus.vocab.encode(&prompt).map_err(|c| {
-            anyhow::anyhow!("the prompt contains {c:?}, which is not in the training text's vocabulary")
+            kiln_task::TaskError::Invalid(format!(
+                "the prompt contains {c:?}, which is not in the training text's vocabulary"
+            ))
         })?;
-        anyhow::ensure!(!ids.is_empty(), "the prompt is empty");
-        anyhow::ensure!(options.temperature > 0.0, "--temperature must be positive");
+        kiln_task::ensure!(!ids.is_empty(), "the prompt is empty");
+        kiln_task::ensure!(options.temperature > 0.0, "--temperature must be positive");
         let mut rng = step_rng(options.seed, 4, 0);
         for _ in 0..options.max_tokens {
             let window = &ids[ids.len().saturating_sub(self.model.context)..];
@@ -233,7 +235,8 @@ impl Task for CharLmTask {
             .reshape([1, n]);
             let logits = model.forward(input).narrow(1, n - 1, 1).reshape([1, self.corpus.vocab.len()]);
             let probs = softmax(logits.div_scalar(options.temperature), 1).into_data().convert::<f32>();
-            let probs = probs.as_slice::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let probs =
+                probs.as_slice::<f32>().map_err(|e| kiln_task::TaskError::backend("reading the probabilities", e))?;
             let u: f32 = rng.random();
             let mut acc = 0.0;
             let next = probs.iter().position(|p| {

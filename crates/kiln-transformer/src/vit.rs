@@ -4,11 +4,11 @@
 //! rotates by the patch's `(row, col)`, `rope` by its flattened index `row · cols + col`, `learned`
 //! adds a trained vector per patch index, `none` leaves the patches unordered.
 
-use anyhow::Context;
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use kiln_data::mnist::{Mnist, MnistDataConfig};
 use kiln_layers::{TokenLayout, Transformer, TransformerConfig};
+use kiln_task::Context;
 use kiln_task::{EpochSampler, Metrics, Split, StepOutput, Task};
 use serde::{Deserialize, Serialize};
 
@@ -109,10 +109,10 @@ fn image_batch(m: &Mnist, idx: &[usize], device: &Device) -> ImageBatch {
 
 impl MnistTask {
     /// Read the IDX files (`dir` already resolved) and split off validation images.
-    pub fn new(model: VitConfig, data: &MnistDataConfig) -> anyhow::Result<Self> {
+    pub fn new(model: VitConfig, data: &MnistDataConfig) -> kiln_task::Result<Self> {
         model.encoder.validate().context("model.encoder")?;
         let (all, test) = data.read_train_and_test()?;
-        anyhow::ensure!(
+        kiln_task::ensure!(
             model.patch_size > 0 && all.rows % model.patch_size == 0 && all.cols % model.patch_size == 0,
             "model.patch_size ({}) must divide the image size {}x{}",
             model.patch_size,
@@ -150,7 +150,7 @@ impl Task for MnistTask {
         )
     }
 
-    fn build_model(&self, device: &Device) -> anyhow::Result<Vit> {
+    fn build_model(&self, device: &Device) -> kiln_task::Result<Vit> {
         Ok(self.model.init(10, device))
     }
 
@@ -167,7 +167,7 @@ impl Task for MnistTask {
         StepOutput { loss: cross_entropy(model.forward(batch.images), batch.labels), items }
     }
 
-    fn evaluate(&self, model: &Vit, split: Split, device: &Device) -> anyhow::Result<Metrics> {
+    fn evaluate(&self, model: &Vit, split: Split, device: &Device) -> kiln_task::Result<Metrics> {
         let data = match split {
             Split::Valid => &self.valid,
             Split::Test => &self.test,

@@ -24,7 +24,7 @@ pub const TAB10: [[u8; 3]; 10] = [
 /// # Errors
 ///
 /// The file cannot be written.
-pub fn write_sphere(path: &Path, points: &[[f32; 3]], classes: &[u8]) -> anyhow::Result<()> {
+pub fn write_sphere(path: &Path, points: &[[f32; 3]], classes: &[u8]) -> kiln_task::Result<()> {
     let radius = 200usize;
     let (width, height) = (4 * radius + 60, 2 * radius + 40);
     let mut rgb = vec![255u8; width * height * 3];

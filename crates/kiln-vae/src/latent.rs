@@ -46,16 +46,16 @@ impl LatentConfig {
     /// # Errors
     ///
     /// `d` too small or κ out of range.
-    pub fn validate(&self) -> anyhow::Result<()> {
+    pub fn validate(&self) -> kiln_task::Result<()> {
         match self {
             Self::Vmf { d, kappa, .. } => {
-                anyhow::ensure!(*d >= 2, "model.latent.d must be at least 2 for a vMF latent (the sphere S^(d-1))");
-                anyhow::ensure!(
+                kiln_task::ensure!(*d >= 2, "model.latent.d must be at least 2 for a vMF latent (the sphere S^(d-1))");
+                kiln_task::ensure!(
                     kappa.is_finite() && *kappa > 0.0 && *kappa <= 1e5,
                     "model.latent.kappa must be in (0, 1e5], got {kappa}"
                 );
             }
-            Self::Gaussian { d } => anyhow::ensure!(*d >= 1, "model.latent.d must be at least 1"),
+            Self::Gaussian { d } => kiln_task::ensure!(*d >= 1, "model.latent.d must be at least 1"),
         }
         Ok(())
     }

@@ -35,7 +35,7 @@ impl VaeConfig {
     /// # Errors
     ///
     /// The first invalid value.
-    pub fn validate(&self) -> anyhow::Result<()> {
+    pub fn validate(&self) -> kiln_task::Result<()> {
         self.latent.validate()?;
         self.network.validate()?;
         Ok(())

@@ -19,9 +19,9 @@
 //! `w` for the vMF sample and all evaluation noise are drawn on the host from generators keyed by
 //! `(seed, step)` or `(split, chunk)`, so evaluations repeat exactly.
 
-use anyhow::Context;
 use burn::prelude::*;
 use kiln_data::mnist::{Mnist, MnistDataConfig};
+use kiln_task::Context;
 use kiln_task::{EpochSampler, GenerateOptions, Goal, Metrics, Split, StepOutput, Task, step_rng, to_f32_vec};
 use rand::RngExt;
 use rand::rngs::StdRng;
@@ -78,12 +78,12 @@ impl VaeTask {
     /// # Errors
     ///
     /// An invalid model config, or unreadable MNIST files.
-    pub fn new(model: VaeConfig, data: &MnistDataConfig) -> anyhow::Result<Self> {
+    pub fn new(model: VaeConfig, data: &MnistDataConfig) -> kiln_task::Result<Self> {
         model.validate()?;
         let (all, test) = data.read_train_and_test()?;
-        anyhow::ensure!(all.rows == all.cols, "the VAE needs square images, got {}x{}", all.rows, all.cols);
+        kiln_task::ensure!(all.rows == all.cols, "the VAE needs square images, got {}x{}", all.rows, all.cols);
         if matches!(model.network, crate::network::NetworkConfig::Conv { .. }) {
-            anyhow::ensure!(
+            kiln_task::ensure!(
                 all.rows.is_multiple_of(4),
                 "model.network kind = \"conv\" needs an image side divisible by 4, got {}",
                 all.rows
@@ -146,7 +146,7 @@ impl VaeTask {
         samples: usize,
         limit: Option<usize>,
         device: &Device,
-    ) -> anyhow::Result<Scores> {
+    ) -> kiln_task::Result<Scores> {
         let (data, stream) = self.split(split);
         let n = limit.unwrap_or(usize::MAX).min(data.len());
         let chunk = (EVAL_ROWS / samples.max(1)).clamp(1, 500);
@@ -216,7 +216,7 @@ impl Task for VaeTask {
         )
     }
 
-    fn build_model(&self, device: &Device) -> anyhow::Result<Vae> {
+    fn build_model(&self, device: &Device) -> kiln_task::Result<Vae> {
         Ok(self.model.init(self.side(), device))
     }
 
@@ -239,7 +239,7 @@ impl Task for VaeTask {
         StepOutput { loss: (recon + posterior.kl(self.vmf)).mean(), items: b }
     }
 
-    fn evaluate(&self, model: &Vae, split: Split, device: &Device) -> anyhow::Result<Metrics> {
+    fn evaluate(&self, model: &Vae, split: Split, device: &Device) -> kiln_task::Result<Metrics> {
         let samples = if split == Split::Test { self.model.importance_samples } else { 0 };
         let s = self.score(model, split, samples, None, device)?;
         let mut m: Metrics = vec![
@@ -260,20 +260,20 @@ impl Task for VaeTask {
         }
     }
 
-    fn predict(&self, _model: &Vae, _texts: &[String], _device: &Device) -> anyhow::Result<Vec<String>> {
+    fn predict(&self, _model: &Vae, _texts: &[String], _device: &Device) -> kiln_task::Result<Vec<String>> {
         kiln_task::pictures_only(&self.describe())
     }
 
     /// Pictures into the run directory: test reconstructions, samples from the prior,
     /// interpolations between encoded test digits (along great circles for the vMF latent,
     /// straight lines for the Gaussian), and for a 3-D vMF latent the test codes on the sphere.
-    fn generate(&self, model: &Vae, options: &GenerateOptions, device: &Device) -> anyhow::Result<String> {
+    fn generate(&self, model: &Vae, options: &GenerateOptions, device: &Device) -> kiln_task::Result<String> {
         let dir = options.out_dir.as_deref().context("no output directory for the pictures")?;
         let out = dir.join("pictures");
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
         let (side, d) = (self.side(), self.latent_dim());
         let mut rng = step_rng(options.seed, STREAM_EVAL + 10, 0);
-        let to_images = |logits: Tensor<3>| -> anyhow::Result<Vec<Vec<f32>>> {
+        let to_images = |logits: Tensor<3>| -> kiln_task::Result<Vec<Vec<f32>>> {
             let n = logits.dims()[0];
             let v = to_f32_vec(burn::tensor::activation::sigmoid(logits))?;
             Ok(v.chunks(side * side).take(n).map(<[f32]>::to_vec).collect())

@@ -97,6 +97,13 @@ pub enum BertError {
     },
 }
 
+/// A task built on a BERT (NER with a pretrained backbone) fails with its [`BertError`] as it is.
+impl From<BertError> for kiln_task::TaskError {
+    fn from(error: BertError) -> Self {
+        kiln_task::TaskError::Model(Box::new(error))
+    }
+}
+
 /// The fields of a Hugging Face `config.json` this encoder reads (the rest are ignored).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct BertConfig {

@@ -56,14 +56,14 @@ impl NetworkConfig {
     /// # Errors
     ///
     /// An empty or zero width.
-    pub fn validate(&self) -> anyhow::Result<()> {
+    pub fn validate(&self) -> kiln_task::Result<()> {
         match self {
             Self::Mlp { hidden } => {
-                anyhow::ensure!(!hidden.is_empty(), "model.network.hidden must list at least one width");
-                anyhow::ensure!(hidden.iter().all(|&h| h > 0), "model.network.hidden widths must be positive");
+                kiln_task::ensure!(!hidden.is_empty(), "model.network.hidden must list at least one width");
+                kiln_task::ensure!(hidden.iter().all(|&h| h > 0), "model.network.hidden widths must be positive");
             }
             Self::Conv { channels, hidden } => {
-                anyhow::ensure!(*channels > 0 && *hidden > 0, "model.network.channels and hidden must be positive");
+                kiln_task::ensure!(*channels > 0 && *hidden > 0, "model.network.channels and hidden must be positive");
             }
         }
         Ok(())
