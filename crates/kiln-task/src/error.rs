@@ -32,12 +32,15 @@ pub enum TaskError {
     /// A failure with what was being done when it happened (`reading PATH`, `model.encoder`); the
     /// cause is any error (I/O, a layer's config error, a pretrained checkpoint's error, or another
     /// `TaskError`), kept for `downcast_ref`.
-    #[error("{context}: {source}")]
+    ///
+    /// The cause is written into this message and not returned again by `source()` (a field named
+    /// `source` would be both), so a chain printer does not say it twice.
+    #[error("{context}: {error}")]
     Context {
         /// What was being done, or which key.
         context: String,
         /// Why it failed.
-        source: Box<dyn StdError + Send + Sync + 'static>,
+        error: Box<dyn StdError + Send + Sync + 'static>,
     },
 }
 
@@ -72,11 +75,11 @@ pub trait Context<T> {
 
 impl<T, E: StdError + Send + Sync + 'static> Context<T> for std::result::Result<T, E> {
     fn context(self, context: impl std::fmt::Display) -> Result<T> {
-        self.map_err(|e| TaskError::Context { context: context.to_string(), source: Box::new(e) })
+        self.map_err(|e| TaskError::Context { context: context.to_string(), error: Box::new(e) })
     }
 
     fn with_context<C: std::fmt::Display>(self, context: impl FnOnce() -> C) -> Result<T> {
-        self.map_err(|e| TaskError::Context { context: context().to_string(), source: Box::new(e) })
+        self.map_err(|e| TaskError::Context { context: context().to_string(), error: Box::new(e) })
     }
 }
 
@@ -121,15 +124,31 @@ mod tests {
         Ok(x)
     }
 
-    /// Messages read as one line each, context first, and the cause stays reachable by type.
+    /// The message and each cause in `source()` order, as `anyhow`'s `{:#}` prints an error.
+    fn chain(e: &(dyn StdError + 'static)) -> String {
+        let mut out = e.to_string();
+        let mut next = e.source();
+        while let Some(cause) = next {
+            out += &format!(": {cause}");
+            next = cause.source();
+        }
+        out
+    }
+
+    /// Messages read as one line each, context first, each cause once (also through a chain
+    /// printer), and the cause stays reachable by type.
     #[test]
     fn contexts_nest_into_one_message_and_keep_their_cause() {
         let e = read("/nonexistent/kiln/file").context("model.vocab").unwrap_err();
         let message = e.to_string();
         assert!(message.starts_with("model.vocab: reading /nonexistent/kiln/file: "), "{message}");
-        let TaskError::Context { source, .. } = &e else { panic!("{e:?}") };
-        let inner = source.downcast_ref::<TaskError>().expect("the inner TaskError");
-        let TaskError::Context { source: io, .. } = inner else { panic!("{inner:?}") };
+        assert_eq!(chain(&e), message);
+        assert_eq!(message.matches("reading").count(), 1, "{message}");
+        assert_eq!(chain(&TaskError::Model(Box::new(e))), message, "transparent");
+        let e = read("/nonexistent/kiln/file").context("model.vocab").unwrap_err();
+        let TaskError::Context { error, .. } = &e else { panic!("{e:?}") };
+        let inner = error.downcast_ref::<TaskError>().expect("the inner TaskError");
+        let TaskError::Context { error: io, .. } = inner else { panic!("{inner:?}") };
         assert_eq!(io.downcast_ref::<std::io::Error>().map(|e| e.kind()), Some(std::io::ErrorKind::NotFound));
 
         assert_eq!(positive(-2).unwrap_err().to_string(), "model.x must be positive, got -2");

@@ -225,8 +225,10 @@ dir = {:?}
     assert!(values.len() == 3 && values.iter().all(|&v| v < 10), "{values:?}");
     let out = kiln().arg("predict").arg(&run).args(["--text", "[MAX 2 x ]"]).output().unwrap();
     assert!(
-        !out.status.success() && text(&out).contains("input 1 `[MAX 2 x ]`: token 3 `x` is not a ListOps token"),
-        "{}",
+        !out.status.success()
+            && text(&out).contains("input 1 `[MAX 2 x ]`: token 3 `x` is not a ListOps token")
+            && text(&out).matches("is not a ListOps token").count() == 1,
+        "the cause once: {}",
         text(&out)
     );
     std::fs::write(&inputs, "[SM 3 4 ]\n[MAX 2 [MIN 4 7 ]\n").unwrap();
