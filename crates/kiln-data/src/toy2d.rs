@@ -109,7 +109,10 @@ mod tests {
             assert!(distances.iter().all(|&r| r < 6.0 * sigma), "{toy:?}");
         }
         let roll = Toy2d::SwissRoll.sample(2000, &mut rng);
-        let r_max = roll.iter().map(|p| p[0].hypot(p[1])).fold(0.0f32, f32::max);
+        let r_max = roll
+            .iter()
+            .map(|p| p[0].hypot(p[1]))
+            .fold(0.0f32, |m, r| if m.is_nan() || r.is_nan() { f32::NAN } else { m.max(r) });
         assert!((r_max - 4.5 * std::f32::consts::PI / 5.0).abs() < 0.3, "{r_max}");
         let moons = Toy2d::TwoMoons.sample(2000, &mut rng);
         let mean_x = moons.iter().map(|p| p[0]).sum::<f32>() / 2000.0;

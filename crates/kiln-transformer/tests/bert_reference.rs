@@ -36,9 +36,10 @@ fn rows(t: Tensor<3>, i: usize, n: usize) -> Vec<Vec<f32>> {
     v.chunks(d).map(<[f32]>::to_vec).collect()
 }
 
+/// Largest absolute difference over rows; NaN if either side is not finite anywhere.
 fn max_abs(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs())).fold(0.0, f32::max)
+    kiln_kernels::testing::max_abs_diff(&a.concat(), &b.concat())
 }
 
 #[test]
