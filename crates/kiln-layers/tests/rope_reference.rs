@@ -7,9 +7,8 @@ use kiln_kernels::testing::max_abs_diff;
 use kiln_layers::position::Rotary;
 use serde_json::Value;
 
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array().expect("an array").iter().map(|x| x.as_f64().expect("a number") as f32).collect()
-}
+mod common;
+use common::floats;
 
 #[test]
 fn rotary_matches_rotary_embedding_torch() {
