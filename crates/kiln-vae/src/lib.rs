@@ -3,6 +3,7 @@
 
 pub mod bessel;
 mod image;
+pub mod importance;
 mod kind;
 pub mod latent;
 mod model;
@@ -11,6 +12,7 @@ mod task;
 pub mod vmf;
 
 pub use image::{TAB10, write_sphere};
+pub use importance::log_mean_exp;
 pub use kind::VaeKind;
 pub use latent::{Latent, LatentConfig, Posterior, SamplerKind};
 pub use model::{Vae, VaeConfig, bernoulli_nll};

@@ -28,6 +28,7 @@ use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::image::write_sphere;
+use crate::importance::log_mean_exp;
 use crate::latent::{LatentConfig, Posterior};
 use crate::model::{Vae, VaeConfig, bernoulli_nll};
 use crate::vmf::{VonMisesFisher, WSampler};
@@ -185,10 +186,7 @@ impl VaeTask {
         let z = repeated.sample(noise.w, noise.eps);
         let targets = images.unsqueeze_dim::<4>(1).expand([b, k, s, s]).reshape([b * k, s, s]);
         let nll = bernoulli_nll(model.decode(z.clone()), targets);
-        let log_weights = (nll + repeated.log_ratio(z, self.vmf)).neg().reshape([b, k]);
-        let max = log_weights.clone().max_dim(1);
-        let lse = (log_weights - max.clone()).exp().sum_dim(1).log() + max;
-        lse.squeeze_dim::<1>(1).sub_scalar((k as f64).ln())
+        log_mean_exp((nll + repeated.log_ratio(z, self.vmf)).neg().reshape([b, k]))
     }
 }
 
