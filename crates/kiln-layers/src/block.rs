@@ -73,3 +73,39 @@ impl TransformerBlock {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TransformerConfig;
+    use crate::test_util::*;
+
+    /// Each norm position computes its paper's formula, composed here from the block's own parts:
+    /// pre-norm `y = x + attn(norm1(x))`, `y + ff(norm2(y))`; post-norm `y = norm1(x + attn(x))`,
+    /// `norm2(y + ff(y))`. The same weights wired the other way give a different output.
+    #[test]
+    fn norm_positions_follow_their_formulas() {
+        let device = dev();
+        let config = TransformerConfig { dropout: 0.0, ..TransformerConfig::new(32, 4, 1) };
+        let mut block = config.init(&device).blocks.remove(0);
+        let x = randn([2, 5, 32], 1.0, 3, &device);
+        let pad = padding_from_lengths(&[5, 3], 5, &device);
+        let attn = |x: Tensor<3>| block.attention.forward(x, Some(&pad), None);
+        let pre_expected = {
+            let y = x.clone() + attn(block.norm1.forward(x.clone()));
+            y.clone() + block.feed_forward.forward(block.norm2.forward(y))
+        };
+        let post_expected = {
+            let y = block.norm1.forward(x.clone() + attn(x.clone()));
+            block.norm2.forward(y.clone() + block.feed_forward.forward(y))
+        };
+        block.norm_position = NormPosition::Pre;
+        let pre = to_vec(block.forward(x.clone(), Some(&pad), None));
+        block.norm_position = NormPosition::Post;
+        let post = to_vec(block.forward(x, Some(&pad), None));
+        assert_close(&pre, &to_vec(pre_expected), 1e-6);
+        assert_close(&post, &to_vec(post_expected), 1e-6);
+        let diff = max_abs_diff(&pre, &post);
+        assert!(diff > 0.1, "pre- and post-norm agree to {diff}");
+    }
+}

@@ -321,8 +321,11 @@ mod tests {
         );
     }
 
-    /// Every attention × position combination builds and runs, pre- and post-norm, with padding;
-    /// pre- and post-norm stacks are not the same function.
+    /// Every attention × position combination builds and runs, pre- and post-norm, with padding, and
+    /// each stack ends where its norms say: a post-norm block's output and a pre-norm stack's final
+    /// output are RMS-normalised rows (unit gain at init, so every token's root mean square is 1),
+    /// while a pre-norm block's own output is not; and pre- and post-norm stacks with the same seeds
+    /// are not the same function.
     #[test]
     fn every_attention_and_position_builds_and_runs() {
         let device = dev();
@@ -336,6 +339,7 @@ mod tests {
         let positions = ["\"none\"", "\"learned\", max_seq_len = 16", "\"sinusoidal\"", "\"rope\"", "\"rope2d\""];
         for a in attentions {
             for p in positions {
+                let mut outputs = Vec::new();
                 for norm in ["pre", "post"] {
                     let c = parse(&format!(
                         "dropout = 0.0\nnorm_position = \"{norm}\"\nnorm = \"rms_norm\"\nattention = {a}\nposition = {{ kind = {p} }}"
@@ -347,9 +351,23 @@ mod tests {
                     let pad = crate::mask::padding_from_lengths(&[12, 7], 12, &device);
                     let states = stack.forward_hidden_states(x, Some(&pad), TokenLayout::Grid { rows: 3, cols: 4 });
                     assert_eq!(states.len(), 2);
-                    let y = to_vec(states[1].clone());
-                    assert!(y.iter().all(|v| v.is_finite()), "{a} {p} {norm}");
+                    let rms = |t: &Tensor<3>| -> Vec<f64> {
+                        let v = to_vec(t.clone());
+                        v.chunks(64).map(|r| (r.iter().map(|x| f64::from(x * x)).sum::<f64>() / 64.0).sqrt()).collect()
+                    };
+                    let (first, last) = (rms(&states[0]), rms(&states[1]));
+                    let off_one = |r: &[f64]| nan_max(r.iter().map(|v| (v - 1.0).abs()));
+                    // RMSNorm's eps (1e-5) moves a unit-RMS row by about 5e-6.
+                    assert!(off_one(&last) < 1e-4, "{a} {p} {norm}: final rows are not unit RMS: {last:?}");
+                    if norm == "post" {
+                        assert!(off_one(&first) < 1e-4, "{a} {p}: post-norm block 1 rows not unit RMS: {first:?}");
+                    } else {
+                        assert!(off_one(&first) > 0.05, "{a} {p}: pre-norm block 1 output looks normalised: {first:?}");
+                    }
+                    outputs.push(to_vec(states[1].clone()));
                 }
+                let diff = max_abs_diff(&outputs[0], &outputs[1]);
+                assert!(diff > 0.1, "{a} {p}: pre- and post-norm stacks agree to {diff}");
             }
         }
     }

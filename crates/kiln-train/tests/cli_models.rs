@@ -328,8 +328,8 @@ fn bench_attention_measures_each_point_in_a_child_process() {
 }
 
 /// The VAE end to end on synthetic digits, vMF on S² and Gaussian: training lowers the negative
-/// ELBO; `eval` reports the importance-sampled log-likelihood, which (a tighter bound) is at least
-/// the ELBO; `sample` writes the pictures, with the sphere plot for the 3-D vMF latent.
+/// ELBO; `eval` reports the importance-sampled log-likelihood, which (a tighter bound) is above the
+/// ELBO; `sample` writes the pictures, with the sphere plot for the 3-D vMF latent.
 #[test]
 fn vae_trains_evaluates_and_draws() {
     let dir = tempfile::tempdir().unwrap();
@@ -373,7 +373,9 @@ fn vae_trains_evaluates_and_draws() {
             test_line[i + key.len() + 1..].split(',').next().unwrap().trim().parse().unwrap()
         };
         let (elbo, ll) = (value("elbo"), value("log_likelihood"));
-        assert!(ll >= elbo - 0.5, "{name}: importance-sampled log-likelihood {ll} below the ELBO {elbo}");
+        // In expectation the 50-sample bound lies above the ELBO (Burda et al. 2016, Theorem 1), and
+        // a log-probability of binary pictures is at most 0. Seen: gaps of 0.8 (vMF), 5.1 and 3.2.
+        assert!(ll > elbo && ll < 0.0, "{name}: importance-sampled log-likelihood {ll}, ELBO {elbo}");
         let out = kiln().arg("sample").arg(&run).output().unwrap();
         assert!(out.status.success(), "{name}: {}", text(&out));
         for picture in ["reconstructions", "samples", "interpolations"] {
@@ -416,10 +418,25 @@ fn wgan_trains_measures_and_resumes() {
         assert!(full.status.success(), "{name}: {}", text(&full));
         let full_dir = run_dir_of(&full);
         let m = std::fs::read_to_string(full_dir.join("metrics.csv")).unwrap();
-        let w1: f64 =
-            m.lines().rfind(|l| l.contains(",valid,w1,")).unwrap().rsplit(',').next().unwrap().parse().unwrap();
-        assert!(w1 > 0.0 && w1.is_finite(), "{name}: {w1}");
-        assert!(m.contains(",valid,critic_w1,") && m.contains(",valid,modes,"), "{name}: {m}");
+        let series = |key: &str| -> Vec<f64> {
+            m.lines()
+                .filter(|l| l.contains(&format!(",valid,{key},")))
+                .map(|l| l.rsplit(',').next().unwrap().parse().unwrap())
+                .collect()
+        };
+        let (w1, critic) = (series("w1"), series("critic_w1"));
+        assert_eq!((w1.len(), critic.len()), (2, 2), "{name}: two evaluations: {m}");
+        for (&w, &c) in w1.iter().zip(&critic) {
+            // Both are measured on the same 64 real and 64 generated points. A critic that is
+            // 1-Lipschitz cannot separate two point sets by more than their W1 (Kantorovich-Rubinstein
+            // duality), so clipped and spectrally normalised critics must stay below it; the
+            // penalised ones are only pushed towards slope 1, so no bound holds for them.
+            assert!(w.is_finite() && w > 0.05, "{name}: exact W1 {w}");
+            if matches!(name, "sn" | "clip") {
+                assert!(c.abs() <= w, "{name}: a 1-Lipschitz critic's estimate {c} exceeds the exact W1 {w}");
+            }
+        }
+        assert!(m.contains(",valid,modes,"), "{name}: {m}");
         assert!(full_dir.join("plots/w1_vs_critic.png").exists(), "{name}");
         let out = kiln().arg("sample").arg(&full_dir).output().unwrap();
         assert!(out.status.success(), "{name}: {}", text(&out));
