@@ -10,6 +10,7 @@ pub mod ner;
 pub mod text;
 pub mod tokenizer;
 pub mod toy2d;
+pub mod words;
 
 pub use config::DataConfig;
 pub use error::DataError;

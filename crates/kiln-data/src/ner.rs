@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::DataError;
 use crate::lines::Lines;
+use crate::words::TokenUnit;
 
 /// An entity: a type name and inclusive token span.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -55,8 +56,11 @@ pub struct ColumnOptions {
 pub struct NerFile {
     /// Sentences in file order.
     pub examples: Vec<NerExample>,
-    /// `I-`/`E-`/`M-` tags that started a chunk (no `B-` before them).
+    /// Tags that conlleval's reading repairs: an `I-`/`E-`/`M-` that starts a chunk (no `B-` of its
+    /// type before it, including a type change inside a chunk).
     pub inconsistent_tags: usize,
+    /// The line of the first of them.
+    pub first_inconsistent_line: Option<usize>,
 }
 
 fn sort(mut entities: Vec<Entity>) -> Vec<Entity> {
@@ -107,7 +111,16 @@ pub fn read_cluener_from(reader: impl Read, path: &Path) -> Result<NerFile, Data
                             format!("{label} `{surface}` span {span:?} is not [start, end]"),
                         ));
                     };
-                    if start > end || end >= tokens.len() {
+                    if start > end {
+                        return Err(DataError::format(
+                            path,
+                            &at,
+                            format!(
+                                "{label} `{surface}` span [{start}, {end}] is reversed: its start is after its end"
+                            ),
+                        ));
+                    }
+                    if end >= tokens.len() {
                         return Err(DataError::format(
                             path,
                             &at,
@@ -133,7 +146,7 @@ pub fn read_cluener_from(reader: impl Read, path: &Path) -> Result<NerFile, Data
         }
         examples.push(NerExample { tokens, entities: sort(entities) });
     }
-    Ok(NerFile { examples, inconsistent_tags: 0 })
+    Ok(NerFile { examples, ..NerFile::default() })
 }
 
 /// Split `B-PER` into `('B', "PER")`; `O` into `('O', "")`. `M` (BMES) reads as `I`.
@@ -150,14 +163,15 @@ fn split_tag(tag: &str) -> Option<(char, &str)> {
     (!kind.is_empty()).then_some((p, kind))
 }
 
-/// Chunks of a tag sequence by conlleval's rules; also counts chunks started by `I`/`E`.
+/// Chunks of a tag sequence by conlleval's rules; also the positions of the chunks started by `I`/`E`
+/// (no `B-` before them, or a type change inside a chunk), which conlleval repairs that way.
 ///
 /// # Errors
 ///
 /// A tag that is not `O` or `{B,I,M,E,S}-TYPE`: its index in the sequence.
-pub fn tags_to_entities(tags: &[&str]) -> Result<(Vec<Entity>, usize), usize> {
+pub fn tags_to_entities(tags: &[&str]) -> Result<(Vec<Entity>, Vec<usize>), usize> {
     let mut entities = Vec::new();
-    let mut inconsistent = 0;
+    let mut inconsistent = Vec::new();
     let (mut prev, mut prev_kind) = ('O', "");
     let mut open: Option<(usize, &str)> = None;
     for (i, tag) in tags.iter().enumerate() {
@@ -173,7 +187,7 @@ pub fn tags_to_entities(tags: &[&str]) -> Result<(Vec<Entity>, usize), usize> {
         }
         if starts && cur != 'O' {
             if matches!(cur, 'I' | 'E') {
-                inconsistent += 1;
+                inconsistent.push(i);
             }
             open = Some((i, kind));
         }
@@ -216,7 +230,10 @@ pub fn read_columns_from(reader: impl Read, path: &Path, options: ColumnOptions)
                     format!("unknown tag `{}`; expected O or B-/I-/M-/E-/S-TYPE", tags[i]),
                 )
             })?;
-            out.inconsistent_tags += bad;
+            if let Some(&first) = bad.first() {
+                out.first_inconsistent_line.get_or_insert(lines[first]);
+            }
+            out.inconsistent_tags += bad.len();
             out.examples.push(NerExample { tokens: std::mem::take(tokens), entities: sort(entities) });
             tags.clear();
             lines.clear();
@@ -306,7 +323,7 @@ pub fn parse_cmeee(text: &str, path: &Path) -> Result<NerFile, DataError> {
         }
         examples.push(NerExample { tokens, entities: sort(entities) });
     }
-    Ok(NerFile { examples, inconsistent_tags: 0 })
+    Ok(NerFile { examples, ..NerFile::default() })
 }
 
 /// The file formats.
@@ -351,6 +368,12 @@ pub struct NerDataConfig {
     /// Use only the first `train_limit` training sentences.
     #[serde(default)]
     pub train_limit: Option<usize>,
+    /// What a token is, for `kiln predict` to cut raw text the way the training data was cut:
+    /// `"characters"` or `"words"`. Default: characters for CLUENER and CMeEE; for column files,
+    /// characters when every training token is one character (MSRA, People's Daily), else words
+    /// (CoNLL-2003 style). Recorded with the run.
+    #[serde(default)]
+    pub tokens: Option<TokenUnit>,
     /// Training batches of sentences of similar length (Hugging Face's `group_by_length`; see
     /// `EpochSampler::batch_grouped_by_length`): less padding, faster steps. Default false.
     #[serde(default)]
@@ -392,6 +415,21 @@ impl NerDataConfig {
         }
     }
 
+    /// What a token of this data is: `tokens` if given, else as its doc says, from the training file.
+    pub fn token_unit(&self, train: &NerFile) -> TokenUnit {
+        self.tokens.unwrap_or(match self.format {
+            NerFormat::Cluener | NerFormat::Cmeee => TokenUnit::Characters,
+            NerFormat::Columns => {
+                let one_char = |t: &String| t.chars().nth(1).is_none();
+                if train.examples.iter().all(|x| x.tokens.iter().all(one_char)) {
+                    TokenUnit::Characters
+                } else {
+                    TokenUnit::Words
+                }
+            }
+        })
+    }
+
     /// Make relative paths absolute against `dir`.
     pub fn resolve_paths(&mut self, dir: &Path) {
         for p in std::iter::once(&mut self.train).chain(self.valid.as_mut()).chain(self.test.as_mut()) {
@@ -430,12 +468,14 @@ mod tests {
     #[test]
     fn conlleval_chunking_of_bio_bioes_bmes() {
         let t = |tags: &str| tags_to_entities(&tags.split(' ').collect::<Vec<_>>()).unwrap();
-        assert_eq!(t("B-PER I-PER O B-LOC"), (vec![e("PER", 0, 1), e("LOC", 3, 3)], 0));
-        assert_eq!(t("B-PER B-PER I-PER"), (vec![e("PER", 0, 0), e("PER", 1, 2)], 0));
-        // I without B starts a chunk (counted); a type change ends one.
-        assert_eq!(t("O I-ORG I-ORG I-LOC"), (vec![e("ORG", 1, 2), e("LOC", 3, 3)], 2));
-        assert_eq!(t("B-NR M-NR E-NR S-NS O"), (vec![e("NR", 0, 2), e("NS", 3, 3)], 0));
-        assert_eq!(t("B-X E-X E-X"), (vec![e("X", 0, 1), e("X", 2, 2)], 1));
+        assert_eq!(t("B-PER I-PER O B-LOC"), (vec![e("PER", 0, 1), e("LOC", 3, 3)], vec![]));
+        assert_eq!(t("B-PER B-PER I-PER"), (vec![e("PER", 0, 0), e("PER", 1, 2)], vec![]));
+        // I without B starts a chunk (counted); a type change ends one (and an I- of the new type
+        // is counted too).
+        assert_eq!(t("O I-ORG I-ORG I-LOC"), (vec![e("ORG", 1, 2), e("LOC", 3, 3)], vec![1, 3]));
+        assert_eq!(t("B-PER I-LOC B-LOC"), (vec![e("PER", 0, 0), e("LOC", 1, 1), e("LOC", 2, 2)], vec![1]));
+        assert_eq!(t("B-NR M-NR E-NR S-NS O"), (vec![e("NR", 0, 2), e("NS", 3, 3)], vec![]));
+        assert_eq!(t("B-X E-X E-X"), (vec![e("X", 0, 1), e("X", 2, 2)], vec![2]));
         assert_eq!(tags_to_entities(&["O", "B_PER"]), Err(1));
     }
 
@@ -455,10 +495,33 @@ mod tests {
         let conll = "EU NNP B-NP B-ORG\nrejects VBZ B-VP O\nGerman JJ B-NP B-MISC\n";
         let f = read_columns_from(conll.as_bytes(), Path::new("conll"), ColumnOptions::default()).unwrap();
         assert_eq!(f.examples[0].entities, vec![e("ORG", 0, 0), e("MISC", 2, 2)]);
+        assert_eq!((f.inconsistent_tags, f.first_inconsistent_line), (0, None));
+        // Repaired tags are counted, with the line of the first.
+        let repaired = "-DOCSTART- -X- O O\n\nEU B-ORG\nsays O\n\nPeter I-PER\nBlack I-PER\nof B-PER\nBonn I-LOC\n";
+        let f = read_columns_from(repaired.as_bytes(), Path::new("conll"), ColumnOptions::default()).unwrap();
+        assert_eq!((f.inconsistent_tags, f.first_inconsistent_line), (2, Some(6)));
+        assert_eq!(f.examples[1].entities, vec![e("PER", 0, 1), e("PER", 2, 2), e("LOC", 3, 3)]);
         let err = read_columns_from("a O\nb\n".as_bytes(), Path::new("bad.txt"), opts).unwrap_err().to_string();
         assert!(err.contains("bad.txt: line 2: `b` has no tag column"), "{err}");
         let err = read_columns_from("a O\nb X-Y\n".as_bytes(), Path::new("bad.txt"), opts).unwrap_err().to_string();
         assert!(err.contains("bad.txt: line 2: unknown tag `X-Y`"), "{err}");
+    }
+
+    /// Characters for the character formats and for column files of one-character tokens; words for
+    /// a column file with longer tokens; the key wins over both.
+    #[test]
+    fn token_unit_follows_the_data_unless_given() {
+        let config = |format: &str, tokens: &str| -> NerDataConfig {
+            toml::from_str(&format!("format = \"{format}\"\ntrain = \"t\"\nvalid = \"v\"\n{tokens}")).unwrap()
+        };
+        let file = |text: &str| read_columns_from(text.as_bytes(), Path::new("f"), ColumnOptions::default()).unwrap();
+        let chars = file("中 B-NS\n国 E-NS\n\n人 O\n");
+        let words = file("EU B-ORG\nrejects O\n\nit O\n");
+        assert_eq!(config("columns", "").token_unit(&chars), TokenUnit::Characters);
+        assert_eq!(config("columns", "").token_unit(&words), TokenUnit::Words);
+        assert_eq!(config("cluener", "").token_unit(&words), TokenUnit::Characters);
+        assert_eq!(config("columns", "tokens = \"characters\"").token_unit(&words), TokenUnit::Characters);
+        assert_eq!(config("cmeee", "tokens = \"words\"").token_unit(&chars), TokenUnit::Words);
     }
 
     #[test]
@@ -479,6 +542,9 @@ mod tests {
         assert!(err.contains("dev.json: line 1:") && err.contains("outside"), "{err}");
         std::fs::write(&p, "{\"text\":\"浙商银行\",\"label\":{\"company\":{\"浙商\":[[0,2]]}}}\n").unwrap();
         assert!(read_cluener(&p).unwrap_err().to_string().contains("inclusive"));
+        std::fs::write(&p, "{\"text\":\"浙商银行\",\"label\":{\"company\":{\"浙商\":[[1,0]]}}}\n").unwrap();
+        let err = read_cluener(&p).unwrap_err().to_string();
+        assert!(err.contains("dev.json: line 1:") && err.contains("[1, 0] is reversed"), "{err}");
         let c = dir.join("CMeEE_dev.json");
         std::fs::write(
             &c,
