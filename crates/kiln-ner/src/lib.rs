@@ -26,7 +26,7 @@ pub use head::{
 };
 pub use kind::NerKind;
 pub use loss::multilabel_crossentropy;
-pub use metrics::{Counts, EntityCounts};
+pub use metrics::{ColumnScores, Counts, EntityCounts, score_columns};
 pub use model::{CharFeatures, NerModel};
 pub use task::NerTask;
 

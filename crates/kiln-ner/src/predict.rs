@@ -2,9 +2,11 @@
 //! overlapping windows, printed as JSON lines with character offsets.
 
 use std::ops::Range;
+use std::path::Path;
 
 use burn::prelude::*;
 use kiln_data::ner::NerExample;
+use kiln_data::words::Token;
 use kiln_task::Context;
 use serde::Serialize;
 
@@ -74,48 +76,138 @@ impl NerTask {
             spans.sort_by_key(|s| (s.start, s.end, s.kind));
             // The CRF's tag path is flat too.
             if self.model.decode == Decoding::Flat || matches!(self.model.head, SpanHeadConfig::Crf { .. }) {
-                let mut free_from = 0;
-                spans.retain(|s| {
-                    let keep = s.start >= free_from;
-                    if keep {
-                        free_from = s.end + 1;
-                    }
-                    keep
-                });
+                keep_flat(spans);
             }
         }
         found
     }
 }
 
+/// Of spans sorted by `(start, end, kind)`, keep each that starts after the last one kept ends.
+pub(crate) fn keep_flat(spans: &mut Vec<Span>) {
+    let mut free_from = 0;
+    spans.retain(|s| {
+        let keep = s.start >= free_from;
+        if keep {
+            free_from = s.end + 1;
+        }
+        keep
+    });
+}
+
 impl NerTask {
-    /// One JSON line per text (`kiln predict`): its entities with character offsets.
+    /// One JSON line per text (`kiln predict`): its entities with character offsets of the text and
+    /// their surface text. Each text is cut into the run's tokens ([`TokenUnit`]): raw text by the
+    /// word rule of `kiln_data::words` (or into characters), or, when `tokenised`, at whitespace only.
     pub(crate) fn predict_texts(
         &self,
         model: &NerModel,
         texts: &[String],
+        tokenised: bool,
         device: &Device,
     ) -> kiln_task::Result<Vec<String>> {
-        let tokens: Vec<Vec<String>> = texts.iter().map(|t| t.chars().map(String::from).collect()).collect();
-        let sentences: Vec<&[String]> = tokens.iter().map(Vec::as_slice).collect();
+        let tokens: Vec<Vec<Token>> = texts
+            .iter()
+            .map(|t| if tokenised { self.tokens.split_tokenised(t) } else { self.tokens.split(t) })
+            .collect();
+        let words: Vec<Vec<String>> = tokens.iter().map(|t| t.iter().map(|w| w.text.clone()).collect()).collect();
+        let sentences: Vec<&[String]> = words.iter().map(Vec::as_slice).collect();
         let found = self.find_spans(model, &sentences, device);
         texts
             .iter()
             .zip(&tokens)
             .zip(found)
             .map(|((text, tokens), spans)| {
+                let chars: Vec<char> = text.chars().collect();
                 let entities = spans
                     .iter()
-                    .map(|s| PredictedEntity {
-                        kind: &self.types[s.kind],
-                        start: s.start,
-                        end: s.end,
-                        text: tokens[s.start..=s.end].concat(),
+                    .map(|s| {
+                        let (start, end) = (tokens[s.start].chars.start, tokens[s.end].chars.end - 1);
+                        PredictedEntity {
+                            kind: &self.types[s.kind],
+                            start,
+                            end,
+                            text: chars[start..=end].iter().collect(),
+                        }
                     })
                     .collect();
                 serde_json::to_string(&Prediction { text, entities }).context("encoding a prediction")
             })
             .collect()
+    }
+
+    /// `kiln predict --format conll`: a column file (a token per line in the first column, sentences
+    /// separated by blank lines, any other columns kept) written back line for line with one more
+    /// column, the predicted tag in BIO. The spans are made flat first (as flat decoding does), since
+    /// tags cannot hold nested entities; `-DOCSTART-` lines get an `O`. With the gold tags in the last
+    /// input column, the output is what conlleval scores (gold, then predicted).
+    pub(crate) fn predict_columns(
+        &self,
+        model: &NerModel,
+        text: &str,
+        source: &Path,
+        device: &Device,
+    ) -> kiln_task::Result<Vec<String>> {
+        let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
+        // Sentences as ranges of line numbers (0-based) of their tokens.
+        let mut sentences: Vec<Vec<usize>> = vec![];
+        let mut current = vec![];
+        for (i, line) in lines.iter().enumerate() {
+            if line.trim().is_empty() || line.starts_with("-DOCSTART-") {
+                if !current.is_empty() {
+                    sentences.push(std::mem::take(&mut current));
+                }
+            } else {
+                current.push(i);
+            }
+        }
+        if !current.is_empty() {
+            sentences.push(current);
+        }
+        kiln_task::ensure!(!sentences.is_empty(), "{}: no tokens (expected a column file)", source.display());
+        let words: Vec<Vec<String>> = sentences
+            .iter()
+            .map(|s| {
+                s.iter()
+                    .map(|&i| {
+                        let mut token = lines[i].split(['\t', ' ']).find(|c| !c.is_empty()).unwrap_or("").to_string();
+                        if self.data.strip_digit_suffix
+                            && token.chars().count() > 1
+                            && token.ends_with(|c: char| c.is_ascii_digit())
+                        {
+                            token.pop();
+                        }
+                        token
+                    })
+                    .collect()
+            })
+            .collect();
+        let refs: Vec<&[String]> = words.iter().map(Vec::as_slice).collect();
+        let mut tags: Vec<String> = vec![String::new(); lines.len()];
+        for (sentence, mut spans) in sentences.iter().zip(self.find_spans(model, &refs, device)) {
+            keep_flat(&mut spans);
+            for &i in sentence {
+                tags[i] = "O".into();
+            }
+            for s in spans {
+                for (k, &i) in sentence[s.start..=s.end].iter().enumerate() {
+                    tags[i] = format!("{}-{}", if k == 0 { 'B' } else { 'I' }, self.types[s.kind]);
+                }
+            }
+        }
+        Ok(lines
+            .iter()
+            .zip(tags)
+            .map(|(line, tag)| {
+                if line.trim().is_empty() {
+                    String::new()
+                } else if tag.is_empty() {
+                    format!("{line} O") // -DOCSTART-
+                } else {
+                    format!("{line} {tag}")
+                }
+            })
+            .collect())
     }
 }
 

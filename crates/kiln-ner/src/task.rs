@@ -6,6 +6,7 @@ use std::path::Path;
 
 use burn::prelude::*;
 use kiln_data::ner::{NerDataConfig, NerExample, NerFile};
+use kiln_data::words::TokenUnit;
 use kiln_layers::{Dropout, Linear};
 use kiln_task::Context;
 use kiln_task::{EpochSampler, GenerateOptions, Metrics, Split, StepOutput, Task};
@@ -20,8 +21,9 @@ use crate::{EntityCounts, Lexicon, NerBatch, NerModel, NerModelConfig, Span};
 pub(crate) const VOCABULARY_FILE: &str = "ner_vocabulary.json";
 
 /// What `kiln predict` needs of the training file, saved with a run ([`Task::save_artifacts`]): the
-/// entity types, and for a from-scratch encoder the character and bigram vocabularies (in id order,
-/// from id 2) and the lexicon (each string's training count per type).
+/// entity types, for a from-scratch encoder the token (character or word) and bigram vocabularies (in
+/// id order, from id 2) and the lexicon (each string's training count per type), and what a token is
+/// (absent in runs of Kiln before 2026-12-07, which were all read as characters).
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SavedVocabulary {
@@ -29,6 +31,8 @@ pub(crate) struct SavedVocabulary {
     pub(crate) chars: Vec<String>,
     pub(crate) bigrams: Vec<String>,
     pub(crate) lexicon: Option<BTreeMap<String, Vec<usize>>>,
+    #[serde(default)]
+    pub(crate) tokens: Option<TokenUnit>,
 }
 
 /// Named-entity recognition on a dataset.
@@ -47,7 +51,11 @@ pub struct NerTask {
     pub(crate) lexicon: Option<Lexicon>,
     pub(crate) bert: Option<BertBackbone>,
     pub(crate) types: Vec<String>,
+    /// What a token is, for cutting `kiln predict`'s input.
+    pub(crate) tokens: TokenUnit,
+    /// Tags repaired as conlleval reads them (train and valid files), and where the first one is.
     pub(crate) inconsistent: usize,
+    pub(crate) first_inconsistent: Option<String>,
 }
 
 impl NerTask {
@@ -74,7 +82,7 @@ impl NerTask {
                     data.train.display()
                 );
                 let held = ((n as f64 * fraction).round() as usize).clamp(1, n - 1);
-                NerFile { examples: train_file.examples.split_off(n - held), inconsistent_tags: 0 }
+                NerFile { examples: train_file.examples.split_off(n - held), ..NerFile::default() }
             }
         };
         let test_file = data.test.as_deref().map(|p| data.read(p)).transpose()?;
@@ -101,6 +109,10 @@ impl NerTask {
             .lexicon
             .then(|| Lexicon::new(&train_file.examples, data.max_len, types.len(), |l| type_position(&types, l)));
         let inconsistent = train_file.inconsistent_tags + valid_file.inconsistent_tags;
+        let first_inconsistent = [(&train_file, Some(&data.train)), (&valid_file, data.valid.as_ref())]
+            .into_iter()
+            .find_map(|(f, path)| Some(format!("{} line {}", path?.display(), f.first_inconsistent_line?)));
+        let tokens = data.token_unit(&train_file);
         let bert = model.bert.as_ref().map(BertBackbone::open).transpose()?;
         Ok(Self {
             model,
@@ -114,7 +126,9 @@ impl NerTask {
             lexicon,
             bert,
             types,
+            tokens,
             inconsistent,
+            first_inconsistent,
         })
     }
 
@@ -154,6 +168,8 @@ impl NerTask {
             .transpose()
             .map_err(|e| kiln_task::TaskError::Invalid(format!("{}: lexicon: {e}", path.display())))?;
         let bert = model.bert.as_ref().map(BertBackbone::open).transpose()?;
+        // A key given now (`--set data.tokens=...`) wins over the run's record.
+        let tokens = data.tokens.or(saved.tokens).unwrap_or(TokenUnit::Characters);
         Ok(Self {
             model,
             data,
@@ -166,7 +182,9 @@ impl NerTask {
             lexicon,
             bert,
             types: saved.types,
+            tokens,
             inconsistent: 0,
+            first_inconsistent: None,
         })
     }
 
@@ -211,16 +229,21 @@ impl Task for NerTask {
 
     fn describe(&self) -> String {
         format!(
-            "NER, {} types ({}), {} train / {} valid{} sentences, {}{}",
+            "NER, {} types ({}), {} train / {} valid{} sentences of {}, {}{}",
             self.types.len(),
             self.types.join(", "),
             self.train.len(),
             self.valid.len(),
             self.test.as_ref().map(|t| format!(" / {} test", t.len())).unwrap_or_default(),
+            match self.tokens {
+                TokenUnit::Characters => "characters",
+                TokenUnit::Words => "words",
+            },
             match &self.bert {
                 Some(b) => format!("BERT backbone {}", b.dir.display()),
                 None => {
-                    let mut s = format!("{} characters", self.vocab.len());
+                    let unit = if self.tokens == TokenUnit::Words { "words" } else { "characters" };
+                    let mut s = format!("{} {unit}", self.vocab.len());
                     if self.model.bigrams {
                         s += &format!(
                             " and {} bigrams (seen at least {} times)",
@@ -236,7 +259,11 @@ impl Task for NerTask {
                 }
             },
             if self.inconsistent > 0 {
-                format!(", {} inconsistent tags read as conlleval", self.inconsistent)
+                format!(
+                    "; tags repaired the way conlleval reads them (an I- or E- without a B- of its type, or a type change inside a chunk): {}, the first at {}",
+                    self.inconsistent,
+                    self.first_inconsistent.as_deref().unwrap_or("?")
+                )
             } else {
                 String::new()
             }
@@ -352,6 +379,7 @@ impl Task for NerTask {
             chars: in_id_order(&mut self.vocab.iter()),
             bigrams: in_id_order(&mut self.bigram_vocab.iter()),
             lexicon: self.lexicon.as_ref().map(|l| l.counts.iter().map(|(k, c)| (k.clone(), c.clone())).collect()),
+            tokens: Some(self.tokens),
         };
         let path = run_dir.join(VOCABULARY_FILE);
         let json = serde_json::to_string(&saved).context("encoding the vocabularies")?;
@@ -367,7 +395,23 @@ impl Task for NerTask {
     /// offsets in characters, `end` inclusive, each text labelled whole ([`find_spans`](NerTask::find_spans)):
     /// an empty text has no entities.
     fn predict(&self, model: &NerModel, texts: &[String], device: &Device) -> kiln_task::Result<Vec<String>> {
-        self.predict_texts(model, texts, device)
+        self.predict_texts(model, texts, false, device)
+    }
+
+    /// As [`predict`](Task::predict), each line already cut into tokens: at whitespace for a run
+    /// of words, into characters for a run of characters.
+    fn predict_tokenised(&self, model: &NerModel, lines: &[String], device: &Device) -> kiln_task::Result<Vec<String>> {
+        self.predict_texts(model, lines, true, device)
+    }
+
+    fn predict_columns(
+        &self,
+        model: &NerModel,
+        text: &str,
+        source: &Path,
+        device: &Device,
+    ) -> kiln_task::Result<Vec<String>> {
+        NerTask::predict_columns(self, model, text, source, device)
     }
 }
 

@@ -196,6 +196,36 @@ pub trait Task: Sized + Send + Sync + 'static {
             })
             .collect()
     }
+
+    /// Label each line of a `kiln predict --file`, read as already cut into the task's tokens (a NER
+    /// run of words splits it at whitespace only). The default is [`predict`](Self::predict).
+    ///
+    /// # Errors
+    ///
+    /// As [`predict`](Self::predict).
+    fn predict_tokenised(&self, model: &Self::Model, lines: &[String], device: &Device) -> Result<Vec<String>> {
+        self.predict(model, lines, device)
+    }
+
+    /// `kiln predict --file F --format conll`: label a column file (`text`, read from `source`) and
+    /// return it with a predicted-tag column. Only token labelling tasks (NER) have one.
+    ///
+    /// # Errors
+    ///
+    /// The task labels no tokens, or the file is not a column file.
+    fn predict_columns(
+        &self,
+        _model: &Self::Model,
+        _text: &str,
+        source: &Path,
+        _device: &Device,
+    ) -> Result<Vec<String>> {
+        crate::bail!(
+            "{}: --format conll needs a model that tags tokens (NER); {} does not",
+            source.display(),
+            self.describe()
+        )
+    }
 }
 
 /// [`Task::predict`] of a task that only draws pictures (`kiln sample`): an error saying so,

@@ -81,8 +81,26 @@ impl TaskJob for EvalJob {
 pub enum Use {
     /// `kiln sample`: what the task generates (text, or pictures written to a directory).
     Generate(GenerateOptions),
-    /// `kiln predict`: one output line per input.
+    /// `kiln predict --text`: one output line per input.
     Predict(Vec<String>),
+    /// `kiln predict --file`: one output line per input line, read as already tokenised.
+    PredictTokenised(Vec<String>),
+    /// `kiln predict --file F --format conll`: the column file `text` with a predicted-tag column.
+    PredictColumns {
+        /// The file's text.
+        text: String,
+        /// Where it came from, for messages.
+        source: PathBuf,
+    },
+}
+
+/// `kiln predict --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PredictFormat {
+    /// One JSON line per input.
+    Json,
+    /// A column file with a predicted BIO tag column (NER).
+    Conll,
 }
 
 /// `kiln sample` and `kiln predict`: the task's model from the run's best (else latest) checkpoint,
@@ -105,12 +123,23 @@ impl TaskJob for UseJob {
         match &self.action {
             Use::Generate(options) => Ok(vec![task.generate(&model, options, &self.device)?]),
             Use::Predict(texts) => Ok(task.predict(&model, texts, &self.device)?),
+            Use::PredictTokenised(lines) => Ok(task.predict_tokenised(&model, lines, &self.device)?),
+            Use::PredictColumns { text, source } => Ok(task.predict_columns(&model, text, source, &self.device)?),
         }
     }
 }
 
 /// The non-empty lines of a file (or of standard input for `-`), line endings stripped.
 pub fn read_inputs(path: &Path) -> anyhow::Result<Vec<String>> {
+    let text = read_text(path)?;
+    let lines: Vec<String> =
+        text.lines().map(|l| l.trim_end_matches('\r')).filter(|l| !l.trim().is_empty()).map(String::from).collect();
+    anyhow::ensure!(!lines.is_empty(), "{}: no input lines", path.display());
+    Ok(lines)
+}
+
+/// A UTF-8 file (or standard input for `-`), whole.
+pub fn read_text(path: &Path) -> anyhow::Result<String> {
     let bytes = if path == Path::new("-") {
         let mut buf = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("reading standard input")?;
@@ -122,10 +151,7 @@ pub fn read_inputs(path: &Path) -> anyhow::Result<Vec<String>> {
         let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()].iter().filter(|&&b| b == b'\n').count();
         anyhow::anyhow!("{}: line {line}: not valid UTF-8", path.display())
     })?;
-    let lines: Vec<String> =
-        text.lines().map(|l| l.trim_end_matches('\r')).filter(|l| !l.trim().is_empty()).map(String::from).collect();
-    anyhow::ensure!(!lines.is_empty(), "{}: no input lines", path.display());
-    Ok(lines)
+    Ok(text)
 }
 
 /// `kiln sample` and `kiln predict` on the run in `run_dir` (its config with `overrides` for this

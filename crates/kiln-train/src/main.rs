@@ -21,7 +21,7 @@ fn tune_allocator() {
     }
 }
 
-use kiln_train::commands::{self, EvalJob, Use};
+use kiln_train::commands::{self, EvalJob, PredictFormat, Use};
 use kiln_train::{backend, bench, bench_attention, config, sentences, trainer};
 
 use std::path::PathBuf;
@@ -107,9 +107,15 @@ enum Command {
         /// One input.
         #[arg(long, conflicts_with = "file", required_unless_present = "file")]
         text: Option<String>,
-        /// A UTF-8 file with one input per line (empty lines are skipped); `-` reads standard input.
+        /// A UTF-8 file with one input per line (empty lines are skipped), already cut into tokens
+        /// (a NER run of words splits each line at whitespace only); `-` reads standard input.
         #[arg(long)]
         file: Option<PathBuf>,
+        /// Output: `json` (one line per input) or, for NER with --file, `conll`: the --file is a
+        /// column file (a token per line, blank lines between sentences), written back with a
+        /// predicted BIO tag column, ready for conlleval.
+        #[arg(long, value_enum, default_value = "json")]
+        format: PredictFormat,
         /// Override a value of the run's config for this command only (not saved), e.g.
         /// `--set 'model.decode="flat"'` or `--set data.test=other.json` (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -251,13 +257,17 @@ fn run(cli: Cli, pool: bool) -> anyhow::Result<i32> {
                 GenerateOptions { prompt, max_tokens: tokens, temperature, seed, out_dir: Some(run_dir.clone()) };
             commands::use_trained(&run_dir, &overrides, Use::Generate(options), device)
         }
-        Command::Predict { run_dir, text, file, overrides, device } => {
-            let texts = match (text, file) {
-                (Some(text), _) => vec![text],
-                (None, Some(path)) => commands::read_inputs(&path)?,
-                (None, None) => bail!("give --text or --file"),
+        Command::Predict { run_dir, text, file, format, overrides, device } => {
+            let action = match (text, file, format) {
+                (Some(text), _, PredictFormat::Json) => Use::Predict(vec![text]),
+                (Some(_), _, PredictFormat::Conll) => bail!("--format conll labels a column file: give it with --file"),
+                (None, Some(path), PredictFormat::Json) => Use::PredictTokenised(commands::read_inputs(&path)?),
+                (None, Some(path), PredictFormat::Conll) => {
+                    Use::PredictColumns { text: commands::read_text(&path)?, source: path }
+                }
+                (None, None, _) => bail!("give --text or --file"),
             };
-            commands::use_trained(&run_dir, &overrides, Use::Predict(texts), device)
+            commands::use_trained(&run_dir, &overrides, action, device)
         }
         Command::Embed(args) => sentences::embed(args),
         Command::Sts(args) => sentences::sts(args),

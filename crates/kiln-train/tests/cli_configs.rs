@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::path::PathBuf;
+
 use common::*;
 
 /// Every config in `configs/` parses and validates; with the datasets present, every model builds.
@@ -19,11 +21,15 @@ fn every_config_parses_and_validates() {
 #[ignore = "needs the datasets: set KILN_DATA_DIR (e.g. ../shared/datasets)"]
 fn every_config_builds_its_model_with_real_data() {
     let data = std::env::var("KILN_DATA_DIR").expect("KILN_DATA_DIR");
-    let configs = all_configs();
-    let out = kiln().arg("check").args(&configs).env("KILN_DATA_DIR", data).output().unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(!text(&out).contains("not found"), "{}", text(&out));
-    assert_eq!(text(&out).matches("parameters").count(), configs.len(), "{}", text(&out));
+    // Configs on the repository's own samples (samples/) read them from the workspace.
+    let (samples, configs): (Vec<PathBuf>, Vec<PathBuf>) =
+        all_configs().into_iter().partition(|p| std::fs::read_to_string(p).unwrap().contains("\"samples/"));
+    for (configs, data) in [(configs, data), (samples, workspace().display().to_string())] {
+        let out = kiln().arg("check").args(&configs).env("KILN_DATA_DIR", data).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(!text(&out).contains("not found"), "{}", text(&out));
+        assert_eq!(text(&out).matches("parameters").count(), configs.len(), "{}", text(&out));
+    }
 }
 
 /// Malformed configs: each gives a non-zero exit and a message that names the file, the line or
