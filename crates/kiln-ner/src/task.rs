@@ -204,12 +204,18 @@ impl NerTask {
             .filter_map(|e| self.type_index(&e.label).map(|kind| Span { kind, start: e.start, end: e.end }))
     }
 
-    /// The longest text `kiln predict` labels in one window: `data.max_len` characters, and with a
-    /// BERT backbone no more than its position table holds besides `[CLS]` and `[SEP]` (a character
-    /// is one piece, `[UNK]` included, except for the rare one a normaliser expands).
+    /// The longest text `kiln predict` labels in one window: `data.max_len` tokens, and with a BERT
+    /// backbone no more than its position table holds besides `[CLS]` and `[SEP]`: as many characters
+    /// (a character is one piece, `[UNK]` included, except for the rare one a normaliser expands), or
+    /// a quarter as many words (English words average 1.2–1.5 WordPiece pieces; a window whose words
+    /// average more than 4 would lose its last words).
     pub(crate) fn window_len(&self) -> usize {
         match &self.bert {
-            Some(bert) => self.data.max_len.min(bert.tokenizer.max_seq_len().saturating_sub(2)).max(1),
+            Some(bert) => {
+                let pieces = bert.tokenizer.max_seq_len().saturating_sub(2);
+                let words = if self.tokens == TokenUnit::Words { pieces / 4 } else { pieces };
+                self.data.max_len.min(words).max(1)
+            }
             None => self.data.max_len,
         }
     }
