@@ -51,6 +51,17 @@ pub struct ColumnOptions {
     pub strip_digit_suffix: bool,
 }
 
+impl ColumnOptions {
+    /// The token of a line's first column, its digit suffix dropped when asked.
+    pub fn token(&self, column: &str) -> String {
+        let mut token = column.to_string();
+        if self.strip_digit_suffix && token.chars().count() > 1 && token.ends_with(|c: char| c.is_ascii_digit()) {
+            token.pop();
+        }
+        token
+    }
+}
+
 /// A dataset read from one file, with the number of tags conlleval would call inconsistent.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NerFile {
@@ -251,11 +262,7 @@ pub fn read_columns_from(reader: impl Read, path: &Path, options: ColumnOptions)
         if cols.len() < 2 {
             return Err(DataError::format(path, format!("line {n}"), format!("`{line}` has no tag column")));
         }
-        let mut token = cols[0].to_string();
-        if options.strip_digit_suffix && token.chars().count() > 1 && token.ends_with(|c: char| c.is_ascii_digit()) {
-            token.pop();
-        }
-        tokens.push(token);
+        tokens.push(options.token(cols[0]));
         tags.push(cols[cols.len() - 1].to_string());
         lines.push(n);
     }

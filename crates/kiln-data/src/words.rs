@@ -35,6 +35,14 @@ pub struct Token {
 }
 
 impl TokenUnit {
+    /// The unit's name in the plural, for messages: `characters` or `words`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Characters => "characters",
+            Self::Words => "words",
+        }
+    }
+
     /// Tokens of raw text (`kiln predict --text`).
     pub fn split(self, text: &str) -> Vec<Token> {
         match self {

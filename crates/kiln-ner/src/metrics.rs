@@ -34,6 +34,16 @@ impl Counts {
     }
 }
 
+impl<'a> std::iter::Sum<&'a Counts> for Counts {
+    fn sum<I: Iterator<Item = &'a Counts>>(iter: I) -> Counts {
+        iter.fold(Counts::default(), |a, c| Counts {
+            correct: a.correct + c.correct,
+            predicted: a.predicted + c.predicted,
+            gold: a.gold + c.gold,
+        })
+    }
+}
+
 fn ratio(a: usize, b: usize) -> f64 {
     if b == 0 { 0.0 } else { a as f64 / b as f64 }
 }
@@ -72,11 +82,7 @@ impl EntityCounts {
 
     /// Micro-averaged counts (all types pooled).
     pub fn micro(&self) -> Counts {
-        self.per_type.iter().fold(Counts::default(), |a, c| Counts {
-            correct: a.correct + c.correct,
-            predicted: a.predicted + c.predicted,
-            gold: a.gold + c.gold,
-        })
+        self.per_type.iter().sum()
     }
 }
 
@@ -142,11 +148,7 @@ pub fn score_columns(text: &str) -> Result<ColumnScores, String> {
         sentence.push((i + 1, cols));
     }
     flush(&mut sentence, &mut scores)?;
-    scores.overall = scores.per_type.values().fold(Counts::default(), |a, c| Counts {
-        correct: a.correct + c.correct,
-        predicted: a.predicted + c.predicted,
-        gold: a.gold + c.gold,
-    });
+    scores.overall = scores.per_type.values().sum();
     Ok(scores)
 }
 

@@ -5,7 +5,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use burn::prelude::*;
-use kiln_data::ner::NerExample;
+use kiln_data::ner::{ColumnOptions, NerExample};
 use kiln_data::words::Token;
 use kiln_task::Context;
 use serde::Serialize;
@@ -141,7 +141,7 @@ impl NerTask {
     /// column, the predicted tag in BIO. The spans are made flat first (as flat decoding does), since
     /// tags cannot hold nested entities; `-DOCSTART-` lines get an `O`. With the gold tags in the last
     /// input column, the output is what conlleval scores (gold, then predicted).
-    pub(crate) fn predict_columns(
+    pub(crate) fn label_column_file(
         &self,
         model: &NerModel,
         text: &str,
@@ -170,14 +170,8 @@ impl NerTask {
             .map(|s| {
                 s.iter()
                     .map(|&i| {
-                        let mut token = lines[i].split(['\t', ' ']).find(|c| !c.is_empty()).unwrap_or("").to_string();
-                        if self.data.strip_digit_suffix
-                            && token.chars().count() > 1
-                            && token.ends_with(|c: char| c.is_ascii_digit())
-                        {
-                            token.pop();
-                        }
-                        token
+                        let first = lines[i].split(['\t', ' ']).find(|c| !c.is_empty()).unwrap_or("");
+                        ColumnOptions { strip_digit_suffix: self.data.strip_digit_suffix }.token(first)
                     })
                     .collect()
             })

@@ -241,15 +241,11 @@ impl Task for NerTask {
             self.train.len(),
             self.valid.len(),
             self.test.as_ref().map(|t| format!(" / {} test", t.len())).unwrap_or_default(),
-            match self.tokens {
-                TokenUnit::Characters => "characters",
-                TokenUnit::Words => "words",
-            },
+            self.tokens.name(),
             match &self.bert {
                 Some(b) => format!("BERT backbone {}", b.dir.display()),
                 None => {
-                    let unit = if self.tokens == TokenUnit::Words { "words" } else { "characters" };
-                    let mut s = format!("{} {unit}", self.vocab.len());
+                    let mut s = format!("{} {}", self.vocab.len(), self.tokens.name());
                     if self.model.bigrams {
                         s += &format!(
                             " and {} bigrams (seen at least {} times)",
@@ -417,7 +413,7 @@ impl Task for NerTask {
         source: &Path,
         device: &Device,
     ) -> kiln_task::Result<Vec<String>> {
-        NerTask::predict_columns(self, model, text, source, device)
+        self.label_column_file(model, text, source, device)
     }
 }
 
