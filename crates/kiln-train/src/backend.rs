@@ -1,7 +1,12 @@
-//! Backends by cargo feature, chosen at run time by name (`[device] backend` or `--device`).
+//! Backends by cargo feature, chosen at run time by name (`[device] backend` or `--device`), and
+//! remote workers (`remote:…`, feature `distributed`, [`crate::remote`]).
+
+use std::path::Path;
 
 use anyhow::bail;
 use burn::prelude::*;
+
+use crate::remote::address;
 
 /// The backends compiled into this binary.
 pub fn compiled() -> Vec<&'static str> {
@@ -15,25 +20,51 @@ pub fn compiled() -> Vec<&'static str> {
     if cfg!(feature = "wgpu") {
         v.extend(["wgpu", "wgpu:N", "cpu"]);
     }
+    if cfg!(feature = "distributed") {
+        v.push("remote:…");
+    }
     v
 }
 
-/// Check that `name` is a backend this program knows (compiled in or not).
+/// Check that `name` is a backend this program knows (compiled in or not), or a well-formed remote
+/// worker's name (nothing is connected).
 pub fn known(name: &str) -> anyhow::Result<()> {
+    if address::is_remote(name) {
+        return address::parse(name).map(|_| ());
+    }
     let base =
         name.split_once(':').map_or(name, |(b, i)| if b == "wgpu" && i.parse::<usize>().is_ok() { b } else { name });
     if ["flex", "ndarray", "wgpu", "cpu"].contains(&base) {
         Ok(())
     } else {
         bail!(
-            "unknown backend `{name}`; expected flex, ndarray, wgpu, wgpu:N (N-th discrete GPU) or cpu (wgpu on a CPU adapter)"
+            "unknown backend `{name}`; expected flex, ndarray, wgpu, wgpu:N (N-th discrete GPU), cpu (wgpu on a CPU adapter) or remote:ws://HOST:PORT (a `kiln serve` worker)"
         )
     }
 }
 
 /// The device for a backend name: `flex`, `ndarray`, `wgpu` (the default GPU), `wgpu:N` (the N-th
-/// discrete GPU) or `cpu` (wgpu on a CPU adapter such as Mesa's lavapipe).
+/// discrete GPU) or `cpu` (wgpu on a CPU adapter such as Mesa's lavapipe); a remote worker's name
+/// connects without a token (see [`open`]).
 pub fn device(name: &str) -> anyhow::Result<Device> {
+    open(name, None)
+}
+
+/// [`device`], where a remote worker is connected presenting the token in `token_file`
+/// (`[device] token_file`).
+pub fn open(name: &str, token_file: Option<&Path>) -> anyhow::Result<Device> {
+    if address::is_remote(name) {
+        let address = address::parse(name)?;
+        #[cfg(feature = "distributed")]
+        return crate::remote::client::connect(&address, token_file);
+        #[cfg(not(feature = "distributed"))]
+        {
+            let _ = token_file;
+            bail!(
+                "device `{address}` is a remote worker, and this binary was built without the `distributed` feature; rebuild with `cargo build --release --features distributed`"
+            );
+        }
+    }
     let (base, index) = match name.split_once(':') {
         Some((b, i)) => match i.parse::<usize>() {
             Ok(i) => (b, Some(i)),

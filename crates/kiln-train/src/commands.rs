@@ -10,7 +10,6 @@ use burn::prelude::*;
 use kiln_task::run_dir;
 use kiln_task::{GenerateOptions, Split, Task, TaskJob};
 
-use crate::backend;
 use crate::config::{self, RunConfig};
 
 /// The resolved config, with a header saying where it came from.
@@ -162,7 +161,7 @@ pub fn read_text(path: &Path) -> anyhow::Result<String> {
 /// The run's config or checkpoint does not load, or the task fails.
 pub fn use_trained(run_dir: &Path, overrides: &[String], action: Use, device: Option<String>) -> anyhow::Result<i32> {
     let config = run_config(run_dir, overrides)?;
-    let device = backend::device(device.as_deref().unwrap_or(config.device.main()))?;
+    let device = config.device.open(device.as_deref().unwrap_or(config.device.main()))?;
     let job = UseJob { run_dir: run_dir.to_path_buf(), action, device };
     for line in config.model.with_trained_task(&config.data, run_dir, job)? {
         println!("{line}");

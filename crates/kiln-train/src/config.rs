@@ -258,8 +258,27 @@ pub struct DeviceConfig {
     /// Data parallelism: train on every device listed (backend names as above; the first also
     /// evaluates and holds the optimizer), with burn-train's multi-device step. `batch_size` is
     /// per device, as in PyTorch's DDP. Replaces `backend` for `kiln train`. Default: none.
+    /// Also `remote:ws://HOST:PORT` or `remote:iroh:ENDPOINT_ID@IP:PORT`: a `kiln serve` worker
+    /// on another machine (feature `distributed`, docs/distributed.md).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<String>,
+    /// The file whose first line is the token the remote workers in `devices` were started with
+    /// (`kiln serve --token-file`). Default: none (workers on 127.0.0.1 without a token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// With remote workers: end the run with an error when a step's micro-batches, an update, an
+    /// evaluation or a checkpoint has waited this many seconds (a worker that froze or whose
+    /// network went silent). Must cover the slowest evaluation. Default 300.
+    #[serde(default = "default_worker_timeout", skip_serializing_if = "is_default_worker_timeout")]
+    pub worker_timeout_s: f64,
+}
+
+fn default_worker_timeout() -> f64 {
+    300.0
+}
+
+fn is_default_worker_timeout(v: &f64) -> bool {
+    *v == default_worker_timeout()
 }
 
 fn default_backend() -> String {
@@ -271,11 +290,33 @@ impl DeviceConfig {
     pub fn main(&self) -> &str {
         self.devices.first().unwrap_or(&self.backend)
     }
+
+    /// The names of the devices `kiln train` trains on (`devices` if several, else the main one),
+    /// the main one first.
+    pub fn training_names(&self) -> Vec<String> {
+        if self.devices.len() > 1 { self.devices.clone() } else { vec![self.main().to_string()] }
+    }
+
+    /// Whether any device of the run is a remote worker.
+    pub fn any_remote(&self) -> bool {
+        std::iter::once(&self.backend).chain(&self.devices).any(|d| crate::remote::address::is_remote(d))
+    }
+
+    /// Open the device `name` (one of these or a `--device`), presenting `token_file` to a remote
+    /// worker.
+    pub fn open(&self, name: &str) -> anyhow::Result<burn::prelude::Device> {
+        crate::backend::open(name, self.token_file.as_deref())
+    }
 }
 
 impl Default for DeviceConfig {
     fn default() -> Self {
-        Self { backend: default_backend(), devices: Vec::new() }
+        Self {
+            backend: default_backend(),
+            devices: Vec::new(),
+            token_file: None,
+            worker_timeout_s: default_worker_timeout(),
+        }
     }
 }
 
@@ -323,6 +364,10 @@ impl RunConfig {
         crate::backend::known(&self.device.backend).context("device.backend")?;
         for (i, name) in self.device.devices.iter().enumerate() {
             crate::backend::known(name).with_context(|| format!("device.devices[{i}]"))?;
+        }
+        let timeout = self.device.worker_timeout_s;
+        if !(timeout.is_finite() && timeout > 0.0) {
+            bail!("device.worker_timeout_s must be a positive number of seconds, not {timeout}");
         }
         let t = &self.train;
         match (t.steps, t.epochs) {

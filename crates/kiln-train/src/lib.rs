@@ -11,6 +11,8 @@ pub mod metrics;
 pub mod models;
 pub mod optim;
 pub mod parallel;
+pub mod remote;
 pub mod run;
 pub mod sentences;
 pub mod trainer;
+pub mod watchdog;

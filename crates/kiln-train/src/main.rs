@@ -22,7 +22,7 @@ fn tune_allocator() {
 }
 
 use kiln_train::commands::{self, EvalJob, PredictFormat, Use};
-use kiln_train::{backend, bench, bench_attention, config, sentences, trainer};
+use kiln_train::{bench, bench_attention, config, remote, sentences, trainer};
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -124,6 +124,9 @@ enum Command {
         #[arg(long)]
         device: Option<String>,
     },
+    /// Run a worker that trainers on other machines list in `[device] devices` (feature
+    /// `distributed`; docs/distributed.md). Prints the name to list; Ctrl-C stops it.
+    Serve(remote::serve::ServeArgs),
     /// Parse, validate and build the model of each config, without training.
     Check {
         /// Config files.
@@ -158,7 +161,7 @@ fn main() {
     // Workers with the main thread's stack size, since the command itself runs on one of them.
     let pool = rayon::ThreadPoolBuilder::new().stack_size(MAIN_STACK).build_global().is_ok();
     // `train` decides inside `run`, once it knows whether it trains data-parallel.
-    let result = if pool && !matches!(cli.command, Command::Train { .. }) {
+    let result = if pool && !matches!(cli.command, Command::Train { .. } | Command::Serve(_)) {
         kiln_kernels::on_worker(|| run(cli, pool))
     } else {
         run(cli, pool)
@@ -170,6 +173,39 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+/// Train with remote workers: a watchdog bounds every wait on them (`[device] worker_timeout_s`);
+/// a failure (a panic of a failed remote read on this thread included) becomes one error, which
+/// names the workers that no longer answer.
+fn train_with_workers(
+    config: &RunConfig,
+    job: trainer::TrainJob,
+    names: &[String],
+) -> anyhow::Result<kiln_train::run::Summary> {
+    use kiln_train::watchdog;
+    watchdog::watch(remote::probes(names));
+    watchdog::start(std::time::Duration::from_secs_f64(config.device.worker_timeout_s));
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        watchdog::caught(|| config.model.with_task(&config.data, job))
+    }));
+    let context = watchdog::waiting_for();
+    watchdog::idle();
+    let error = match out {
+        Ok(Ok(summary)) => return Ok(summary),
+        Ok(Err(e)) => e,
+        Err(payload) => anyhow::anyhow!("{}", watchdog::one_line(&watchdog::panic_text(payload.as_ref()))),
+    };
+    let silent = watchdog::unanswering();
+    if silent.is_empty() {
+        return Err(error);
+    }
+    Err(anyhow::anyhow!(
+        "training stopped during {context}: worker {} no longer answers. The checkpoints written so far are intact; \
+         resume with `kiln train --resume RUN_DIR` once it is back (cause: {})",
+        silent.join(", worker "),
+        watchdog::one_line(&format!("{error:#}"))
+    ))
 }
 
 /// Stack of the thread pool's workers: 8 MiB, what Linux gives a program's main thread.
@@ -213,9 +249,9 @@ fn run(cli: Cli, pool: bool) -> anyhow::Result<i32> {
             // `--device` trains on that one device; else `[device] devices` (data parallel) or `backend`.
             let devices = match &device {
                 None if config.device.devices.len() > 1 => {
-                    config.device.devices.iter().map(|d| backend::device(d)).collect::<anyhow::Result<Vec<_>>>()?
+                    config.device.devices.iter().map(|d| config.device.open(d)).collect::<anyhow::Result<Vec<_>>>()?
                 }
-                _ => vec![backend::device(device.as_deref().unwrap_or(config.device.main()))?],
+                _ => vec![config.device.open(device.as_deref().unwrap_or(config.device.main()))?],
             };
             ctrlc::set_handler(|| {
                 if trainer::INTERRUPTED.swap(true, Ordering::SeqCst) {
@@ -224,6 +260,11 @@ fn run(cli: Cli, pool: bool) -> anyhow::Result<i32> {
                 eprintln!("\ninterrupted: saving a checkpoint (press Ctrl-C again to quit at once)");
             })
             .context("installing the Ctrl-C handler")?;
+            // `--device` trains on that one device: the run's names and watchdog see it.
+            let mut config = config;
+            if let Some(d) = &device {
+                (config.device.backend, config.device.devices) = (d.clone(), Vec::new());
+            }
             let single_device = devices.len() == 1;
             let job = trainer::TrainJob {
                 config: config.clone(),
@@ -232,7 +273,9 @@ fn run(cli: Cli, pool: bool) -> anyhow::Result<i32> {
                 devices,
                 stop_after: stop_after_steps,
             };
-            let summary = if pool && single_device {
+            let summary = if config.device.any_remote() {
+                train_with_workers(&config, job, &config.device.training_names())
+            } else if pool && single_device {
                 kiln_kernels::on_worker(|| config.model.with_task(&config.data, job))
             } else {
                 config.model.with_task(&config.data, job)
@@ -247,7 +290,7 @@ fn run(cli: Cli, pool: bool) -> anyhow::Result<i32> {
         }
         Command::Eval { run_dir, checkpoint, overrides, device } => {
             let config = commands::run_config(&run_dir, &overrides)?;
-            let device = backend::device(device.as_deref().unwrap_or(config.device.main()))?;
+            let device = config.device.open(device.as_deref().unwrap_or(config.device.main()))?;
             let out = config.model.with_task(&config.data, EvalJob { run_dir, pointer: checkpoint, device })?;
             print!("{out}");
             Ok(0)
@@ -269,6 +312,7 @@ fn run(cli: Cli, pool: bool) -> anyhow::Result<i32> {
             };
             commands::use_trained(&run_dir, &overrides, action, device)
         }
+        Command::Serve(args) => remote::serve::serve(args),
         Command::Embed(args) => sentences::embed(args),
         Command::Sts(args) => sentences::sts(args),
         Command::Bench { what: BenchCommand::Embed(args) } => sentences::bench_embed(args),

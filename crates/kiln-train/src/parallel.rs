@@ -19,9 +19,11 @@ use burn::module::{Module, ModuleDisplay};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::ExecutionError;
-use burn_train::train::MultiDevicesTrainStep;
+use burn_train::train::{MultiDeviceStepError, MultiDevicesTrainStep};
 use burn_train::{InferenceStep, ItemLazy, TrainOutput, TrainStep};
 use kiln_task::Task;
+
+use crate::watchdog::{self, one_line};
 
 /// The model as burn-train's workers see it: a module whose training step runs the job it is sent.
 #[derive(Module, Debug)]
@@ -91,6 +93,8 @@ impl<M> DataLoaderIterator<Job<M>> for OneJob<M> {
 /// The devices of a data-parallel run and burn-train's workers on them.
 pub struct DataParallel<T: Task> {
     devices: Vec<Device>,
+    /// What the config calls each device (`[device] devices`), for errors.
+    names: Vec<String>,
     step: MultiDevicesTrainStep<Replica<T::Model>>,
 }
 
@@ -119,10 +123,12 @@ pub struct Round {
 }
 
 impl<T: Task + Send + Sync + 'static> DataParallel<T> {
-    /// Workers on `devices` (autodiff devices; the first is the main one).
-    pub fn new(devices: Vec<Device>) -> Self {
+    /// Workers on `devices` (autodiff devices; the first is the main one), called `names` in
+    /// errors (the config's names: `flex`, `remote:ws://host:port`, ...).
+    pub fn new(devices: Vec<Device>, names: Vec<String>) -> Self {
+        assert_eq!(devices.len(), names.len(), "one name per device");
         let step = MultiDevicesTrainStep::new(&devices);
-        Self { devices, step }
+        Self { devices, names, step }
     }
 
     /// Number of devices.
@@ -136,25 +142,33 @@ impl<T: Task + Send + Sync + 'static> DataParallel<T> {
     ///
     /// # Errors
     ///
-    /// A worker panicked (its message is kept).
+    /// A worker failed (a panic, or a remote worker's connection lost): one line per failed
+    /// device, naming it as the config does, with the cause.
     pub fn round(&self, task: &Arc<T>, model: &T::Model, round: &RoundSpec<'_>) -> anyhow::Result<Round> {
         let RoundSpec { first, batch_size, data_seed, seeds, divisor } = *round;
         let mut loaders: Vec<Box<dyn DataLoaderIterator<Job<T::Model>>>> = Vec::with_capacity(self.replicas());
         for (i, device) in self.devices.iter().enumerate() {
-            let (task, device, seed) = (Arc::clone(task), device.clone(), seeds[i]);
+            let (task, device, seed, name) = (Arc::clone(task), device.clone(), seeds[i], self.names[i].clone());
+            // A failed read (a remote worker's connection lost) panics quietly; burn-train catches
+            // the panic and `failure` names the device.
             let job = Job(Box::new(move |model: &T::Model| {
-                device.seed(seed);
-                let batch = task.train_batch(first + i, batch_size, data_seed, &device);
-                let loss = task.step(model, batch).loss.div_scalar(divisor);
-                let value = f64::from(loss.clone().into_scalar::<f32>());
-                TrainOutput::new(model, loss.backward(), MicroLoss { index: i, value })
+                watchdog::caught(|| {
+                    device.seed(seed);
+                    let batch = task.train_batch(first + i, batch_size, data_seed, &device);
+                    let loss = task.step(model, batch).loss.div_scalar(divisor);
+                    let value = match loss.clone().try_into_scalar::<f32>() {
+                        Ok(v) => f64::from(v),
+                        Err(e) => panic!("reading its loss failed: {}", one_line(&e.to_string())),
+                    };
+                    let out = TrainOutput::new(model, loss.backward(), MicroLoss { index: i, value });
+                    watchdog::answered(&name);
+                    out
+                })
             }));
             loaders.push(Box::new(OneJob(Some(job))));
         }
-        let (outputs, _) = self
-            .step
-            .step(&mut loaders, &Replica { model: model.clone() })
-            .map_err(|e| anyhow::anyhow!("data-parallel step: {e}"))?;
+        let (outputs, _) =
+            self.step.step(&mut loaders, &Replica { model: model.clone() }).map_err(|e| self.failure(e))?;
         anyhow::ensure!(
             outputs.len() == self.replicas(),
             "data-parallel step: {} of {} workers answered",
@@ -171,5 +185,25 @@ impl<T: Task + Send + Sync + 'static> DataParallel<T> {
             accumulator.accumulate(model, out.grads.to_device(&self.devices[0], model));
         }
         Ok(Round { losses, grads: accumulator.grads() })
+    }
+
+    /// Names of the devices, as the config gives them.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The error of a failed step, with each failed device named as in the config.
+    fn failure(&self, e: MultiDeviceStepError) -> anyhow::Error {
+        let MultiDeviceStepError::Workers(failures) = e else {
+            return anyhow::anyhow!("data-parallel step: {e}");
+        };
+        let lines: Vec<String> = failures
+            .iter()
+            .map(|f| {
+                let name = self.names.get(f.device_id).map_or("?", String::as_str);
+                format!("device {} ({name}) failed: {}", f.device_id, one_line(&f.message))
+            })
+            .collect();
+        anyhow::anyhow!("data-parallel step: {}", lines.join("; "))
     }
 }

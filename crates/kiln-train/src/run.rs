@@ -29,6 +29,7 @@ use crate::ema;
 use crate::metrics::{self, MetricsLog};
 use crate::optim;
 use crate::parallel::{DataParallel, RoundSpec};
+use crate::watchdog;
 
 /// How a training run ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +92,8 @@ pub struct TrainRun<T: Task> {
     /// The same device with autodiff, which trains.
     ad: Device,
     parallel: Option<DataParallel<T>>,
+    /// The devices as the config names them (the main one first), for [`watchdog`] messages.
+    names: Vec<String>,
     /// The trained model; `None` only while the optimiser owns it, inside [`Self::step`].
     model: Option<T::Model>,
     averaged: Option<T::Model>,
@@ -184,8 +187,12 @@ impl<T: Task> TrainRun<T> {
         }
         let device = devices.first().context("no device to train on")?.clone();
         let ad = device.clone().autodiff();
-        let parallel =
-            (replicas > 1).then(|| DataParallel::<T>::new(devices.iter().map(|d| d.clone().autodiff()).collect()));
+        let mut names = config.device.training_names();
+        if names.len() != devices.len() {
+            names = (0..devices.len()).map(|i| format!("device {i}")).collect();
+        }
+        let parallel = (replicas > 1)
+            .then(|| DataParallel::<T>::new(devices.iter().map(|d| d.clone().autodiff()).collect(), names.clone()));
         device.seed(t.seed);
         let model = task.build_model(&ad)?;
         initialize_parameters(&model);
@@ -210,6 +217,7 @@ impl<T: Task> TrainRun<T> {
             device,
             ad,
             parallel,
+            names,
             model: Some(model),
             averaged,
             optimizer,
@@ -304,6 +312,7 @@ impl<T: Task> TrainRun<T> {
                 step + 1
             )
         };
+        watchdog::expect(format!("step {}", step + 1), &self.names);
         let mut model = self.model.take().expect("the optimiser hands the model back");
         self.task.before_train_step(&mut model, step);
         // Performer draws its features before a step, so that each step trains with the features it
@@ -349,6 +358,7 @@ impl<T: Task> TrainRun<T> {
                 }
             }
         }
+        watchdog::expect(format!("the update of step {} on the main device", step + 1), &self.names[..1]);
         let mut grads = accumulator.grads();
         let grad_norm = optim::clip_global_norm(&model, &mut grads, t.grad_clip);
         let lr = t.schedule.lr(t.optimizer.lr(), step, self.total);
@@ -381,6 +391,7 @@ impl<T: Task> TrainRun<T> {
     /// The task's evaluation fails, `train.metric` names no metric it reports, or a file cannot be
     /// written.
     pub fn evaluate(&mut self) -> anyhow::Result<Evaluation> {
+        watchdog::expect(format!("the evaluation at step {} on the main device", self.state.step), &self.names[..1]);
         let eval_raw = self.train.ema.as_ref().is_some_and(|e| e.eval_raw);
         let metrics = {
             let (task, device) = (&self.task, &self.device);
@@ -442,6 +453,7 @@ impl<T: Task> TrainRun<T> {
     }
 
     fn write_checkpoint(&mut self) -> anyhow::Result<PathBuf> {
+        watchdog::expect(format!("the checkpoint of step {} from the main device", self.state.step), &self.names[..1]);
         self.state.train_seconds = self.seconds_before + self.started.elapsed().as_secs_f64();
         let model = self.model.as_ref().expect("the optimiser hands the model back");
         Ok(run_dir::save(&self.run_dir, model, self.averaged.as_ref(), &self.optimizer, &self.state)?)
