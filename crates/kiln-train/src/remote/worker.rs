@@ -48,13 +48,13 @@ pub(super) fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     let served = if websocket {
         let listener = TcpListener::bind(args.listen).with_context(|| format!("--listen {}", args.listen))?;
         let at = listener.local_addr()?;
-        println!("remote:ws://{at}");
-        eprintln!(
-            "[kiln serve] Kiln {version} worker on {} over WebSocket ({lock}{}); list `remote:ws://{at}` in a trainer's [device] devices; Ctrl-C stops",
-            args.device,
-            if loopback { "" } else { ", unencrypted" },
-        );
-        server.serve(WebSocketTransport::from_listener(listener))
+        run(server.serve_async(WebSocketTransport::from_listener(listener)), &format!("remote:ws://{at}"), || {
+            eprintln!(
+                "[kiln serve] Kiln {version} worker on {} over WebSocket ({lock}{}); list `remote:ws://{at}` in a trainer's [device] devices; Ctrl-C stops",
+                args.device,
+                if loopback { "" } else { ", unencrypted" },
+            )
+        })
     } else {
         let identity = match &args.iroh_key {
             Some(path) => {
@@ -66,16 +66,55 @@ pub(super) fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         let transport = IrohTransport::new(identity).with_relays(IrohRelays::Disabled).with_port(port);
         let shown = if args.listen.ip().is_unspecified() { outward_ip() } else { args.listen.ip() };
         let name = format!("remote:iroh:{}@{}", transport.id(), SocketAddr::new(shown, port));
-        println!("{name}");
-        eprintln!(
-            "[kiln serve] Kiln {version} worker on {} over Iroh (encrypted, {lock}), UDP port {port} on every interface; list `{name}` in a trainer's [device] devices with the same token file; Ctrl-C stops",
-            args.device
-        );
-        server.serve(transport)
+        run(server.serve_async(transport), &name, || {
+            eprintln!(
+                "[kiln serve] Kiln {version} worker on {} over Iroh (encrypted, {lock}), UDP port {port} on every interface; list `{name}` in a trainer's [device] devices with the same token file; Ctrl-C stops",
+                args.device
+            )
+        })
     };
-    served.map_err(|e| anyhow::anyhow!("worker on {}: {e}", args.listen))?;
+    served.with_context(|| format!("worker on {}", args.listen))?;
     eprintln!("[kiln serve] stopped");
     Ok(0)
+}
+
+/// Serve until Ctrl-C or SIGTERM, on a runtime of its own: the signal handlers are in place before
+/// the worker prints `name` (the line a trainer or a script waits for) and `announce`s itself, so a
+/// signal never finds the process without them.
+fn run(
+    serving: impl Future<Output = Result<(), burn::server::ServeError>> + Send + 'static,
+    name: &str,
+    announce: impl FnOnce(),
+) -> anyhow::Result<()> {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the worker's runtime")?;
+    runtime.block_on(async {
+        // Registered here, before the name is printed (a `ctrl_c()` future would register only once
+        // polled).
+        #[cfg(unix)]
+        let (mut interrupt, mut terminate) = {
+            use tokio::signal::unix::{SignalKind, signal};
+            let interrupt = signal(SignalKind::interrupt()).context("installing the Ctrl-C handler")?;
+            (interrupt, signal(SignalKind::terminate()).context("installing the SIGTERM handler")?)
+        };
+        #[cfg(unix)]
+        let stop = async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        };
+        #[cfg(not(unix))]
+        let stop = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        println!("{name}");
+        announce();
+        tokio::select! {
+            served = serving => served.map_err(|e| anyhow::anyhow!("{e}")),
+            () = stop => Ok(()),
+        }
+    })
 }
 
 /// Burn's server events (sessions, refusals) to standard error, at `info` but for the line per
