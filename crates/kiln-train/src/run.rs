@@ -258,6 +258,11 @@ impl<T: Task> TrainRun<T> {
         self.model().num_params()
     }
 
+    /// The devices as the config names them (`flex`, `remote:ws://…`), the main one first.
+    pub fn device_names(&self) -> &[String] {
+        &self.names
+    }
+
     /// The device that evaluates.
     pub fn device(&self) -> &Device {
         &self.device

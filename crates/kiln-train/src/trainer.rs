@@ -76,10 +76,10 @@ impl TaskJob for TrainJob {
         };
         let total = run.total_steps();
         eprintln!(
-            "training {} with {} parameters on {:?}, {total} steps, run dir {}",
+            "training {} with {} parameters on {}, {total} steps, run dir {}",
             run.task().describe(),
             run.num_params(),
-            run.device(),
+            run.device_names().join(" + "),
             run_dir.display()
         );
         let progress = std::io::stderr().is_terminal().then(|| {

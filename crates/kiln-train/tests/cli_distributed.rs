@@ -320,8 +320,8 @@ fn tokens_and_versions_are_checked_on_both_sides() {
 }
 
 /// An address nobody listens on is one clear error within seconds; a worker off the loopback
-/// address without a token refuses to start; `kiln check` validates remote names without
-/// connecting.
+/// address without a token refuses to start unless told `--insecure-websocket`; `kiln check`
+/// validates remote names without connecting.
 #[test]
 fn unreachable_workers_and_unsafe_workers_are_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -335,6 +335,11 @@ fn unreachable_workers_and_unsafe_workers_are_refused() {
 
     let serve = kiln().args(["serve", "--listen", "0.0.0.0:0"]).output().unwrap();
     assert!(!serve.status.success() && text(&serve).contains("needs --token-file"), "{}", text(&serve));
+    // Unless the flag that says so is given: plain WebSocket on every interface, no token.
+    let open = Worker::listening("0.0.0.0:0", &["--insecure-websocket"], &[]);
+    assert!(open.name.starts_with("remote:ws://") && !open.name.contains("0.0.0.0"), "{}", open.name);
+    let log = open.kill();
+    assert!(log.contains("over WebSocket (no token, unencrypted) on 0.0.0.0:"), "{log}");
 
     let listed = dir.path().join("listed.toml");
     let body = std::fs::read_to_string(&config)

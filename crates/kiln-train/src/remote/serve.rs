@@ -3,8 +3,8 @@
 //!
 //! On the loopback address (the default, `127.0.0.1:3000`) it serves plain WebSocket, with or
 //! without a token. Anywhere else it needs a token file and serves Iroh (QUIC, authenticated and
-//! encrypted) on the given UDP port; plain WebSocket off the loopback address takes
-//! `--insecure-websocket`. Every session a trainer opens is logged, refused ones with the reason;
+//! encrypted) on the given UDP port; plain WebSocket off the loopback address, with or without a
+//! token, takes `--insecure-websocket`. Every session a trainer opens is logged, refused ones with the reason;
 //! Ctrl-C or SIGTERM stops the worker.
 
 use std::net::SocketAddr;
@@ -27,8 +27,9 @@ pub struct ServeArgs {
     /// created if missing. Default: a new identity at every start.
     #[arg(long, value_name = "FILE")]
     pub iroh_key: Option<PathBuf>,
-    /// Serve plain, unencrypted WebSocket on a non-loopback address (a trusted network only:
-    /// anyone who can read the traffic sees the token and the tensors).
+    /// Serve plain, unencrypted WebSocket on a non-loopback address, with or without a token (a
+    /// trusted network only: anyone who can read the traffic sees the token and the tensors, and
+    /// without a token anyone who can reach the port is served).
     #[arg(long)]
     pub insecure_websocket: bool,
 }

@@ -22,9 +22,9 @@ pub(super) fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     let token = args.token_file.as_deref().map(Token::read).transpose()?;
     let loopback = args.listen.ip().is_loopback();
     let websocket = loopback || args.insecure_websocket;
-    if !loopback && token.is_none() {
+    if !loopback && token.is_none() && !args.insecure_websocket {
         bail!(
-            "--listen {}: a worker off the loopback address needs --token-file (the same file the trainers' [device] token_file names)",
+            "--listen {}: a worker off the loopback address needs --token-file (the same file the trainers' [device] token_file names), or --insecure-websocket to serve anyone who can reach it, unencrypted",
             args.listen
         );
     }
@@ -47,10 +47,11 @@ pub(super) fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     let lock = if guarded { "a token" } else { "no token" };
     let served = if websocket {
         let listener = TcpListener::bind(args.listen).with_context(|| format!("--listen {}", args.listen))?;
-        let at = listener.local_addr()?;
+        let bound = listener.local_addr()?;
+        let at = if bound.ip().is_unspecified() { SocketAddr::new(outward_ip(), bound.port()) } else { bound };
         run(server.serve_async(WebSocketTransport::from_listener(listener)), &format!("remote:ws://{at}"), || {
             eprintln!(
-                "[kiln serve] Kiln {version} worker on {} over WebSocket ({lock}{}); list `remote:ws://{at}` in a trainer's [device] devices; Ctrl-C stops",
+                "[kiln serve] Kiln {version} worker on {} over WebSocket ({lock}{}) on {bound}; list `remote:ws://{at}` in a trainer's [device] devices; Ctrl-C stops",
                 args.device,
                 if loopback { "" } else { ", unencrypted" },
             )
