@@ -72,6 +72,19 @@ impl VonMisesFisher {
         self.kappa * self.mean_resultant_length() + self.log_normalizer() - uniform
     }
 
+    /// `∂KL/∂κ = κ A_d′(κ) = κ (1 − A_d²) − (d − 1) A_d`, the derivative of [`Self::kl_to_uniform`]
+    /// for a learned concentration. From `∂/∂κ ln I_ν(κ) = A_d + ν/κ` (ν = d/2 − 1), the log
+    /// normaliser's derivative is `−A_d`, which cancels the `A_d` of `∂(κ A_d)/∂κ`; and
+    /// `A_d′ = 1 − A_d² − (d − 1) A_d / κ` (the Bessel recurrences). At large κ the two terms are near
+    /// `d − 1` and their difference near `(d − 1)/(2κ)`, so `A_d`'s own error (tens of ulps) grows by
+    /// about `4κ²/(d − 1)`: 3e-6 relative at d = 2, κ = 1e4 against a 50-digit reference, 1e-10 or
+    /// better for κ ≤ 100 — far inside what an f32 training step resolves.
+    pub fn kl_to_uniform_grad(&self) -> f64 {
+        let a = self.mean_resultant_length();
+        let m1 = self.d as f64 - 1.0;
+        self.kappa * (1.0 - a) * (1.0 + a) - m1 * a
+    }
+
     /// `ln` of the unnormalised density of `w = μᵀz` at `w ∈ (−1, 1)`.
     pub fn log_w_density(&self, w: f64) -> f64 {
         self.kappa * w + (self.d as f64 - 3.0) / 2.0 * (1.0 - w * w).ln()
@@ -87,6 +100,8 @@ impl VonMisesFisher {
 pub struct WoodSampler {
     a: f64,
     b: f64,
+    /// `√(4κ² + (d−1)²)`.
+    root: f64,
     d0: f64,
     m1: f64,
     beta: Beta<f64>,
@@ -106,7 +121,18 @@ impl WoodSampler {
         let a = (m1 + 2.0 * k + root) / 4.0;
         let d0 = 4.0 * a * b / (1.0 + b) - m1 * m1.ln();
         let beta = Beta::new(m1 / 2.0, m1 / 2.0).expect("positive Beta parameters");
-        Self { a, b, d0, m1, beta }
+        Self { a, b, root, d0, m1, beta }
+    }
+
+    /// `w = h(e, κ) = (1 − (1+b)e) / (1 − (1−b)e)` for a Beta draw `e` (accepted or not), and its
+    /// derivative in κ with `e` held fixed, `∂h/∂κ = ∂h/∂b · ∂b/∂κ = 4 e (1 − e) b / ((1 − (1−b)e)² √(4κ² + (d−1)²))`
+    /// (from `∂h/∂b = −2e(1−e)/(1 − (1−b)e)²` and `∂b/∂κ = −2b/√(4κ² + (d−1)²)`): the reparameterised
+    /// gradient of an accepted proposal (Davidson et al. 2018, §3.2; Naesseth et al. 2017), without the
+    /// correction term for the acceptance step's own dependence on κ.
+    pub fn w_and_grad(&self, e: f64) -> (f64, f64) {
+        let denom = 1.0 - (1.0 - self.b) * e;
+        let w = (1.0 - (1.0 + self.b) * e) / denom;
+        (w, 4.0 * e * (1.0 - e) * self.b / (denom * denom * self.root))
     }
 
     /// One `w`.
@@ -343,6 +369,82 @@ mod tests {
             }
             let critical = 1.95 * (2.0 / n as f64).sqrt();
             assert!(ks < critical, "d {d} κ {k}: KS {ks} >= {critical}");
+        }
+    }
+
+    /// Central difference in f64 of `f` at `x` with step `h`.
+    fn central(f: impl Fn(f64) -> f64, x: f64, h: f64) -> f64 {
+        (f(x + h) - f(x - h)) / (2.0 * h)
+    }
+
+    /// `∂KL/∂κ` against central finite differences of `KL(κ)` itself in f64, for d from 2 to 256 and
+    /// κ from 0.05 to 1e4 (step 1e-5 max(κ, 10)), and positive everywhere (the KL grows with κ). The
+    /// differences lose digits where the KL is a small difference of large terms (κ = 1e4: the KL's
+    /// error over a step of 0.1 is 3e-5 of the derivative), hence the tolerance growing with κ; the
+    /// closed form's own accuracy is the next test's.
+    #[test]
+    fn kl_gradient_in_kappa_matches_finite_differences() {
+        for d in [2usize, 3, 5, 10, 20, 64, 256] {
+            for kappa in [0.05, 0.5, 1.0, 5.0, 20.0, 100.0, 1e3, 1e4] {
+                let kl = |k: f64| VonMisesFisher::new(d, k).kl_to_uniform();
+                let fd = central(kl, kappa, 1e-5 * kappa.max(10.0));
+                let exact = VonMisesFisher::new(d, kappa).kl_to_uniform_grad();
+                let err = (exact - fd).abs() / fd.abs();
+                let tolerance = 1e-6 * (kappa / 100.0).max(1.0);
+                assert!(
+                    err < tolerance,
+                    "d {d}, kappa {kappa}: exact {exact}, finite differences {fd}, relative error {err}"
+                );
+                assert!(exact > 0.0, "d {d}, kappa {kappa}: {exact}");
+            }
+        }
+    }
+
+    /// `∂KL/∂κ` against 50-digit central differences of the KL by mpmath
+    /// (`scripts/reference/vmf_kappa_gradients.py`, an implementation independent of this one).
+    #[test]
+    fn kl_gradient_in_kappa_matches_a_50_digit_reference() {
+        const REFERENCE: [(usize, f64, f64); 9] = [
+            (2, 0.05, 0.024976578766256043),
+            (2, 20.0, 0.025677513106701377),
+            (2, 1000.0, 0.0005002503757832876),
+            (2, 10000.0, 5.0002500375078145e-5),
+            (5, 10000.0, 0.00019997999699959995),
+            (10, 20.0, 0.18331664246169056),
+            (64, 100.0, 0.22197290142059297),
+            (256, 0.05, 0.0001953124778215303),
+            (256, 10000.0, 0.012588701313795503),
+        ];
+        for (d, kappa, want) in REFERENCE {
+            let got = VonMisesFisher::new(d, kappa).kl_to_uniform_grad();
+            let err = (got - want).abs() / want;
+            let tolerance = if kappa <= 100.0 { 1e-10 } else { 1e-5 };
+            assert!(err < tolerance, "d {d}, kappa {kappa}: {got} against {want}, relative error {err}");
+        }
+    }
+
+    /// Wood's `w = h(e, κ)` with `e` fixed: its κ-derivative against central finite differences of the
+    /// sampler rebuilt at `κ ± h`, over d from 2 to 256, κ from 0.05 to 1e4 and e across (0, 1); and
+    /// the value equals the sampler's own formula.
+    #[test]
+    fn wood_w_gradient_in_kappa_matches_finite_differences() {
+        for d in [2usize, 3, 5, 10, 20, 64, 256] {
+            for kappa in [0.05, 0.5, 1.0, 5.0, 20.0, 100.0, 1e3, 1e4] {
+                let sampler = WoodSampler::new(VonMisesFisher::new(d, kappa));
+                for e in [0.001, 0.1, 0.3, 0.5, 0.7, 0.9, 0.999] {
+                    let w_at = |k: f64| WoodSampler::new(VonMisesFisher::new(d, k)).w_and_grad(e).0;
+                    let (w, grad) = sampler.w_and_grad(e);
+                    let b = sampler.b;
+                    assert!((w - (1.0 - (1.0 + b) * e) / (1.0 - (1.0 - b) * e)).abs() < 1e-15);
+                    let fd = central(w_at, kappa, kappa * 1e-5);
+                    let err = (grad - fd).abs() / fd.abs().max(1e-10);
+                    assert!(
+                        err < 1e-5 || (grad - fd).abs() < 1e-12,
+                        "d {d}, kappa {kappa}, e {e}: exact {grad}, finite differences {fd}, relative error {err}"
+                    );
+                    assert!(grad >= 0.0, "w grows with kappa: {grad}");
+                }
+            }
         }
     }
 
