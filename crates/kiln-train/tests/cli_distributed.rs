@@ -10,7 +10,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -81,10 +81,9 @@ impl Drop for Worker {
     }
 }
 
-/// `kiln train CONFIG --set ...` with `flags`, bounded by `limit`: (succeeded, output, seconds).
-fn train(config: &Path, sets: &[String], flags: &[&str], limit: Duration) -> (bool, String, f64) {
-    let start = Instant::now();
-    let mut child = kiln()
+/// `kiln train CONFIG --set ...` with `flags`, its output piped.
+fn spawn_train(config: &Path, sets: &[String], flags: &[&str]) -> Child {
+    kiln()
         .arg("train")
         .arg(config)
         .args(sets.iter().flat_map(|s| ["--set", s.as_str()]))
@@ -92,19 +91,38 @@ fn train(config: &Path, sets: &[String], flags: &[&str], limit: Duration) -> (bo
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
-    let status = loop {
+        .unwrap()
+}
+
+/// Wait for `child` to exit; fail the test if it still runs `limit` after `since` (`what`: after
+/// what, for the message).
+fn wait_within(child: &mut Child, since: Instant, limit: Duration, what: &str) -> ExitStatus {
+    loop {
         if let Some(status) = child.try_wait().unwrap() {
-            break status;
+            return status;
         }
-        if start.elapsed() > limit {
+        if since.elapsed() > limit {
             let _ = child.kill();
-            panic!("`kiln train` still running after {limit:?}");
+            panic!("still running {limit:?} after {what}");
         }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `kiln train CONFIG --set ...` with `flags`, bounded by `limit`: (succeeded, output, seconds).
+fn train(config: &Path, sets: &[String], flags: &[&str], limit: Duration) -> (bool, String, f64) {
+    let start = Instant::now();
+    let mut child = spawn_train(config, sets, flags);
+    let status = wait_within(&mut child, start, limit, "`kiln train` started");
     let out = child.wait_with_output().unwrap();
     (status.success(), text(&out), start.elapsed().as_secs_f64())
+}
+
+/// The one line of `out` that starts with `error:` (the test fails if there is not exactly one).
+fn single_error(out: &str) -> &str {
+    let errors: Vec<&str> = out.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{out}");
+    errors[0]
 }
 
 /// `device.devices = [...]` as a `--set`.
@@ -213,14 +231,7 @@ fn two_workers_train_as_one_device_and_survive_a_killed_worker() {
 
     let c = Worker::start(&[], &[]);
     let sets = with(30, &[devices(&[&a.name, &c.name]), pair[1].clone(), checkpoints]);
-    let mut child = kiln()
-        .arg("train")
-        .arg(&config)
-        .args(sets.iter().flat_map(|s| ["--set", s.as_str()]))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_train(&config, &sets, &[]);
     let runs = dir.path().join("runs");
     let started = Instant::now();
     let run = loop {
@@ -237,20 +248,13 @@ fn two_workers_train_as_one_device_and_survive_a_killed_worker() {
     let killed_at = Instant::now();
     let log = c.kill();
     assert!(log.contains("connected"), "the worker logged no trainer:\n{log}");
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(killed_at.elapsed() < LIMIT, "the trainer still runs {LIMIT:?} after its worker died");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_within(&mut child, killed_at, LIMIT, "its worker died");
     let stopped_after = killed_at.elapsed().as_secs_f64();
     let out = text(&child.wait_with_output().unwrap());
     assert!(!status.success(), "{out}");
-    let error: Vec<&str> = out.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(error.len(), 1, "{out}");
-    assert!(error[0].contains(&c_name), "the error does not name the dead worker {c_name}:\n{out}");
-    eprintln!("killed worker: the trainer stopped {stopped_after:.2} s later with: {}", error[0]);
+    let error = single_error(&out);
+    assert!(error.contains(&c_name), "the error does not name the dead worker {c_name}:\n{out}");
+    eprintln!("killed worker: the trainer stopped {stopped_after:.2} s later with: {error}");
     let latest = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
     let step: usize = latest.trim().trim_start_matches("step-").parse().unwrap();
     assert!((4..30).contains(&step), "{latest}");
@@ -371,14 +375,7 @@ fn a_frozen_worker_stops_the_run_after_the_timeout() {
         ],
     ]
     .concat();
-    let mut child = kiln()
-        .arg("train")
-        .arg(&config)
-        .args(sets.iter().flat_map(|s| ["--set", s.as_str()]))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_train(&config, &sets, &[]);
     let run = dir.path().join("runs/run-001");
     let started = Instant::now();
     while !run.join("checkpoints/step-0000002").exists() {
@@ -388,24 +385,17 @@ fn a_frozen_worker_stops_the_run_after_the_timeout() {
     let stop = std::process::Command::new("kill").args(["-STOP", &b.child.id().to_string()]).status().unwrap();
     assert!(stop.success());
     let frozen_at = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(frozen_at.elapsed() < LIMIT, "the trainer still runs {LIMIT:?} after its worker froze");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_within(&mut child, frozen_at, LIMIT, "its worker froze");
     let waited = frozen_at.elapsed().as_secs_f64();
     let out = text(&child.wait_with_output().unwrap());
     let _ = std::process::Command::new("kill").args(["-CONT", &b.child.id().to_string()]).status();
     assert!(!status.success(), "{out}");
-    let error: Vec<&str> = out.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(error.len(), 1, "{out}");
-    assert!(error[0].contains(&format!("{} (connected, but no reply", b.name)), "{out}");
-    assert!(!error[0].contains(&format!("{} (", a.name)), "the live worker is blamed:\n{out}");
+    let error = single_error(&out);
+    assert!(error.contains(&format!("{} (connected, but no reply", b.name)), "{out}");
+    assert!(!error.contains(&format!("{} (", a.name)), "the live worker is blamed:\n{out}");
     // The limit (3 s) plus the 3 s probe, with room for a loaded machine.
     assert!(waited > 3.0 && waited < 30.0, "stopped {waited:.1} s after the freeze");
-    eprintln!("frozen worker: the trainer stopped {waited:.2} s later with: {}", error[0]);
+    eprintln!("frozen worker: the trainer stopped {waited:.2} s later with: {error}");
     let eval = kiln().arg("eval").arg(&run).args(["--checkpoint", "latest", "--device", "flex"]).output().unwrap();
     assert!(eval.status.success(), "{}", text(&eval));
 }
@@ -453,14 +443,7 @@ fn a_worker_stops_cleanly_on_ctrl_c_and_sigterm() {
         let mut worker = Worker::start(&[], &[]);
         let sent = std::process::Command::new("kill").args([signal, &worker.child.id().to_string()]).status().unwrap();
         assert!(sent.success());
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = worker.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(started.elapsed() < LIMIT, "the worker still runs after {signal}");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = wait_within(&mut worker.child, Instant::now(), LIMIT, signal);
         let log = worker.log.recv_timeout(LIMIT).unwrap_or_default();
         assert!(status.success(), "{signal}: {status:?}\n{log}");
         assert!(log.trim_end().ends_with("[kiln serve] stopped"), "{signal}:\n{log}");
