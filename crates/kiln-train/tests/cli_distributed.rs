@@ -324,8 +324,8 @@ fn tokens_and_versions_are_checked_on_both_sides() {
 }
 
 /// An address nobody listens on is one clear error within seconds; a worker off the loopback
-/// address without a token refuses to start unless told `--insecure-websocket`; `kiln check`
-/// validates remote names without connecting.
+/// address without a token refuses to start (which flags allow what: `remote::serve`'s unit test,
+/// since tests serve on 127.0.0.1 only); `kiln check` validates remote names without connecting.
 #[test]
 fn unreachable_workers_and_unsafe_workers_are_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -339,11 +339,6 @@ fn unreachable_workers_and_unsafe_workers_are_refused() {
 
     let serve = kiln().args(["serve", "--listen", "0.0.0.0:0"]).output().unwrap();
     assert!(!serve.status.success() && text(&serve).contains("needs --token-file"), "{}", text(&serve));
-    // Unless the flag that says so is given: plain WebSocket on every interface, no token.
-    let open = Worker::listening("0.0.0.0:0", &["--insecure-websocket"], &[]);
-    assert!(open.name.starts_with("remote:ws://") && !open.name.contains("0.0.0.0"), "{}", open.name);
-    let log = open.kill();
-    assert!(log.contains("over WebSocket (no token, unencrypted) on 0.0.0.0:"), "{log}");
 
     let listed = dir.path().join("listed.toml");
     let body = std::fs::read_to_string(&config)
@@ -400,9 +395,9 @@ fn a_frozen_worker_stops_the_run_after_the_timeout() {
     assert!(eval.status.success(), "{}", text(&eval));
 }
 
-/// Off the loopback address a worker serves Iroh (encrypted, authenticated) and needs the token:
-/// dialled directly at 127.0.0.1, a trainer with the token trains a step on it beside a local
-/// device, and one with the wrong token is refused on both sides.
+/// A worker serving Iroh (encrypted, authenticated; what it serves off the loopback address, here
+/// with `--iroh` on 127.0.0.1, bound to that address only): a trainer with the token trains a step
+/// on it beside a local device, and one with the wrong token is refused on both sides.
 #[test]
 fn an_iroh_worker_trains_with_the_token_and_refuses_without() {
     let dir = tempfile::tempdir().unwrap();
@@ -410,11 +405,12 @@ fn an_iroh_worker_trains_with_the_token_and_refuses_without() {
     let (good, bad) = (dir.path().join("good.token"), dir.path().join("bad.token"));
     std::fs::write(&good, "4f9a1c7e2b8d6053a1f4e9c2d7b8a6e3\n").unwrap();
     std::fs::write(&bad, "4f9a1c7e2b8d6053a1f4e9c2d7b8a6e4\n").unwrap();
-    let worker = Worker::listening("0.0.0.0:0", &["--token-file", good.to_str().unwrap()], &[]);
-    let (id, at) = worker.name.trim_start_matches("remote:iroh:").split_once('@').unwrap();
+    let worker = Worker::listening("127.0.0.1:0", &["--iroh", "--token-file", good.to_str().unwrap()], &[]);
+    let name = worker.name.clone();
+    let (id, at) = name.trim_start_matches("remote:iroh:").split_once('@').unwrap();
     assert_eq!(id.len(), 64, "{}", worker.name);
-    let port = at.rsplit_once(':').unwrap().1;
-    let local = format!("remote:iroh:{id}@127.0.0.1:{port}");
+    assert!(at.starts_with("127.0.0.1:") && !at.ends_with(":0"), "{}", worker.name);
+    let local = worker.name.clone();
     let attempt = |token: &Path| {
         let sets = [
             base_sets(2),
@@ -432,7 +428,7 @@ fn an_iroh_worker_trains_with_the_token_and_refuses_without() {
     let (ok, out, _) = attempt(&bad);
     assert!(!ok && out.contains("bad.token is not the worker's") && out.contains(id), "{out}");
     let log = worker.kill();
-    assert!(log.contains("over Iroh (encrypted, a token)"), "{log}");
+    assert!(log.contains(&format!("over Iroh (encrypted, a token) on UDP {at}")), "{log}");
     assert!(log.contains("connected") && log.contains("presented the wrong token"), "{log}");
 }
 

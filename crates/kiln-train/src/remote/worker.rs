@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use burn::server::{AuthorizationRequest, IrohIdentity, IrohRelays, IrohTransport, RemoteServer, WebSocketTransport};
 
 use super::credential::{self, Token};
-use super::serve::ServeArgs;
+use super::serve::{ServeArgs, Transport};
 
 /// Run a worker until Ctrl-C or SIGTERM.
 ///
@@ -15,22 +15,15 @@ use super::serve::ServeArgs;
 ///
 /// A bad device name or token file, a non-loopback address without a token, a port in use.
 pub(super) fn serve(args: ServeArgs) -> anyhow::Result<i32> {
-    let device = crate::backend::device(&args.device)?;
     if crate::remote::address::is_remote(&args.device) {
         bail!("--device: a worker serves a device of its own machine (flex, ndarray, wgpu, ...)");
     }
+    let device = crate::backend::device(&args.device)?;
+    let transport = args.transport()?;
     let token = args.token_file.as_deref().map(Token::read).transpose()?;
-    let loopback = args.listen.ip().is_loopback();
-    let websocket = loopback || args.insecure_websocket;
-    if !loopback && token.is_none() && !args.insecure_websocket {
-        bail!(
-            "--listen {}: a worker off the loopback address needs --token-file (the same file the trainers' [device] token_file names), or --insecure-websocket to serve anyone who can reach it, unencrypted",
-            args.listen
-        );
-    }
     log_to_stderr();
     let version = credential::version();
-    let guarded = token.is_some();
+    let lock = if token.is_some() { "a token" } else { "no token" };
     let server = RemoteServer::new([device]).with_authorizer(move |request: AuthorizationRequest<'_>| {
         let client = request.client;
         match credential::check(request.credential.as_bytes(), token.as_ref()) {
@@ -44,78 +37,117 @@ pub(super) fn serve(args: ServeArgs) -> anyhow::Result<i32> {
             }
         }
     });
-    let lock = if guarded { "a token" } else { "no token" };
-    let served = if websocket {
-        let listener = TcpListener::bind(args.listen).with_context(|| format!("--listen {}", args.listen))?;
-        let bound = listener.local_addr()?;
-        let at = if bound.ip().is_unspecified() { SocketAddr::new(outward_ip(), bound.port()) } else { bound };
-        run(server.serve_async(WebSocketTransport::from_listener(listener)), &format!("remote:ws://{at}"), || {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the worker's runtime")?;
+    let listen = args.listen;
+    let served = runtime.block_on(async {
+        // Registered before the name is printed, so a signal never finds the worker without them.
+        let stop = stop_signal()?;
+        let announce = |name: &str, how: String| {
+            println!("{name}");
             eprintln!(
-                "[kiln serve] Kiln {version} worker on {} over WebSocket ({lock}{}) on {bound}; list `remote:ws://{at}` in a trainer's [device] devices; Ctrl-C stops",
+                "[kiln serve] Kiln {version} worker on {} over {how}; list `{name}` in a trainer's [device] devices{}; Ctrl-C stops",
                 args.device,
-                if loopback { "" } else { ", unencrypted" },
-            )
-        })
-    } else {
-        let identity = match &args.iroh_key {
-            Some(path) => {
-                IrohIdentity::load_or_create(path).with_context(|| format!("--iroh-key {}", path.display()))?
-            }
-            None => IrohIdentity::random(),
+                if lock == "a token" { " with the same token file" } else { "" }
+            );
         };
-        let port = free_udp_port(args.listen)?;
-        let transport = IrohTransport::new(identity).with_relays(IrohRelays::Disabled).with_port(port);
-        let shown = if args.listen.ip().is_unspecified() { outward_ip() } else { args.listen.ip() };
-        let name = format!("remote:iroh:{}@{}", transport.id(), SocketAddr::new(shown, port));
-        run(server.serve_async(transport), &name, || {
-            eprintln!(
-                "[kiln serve] Kiln {version} worker on {} over Iroh (encrypted, {lock}), UDP port {port} on every interface; list `{name}` in a trainer's [device] devices with the same token file; Ctrl-C stops",
-                args.device
-            )
-        })
-    };
-    served.with_context(|| format!("worker on {}", args.listen))?;
+        match transport {
+            Transport::WebSocket => {
+                let listener = TcpListener::bind(listen).with_context(|| format!("--listen {listen}"))?;
+                let bound = listener.local_addr()?;
+                let at = if bound.ip().is_unspecified() { SocketAddr::new(outward_ip(), bound.port()) } else { bound };
+                let open = if listen.ip().is_loopback() { "" } else { ", unencrypted" };
+                announce(&format!("remote:ws://{at}"), format!("WebSocket ({lock}{open}) on {bound}"));
+                until(server.serve_async(WebSocketTransport::from_listener(listener)), stop).await
+            }
+            Transport::Iroh if listen.ip().is_unspecified() => {
+                let port = free_udp_port(listen)?;
+                let transport =
+                    IrohTransport::new(identity(&args)?).with_relays(IrohRelays::Disabled).with_port(port);
+                let name = format!("remote:iroh:{}@{}", transport.id(), SocketAddr::new(outward_ip(), port));
+                announce(&name, format!("Iroh (encrypted, {lock}) on UDP port {port} of every interface"));
+                until(server.serve_async(transport), stop).await
+            }
+            Transport::Iroh => serve_iroh_at(server, identity(&args)?, listen, stop, |name, at| {
+                announce(name, format!("Iroh (encrypted, {lock}) on UDP {at}"))
+            })
+            .await,
+        }
+    });
+    served.with_context(|| format!("worker on {listen}"))?;
     eprintln!("[kiln serve] stopped");
     Ok(0)
 }
 
-/// Serve until Ctrl-C or SIGTERM, on a runtime of its own: the signal handlers are in place before
-/// the worker prints `name` (the line a trainer or a script waits for) and `announce`s itself, so a
-/// signal never finds the process without them.
-fn run(
-    serving: impl Future<Output = Result<(), burn::server::ServeError>> + Send + 'static,
-    name: &str,
-    announce: impl FnOnce(),
+/// The Iroh identity: kept in `--iroh-key`, or new.
+fn identity(args: &ServeArgs) -> anyhow::Result<IrohIdentity> {
+    match &args.iroh_key {
+        Some(path) => IrohIdentity::load_or_create(path).with_context(|| format!("--iroh-key {}", path.display())),
+        None => Ok(IrohIdentity::random()),
+    }
+}
+
+/// Serve Burn's remote protocol on an Iroh endpoint bound to exactly `listen` (one interface, not
+/// all of them as `IrohTransport` does), relays disabled, until `stop`; `announce` gets the name to
+/// list and the bound address.
+async fn serve_iroh_at(
+    server: RemoteServer,
+    identity: IrohIdentity,
+    listen: SocketAddr,
+    stop: Stop,
+    announce: impl FnOnce(&str, SocketAddr),
 ) -> anyhow::Result<()> {
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the worker's runtime")?;
-    runtime.block_on(async {
-        // Registered here, before the name is printed (a `ctrl_c()` future would register only once
-        // polled).
-        #[cfg(unix)]
-        let (mut interrupt, mut terminate) = {
-            use tokio::signal::unix::{SignalKind, signal};
-            let interrupt = signal(SignalKind::interrupt()).context("installing the Ctrl-C handler")?;
-            (interrupt, signal(SignalKind::terminate()).context("installing the SIGTERM handler")?)
-        };
-        #[cfg(unix)]
-        let stop = async move {
+    use burn::server::BURN_REMOTE_ALPN;
+    let endpoint = iroh::Endpoint::builder(iroh::endpoint::presets::Minimal)
+        .relay_mode(iroh::RelayMode::Disabled)
+        .clear_ip_transports()
+        .bind_addr(listen.to_string())
+        .map_err(|e| anyhow::anyhow!("--listen {listen}: {e}"))?
+        .secret_key(iroh::SecretKey::from_bytes(&identity.to_bytes()))
+        .alpns(vec![BURN_REMOTE_ALPN.to_vec()])
+        .bind()
+        .await
+        .with_context(|| format!("binding an Iroh endpoint on {listen}"))?;
+    let at = endpoint.bound_sockets().into_iter().find(|a| a.ip() == listen.ip()).unwrap_or(listen);
+    let name = format!("remote:iroh:{}@{at}", endpoint.id());
+    let protocol = server.into_protocol(&endpoint).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let router = iroh::protocol::Router::builder(endpoint).accept(BURN_REMOTE_ALPN, protocol).spawn();
+    announce(&name, at);
+    stop.await;
+    // Closes the connections, so that trainers learn at once that the worker is gone.
+    router.shutdown().await.map_err(|e| anyhow::anyhow!("closing the Iroh endpoint: {e}"))
+}
+
+/// Ctrl-C or SIGTERM.
+type Stop = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The stop signal, registered at once (a `tokio::signal::ctrl_c()` future would register only once
+/// polled). Must be called on the runtime.
+fn stop_signal() -> anyhow::Result<Stop> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt()).context("installing the Ctrl-C handler")?;
+        let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        Ok(Box::pin(async move {
             tokio::select! {
                 _ = interrupt.recv() => {}
                 _ = terminate.recv() => {}
             }
-        };
-        #[cfg(not(unix))]
-        let stop = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        println!("{name}");
-        announce();
-        tokio::select! {
-            served = serving => served.map_err(|e| anyhow::anyhow!("{e}")),
-            () = stop => Ok(()),
-        }
-    })
+        }))
+    }
+    #[cfg(not(unix))]
+    Ok(Box::pin(async {
+        let _ = tokio::signal::ctrl_c().await;
+    }))
+}
+
+/// Serve until `stop` (then `Ok`) or until serving fails.
+async fn until(serving: impl Future<Output = Result<(), burn::server::ServeError>>, stop: Stop) -> anyhow::Result<()> {
+    tokio::select! {
+        served = serving => served.map_err(|e| anyhow::anyhow!("{e}")),
+        () = stop => Ok(()),
+    }
 }
 
 /// Burn's server events (sessions, refusals) to standard error, at `info` but for the line per
