@@ -4,6 +4,7 @@
 pub mod bessel;
 mod image;
 pub mod importance;
+pub mod kappa;
 mod kind;
 pub mod latent;
 mod model;

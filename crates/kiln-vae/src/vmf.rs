@@ -137,14 +137,17 @@ impl WoodSampler {
 
     /// One `w`.
     pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> f64 {
+        self.w_and_grad(self.sample_accepted_e(rng)).0
+    }
+
+    /// The Beta draw `e` of one accepted proposal (its `w` is [`Self::w_and_grad`]`(e).0`).
+    pub fn sample_accepted_e<R: Rng + ?Sized>(&self, rng: &mut R) -> f64 {
         loop {
             let e = self.beta.sample(rng);
             let u: f64 = rng.random();
-            let denom = 1.0 - (1.0 - self.b) * e;
-            let w = (1.0 - (1.0 + self.b) * e) / denom;
-            let t = 2.0 * self.a * self.b / denom;
+            let t = 2.0 * self.a * self.b / (1.0 - (1.0 - self.b) * e);
             if self.m1 * t.ln() - t + self.d0 >= u.ln() {
-                return w;
+                return e;
             }
         }
     }
