@@ -154,7 +154,11 @@ fn malformed_model_configs_name_the_key() {
         read("configs/lm/softmax.toml"),
     );
     let cases: Vec<(&str, String, &str)> = vec![
-        ("vae kappa", vae.replace("kappa = 20.0", "kappa = 0.0"), "model.latent.kappa must be in (0, 1e5], got 0"),
+        (
+            "vae kappa",
+            vae.replace("kappa = 20.0", "kappa = 0.0"),
+            "model.latent.kappa must be in (0, 1e5] or \"learned\", got 0",
+        ),
         ("vae d", vae.replace("d = 10", "d = 1"), "model.latent.d must be at least 2"),
         ("vae sampler", vae.replace("sampler = \"wood\"", "sampler = \"ulrich\""), "unknown variant `ulrich`"),
         (

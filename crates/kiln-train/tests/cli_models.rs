@@ -327,7 +327,8 @@ fn bench_attention_measures_each_point_in_a_child_process() {
     }
 }
 
-/// The VAE end to end on synthetic digits, vMF on S² and Gaussian: training lowers the negative
+/// The VAE end to end on synthetic digits, vMF on S² (fixed κ), on S⁴ (fixed and learned κ) and
+/// Gaussian: training lowers the negative
 /// ELBO; `eval` reports the importance-sampled log-likelihood, which (a tighter bound) is above the
 /// ELBO; `sample` writes the pictures, with the sphere plot for the 3-D vMF latent.
 #[test]
@@ -339,6 +340,7 @@ fn vae_trains_evaluates_and_draws() {
         ("vmf", "{ kind = \"vmf\", d = 3, kappa = 10.0, sampler = \"table\" }", mlp),
         ("gauss", "{ kind = \"gaussian\", d = 3 }", mlp),
         ("conv", "{ kind = \"vmf\", d = 5, kappa = 10.0 }", "{ kind = \"conv\", channels = 4, hidden = 32 }"),
+        ("learned", "{ kind = \"vmf\", d = 5, kappa = \"learned\" }", mlp),
     ] {
         let config = dir.path().join(format!("{name}.toml"));
         std::fs::write(

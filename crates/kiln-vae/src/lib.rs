@@ -15,7 +15,7 @@ pub mod vmf;
 pub use image::{TAB10, write_sphere};
 pub use importance::log_mean_exp;
 pub use kind::VaeKind;
-pub use latent::{Latent, LatentConfig, Posterior, SamplerKind};
+pub use latent::{KappaConfig, Latent, LatentConfig, Posterior, SamplerKind};
 pub use model::{Vae, VaeConfig, bernoulli_nll};
 pub use network::NetworkConfig;
 pub use task::{Scores, VaeBatch, VaeTask, slerp};

@@ -5,7 +5,7 @@
 //! ```toml
 //! [model]
 //! kind = "vae"
-//! latent = { kind = "vmf", d = 10, kappa = 20.0 }    # or { kind = "gaussian", d = 10 }
+//! latent = { kind = "vmf", d = 10, kappa = 20.0 }    # kappa = "learned"; or { kind = "gaussian", d = 10 }
 //! network = { kind = "mlp", hidden = [256, 128] }   # or { kind = "conv", channels = 32 }
 //! binarize = true
 //! [data]
@@ -34,10 +34,12 @@ use crate::model::{Vae, VaeConfig, bernoulli_nll};
 use crate::vmf::{VonMisesFisher, WSampler};
 use kiln_task::picture::write_grid;
 
-/// A training batch: images (also the targets) and, for a vMF latent, the drawn `w`.
+/// A training batch: images (also the targets) and the generator its noise is drawn from, after the
+/// posterior (a learned κ is known only then); the draws are those a fixed κ would take at the same
+/// place in the stream.
 pub struct VaeBatch {
     images: Tensor<3>,
-    noise: Noise,
+    rng: StdRng,
 }
 
 /// Host-drawn noise of one sample per row.
@@ -118,10 +120,16 @@ impl VaeTask {
         Tensor::<3>::from_data(TensorData::new(pixels, [n, s, s]), device)
     }
 
-    /// `w` (vMF) and `ε` for `n` rows.
-    fn noise(&self, n: usize, rng: &mut StdRng, device: &Device) -> Noise {
+    /// `w` (vMF: from the fixed κ's sampler, or per row at `posterior`'s learned κ, differentiable in
+    /// it) and `ε` for the `n` rows of `posterior`.
+    fn noise(&self, posterior: &Posterior, n: usize, rng: &mut StdRng, device: &Device) -> Noise {
         let d = self.latent_dim();
-        let w = self.sampler.as_ref().map(|s| Tensor::<2>::from_data(TensorData::new(s.draw(n, rng), [n, 1]), device));
+        let w = match posterior {
+            Posterior::Vmf { kappa: Some(kappa), .. } => {
+                Some(crate::kappa::wood_w_of_kappa(d, kappa.clone(), rng).unsqueeze_dim::<2>(1))
+            }
+            _ => self.sampler.as_ref().map(|s| Tensor::<2>::from_data(TensorData::new(s.draw(n, rng), [n, 1]), device)),
+        };
         let eps: Vec<f32> = (0..n * d).map(|_| StandardNormal.sample(rng)).collect();
         Noise { w, eps: Tensor::<2>::from_data(TensorData::new(eps, [n, d]), device) }
     }
@@ -158,7 +166,7 @@ impl VaeTask {
             let mut rng = step_rng(EVAL_SEED, STREAM_EVAL + stream, c as u64);
             let images = self.images(self.pixels(data, &idx, &mut rng), b, device);
             let posterior = model.posterior(images.clone());
-            let noise = self.noise(b, &mut rng, device);
+            let noise = self.noise(&posterior, b, &mut rng, device);
             let z = posterior.sample(noise.w, noise.eps);
             recon += sum(bernoulli_nll(model.decode(z), images.clone()));
             kl += sum(posterior.kl(self.vmf));
@@ -182,7 +190,7 @@ impl VaeTask {
     ) -> Tensor<1> {
         let [b, s, _] = images.dims();
         let repeated = posterior.repeat(k);
-        let noise = self.noise(b * k, rng, device);
+        let noise = self.noise(&repeated, b * k, rng, device);
         let z = repeated.sample(noise.w, noise.eps);
         let targets = images.unsqueeze_dim::<4>(1).expand([b, k, s, s]).reshape([b * k, s, s]);
         let nll = bernoulli_nll(model.decode(z.clone()), targets);
@@ -226,14 +234,16 @@ impl Task for VaeTask {
         let idx = EpochSampler::new(self.train.len(), batch_size, seed).batch(step);
         let mut rng = step_rng(seed, STREAM_TRAIN, step as u64);
         let pixels = self.pixels(&self.train, &idx, &mut rng);
-        VaeBatch { images: self.images(pixels, idx.len(), device), noise: self.noise(idx.len(), &mut rng, device) }
+        VaeBatch { images: self.images(pixels, idx.len(), device), rng }
     }
 
     fn step(&self, model: &Vae, batch: VaeBatch) -> StepOutput {
-        let b = batch.images.dims()[0];
-        let posterior = model.posterior(batch.images.clone());
-        let z = posterior.sample(batch.noise.w, batch.noise.eps);
-        let recon = bernoulli_nll(model.decode(z), batch.images);
+        let VaeBatch { images, mut rng } = batch;
+        let b = images.dims()[0];
+        let posterior = model.posterior(images.clone());
+        let noise = self.noise(&posterior, b, &mut rng, &images.device());
+        let z = posterior.sample(noise.w, noise.eps);
+        let recon = bernoulli_nll(model.decode(z), images);
         StepOutput { loss: (recon + posterior.kl(self.vmf)).mean(), items: b }
     }
 

@@ -21,7 +21,7 @@
 //! tolerance.
 
 use burn::prelude::*;
-use kiln_vae::{LatentConfig, Posterior, SamplerKind, log_mean_exp};
+use kiln_vae::{KappaConfig, LatentConfig, Posterior, SamplerKind, log_mean_exp};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
@@ -228,8 +228,8 @@ fn exact_posterior_gives_the_marginal_in_every_sample() {
                 let exact = decoder.uniform_sphere_marginal(x);
                 let back = decoder.back_projection(x);
                 let kappa = back.iter().map(|t| t * t).sum::<f64>().sqrt() / 0.49;
-                let config = LatentConfig::Vmf { d, kappa, sampler };
-                let posterior = Posterior::Vmf { mu: row(&unit(&back), &device) };
+                let config = LatentConfig::Vmf { d, kappa: KappaConfig::Fixed(kappa), sampler };
+                let posterior = Posterior::Vmf { mu: row(&unit(&back), &device), kappa: None };
                 let (est, log_weights, _) = estimate(&decoder, x, &config, &posterior, 64, 21 + n as u64);
                 let worst = log_weights.iter().map(|l| (l - exact).abs()).fold(0.0, f64::max);
                 let case = format!("vMF d = {d} ({sampler:?}, kappa {kappa:.3}), x #{n}");
@@ -274,8 +274,8 @@ fn importance_sampling_converges_to_the_marginal() {
         for sampler in [SamplerKind::Wood, SamplerKind::Table] {
             for (n, x) in XS.iter().enumerate() {
                 let exact = decoder.uniform_sphere_marginal(x);
-                let config = LatentConfig::Vmf { d, kappa: 2.0, sampler };
-                let posterior = Posterior::Vmf { mu: row(&unit(&decoder.back_projection(x)), &device) };
+                let config = LatentConfig::Vmf { d, kappa: KappaConfig::Fixed(2.0), sampler };
+                let posterior = Posterior::Vmf { mu: row(&unit(&decoder.back_projection(x)), &device), kappa: None };
                 let (est, _, sd) = estimate(&decoder, x, &config, &posterior, k, 41 + n as u64);
                 check(&format!("vMF d = {d} ({sampler:?}), x #{n}"), est, exact, sd);
                 cases += 1;
