@@ -178,13 +178,9 @@ fn main() {
 /// Train with remote workers: a watchdog bounds every wait on them (`[device] worker_timeout_s`);
 /// a failure (a panic of a failed remote read on this thread included) becomes one error, which
 /// names the workers that no longer answer.
-fn train_with_workers(
-    config: &RunConfig,
-    job: trainer::TrainJob,
-    names: &[String],
-) -> anyhow::Result<kiln_train::run::Summary> {
+fn train_with_workers(config: &RunConfig, job: trainer::TrainJob) -> anyhow::Result<kiln_train::run::Summary> {
     use kiln_train::watchdog;
-    watchdog::watch(remote::probes(names));
+    watchdog::watch(remote::probes(&config.device.training_names()));
     watchdog::start(std::time::Duration::from_secs_f64(config.device.worker_timeout_s));
     let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         watchdog::caught(|| config.model.with_task(&config.data, job))
@@ -274,7 +270,7 @@ fn run(cli: Cli, pool: bool) -> anyhow::Result<i32> {
                 stop_after: stop_after_steps,
             };
             let summary = if config.device.any_remote() {
-                train_with_workers(&config, job, &config.device.training_names())
+                train_with_workers(&config, job)
             } else if pool && single_device {
                 kiln_kernels::on_worker(|| config.model.with_task(&config.data, job))
             } else {

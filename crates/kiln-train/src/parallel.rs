@@ -187,11 +187,6 @@ impl<T: Task + Send + Sync + 'static> DataParallel<T> {
         Ok(Round { losses, grads: accumulator.grads() })
     }
 
-    /// Names of the devices, as the config gives them.
-    pub fn names(&self) -> &[String] {
-        &self.names
-    }
-
     /// The error of a failed step, with each failed device named as in the config.
     fn failure(&self, e: MultiDeviceStepError) -> anyhow::Error {
         let MultiDeviceStepError::Workers(failures) = e else {

@@ -317,7 +317,7 @@ impl<T: Task> TrainRun<T> {
                 step + 1
             )
         };
-        watchdog::expect(format!("step {}", step + 1), &self.names);
+        watchdog::expect(|| format!("step {}", step + 1), &self.names);
         let mut model = self.model.take().expect("the optimiser hands the model back");
         self.task.before_train_step(&mut model, step);
         // Performer draws its features before a step, so that each step trains with the features it
@@ -363,7 +363,7 @@ impl<T: Task> TrainRun<T> {
                 }
             }
         }
-        watchdog::expect(format!("the update of step {} on the main device", step + 1), &self.names[..1]);
+        watchdog::expect(|| format!("the update of step {} on the main device", step + 1), &self.names[..1]);
         let mut grads = accumulator.grads();
         let grad_norm = optim::clip_global_norm(&model, &mut grads, t.grad_clip);
         let lr = t.schedule.lr(t.optimizer.lr(), step, self.total);
@@ -396,7 +396,8 @@ impl<T: Task> TrainRun<T> {
     /// The task's evaluation fails, `train.metric` names no metric it reports, or a file cannot be
     /// written.
     pub fn evaluate(&mut self) -> anyhow::Result<Evaluation> {
-        watchdog::expect(format!("the evaluation at step {} on the main device", self.state.step), &self.names[..1]);
+        let step = self.state.step;
+        watchdog::expect(|| format!("the evaluation at step {step} on the main device"), &self.names[..1]);
         let eval_raw = self.train.ema.as_ref().is_some_and(|e| e.eval_raw);
         let metrics = {
             let (task, device) = (&self.task, &self.device);
@@ -458,7 +459,8 @@ impl<T: Task> TrainRun<T> {
     }
 
     fn write_checkpoint(&mut self) -> anyhow::Result<PathBuf> {
-        watchdog::expect(format!("the checkpoint of step {} from the main device", self.state.step), &self.names[..1]);
+        let step = self.state.step;
+        watchdog::expect(|| format!("the checkpoint of step {step} from the main device"), &self.names[..1]);
         self.state.train_seconds = self.seconds_before + self.started.elapsed().as_secs_f64();
         let model = self.model.as_ref().expect("the optimiser hands the model back");
         Ok(run_dir::save(&self.run_dir, model, self.averaged.as_ref(), &self.optimizer, &self.state)?)

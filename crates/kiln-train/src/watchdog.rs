@@ -8,10 +8,12 @@
 //! network went silent keeps its connection open, and nothing else would notice. Checkpoints are
 //! written atomically, so ending the process leaves the earlier ones whole.
 //!
-//! Panics inside [`caught`] (a remote read that failed because its connection closed) are not
-//! printed: the caller turns them into its error ([`last_panic`] keeps the message).
+//! Nothing is recorded until [`watch`] is called (runs without remote workers pay one atomic load
+//! per call). Panics inside [`caught`] (a remote read that failed because its connection closed) are
+//! not printed: the caller turns the unwound panic into its error.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
@@ -24,16 +26,21 @@ struct Waiting {
 
 static WAITING: Mutex<Option<Waiting>> = Mutex::new(None);
 static WATCHED: Mutex<Vec<(String, Probe)>> = Mutex::new(Vec::new());
-static LAST_PANIC: Mutex<Option<String>> = Mutex::new(None);
+/// Set by [`watch`]: whether this process trains with remote workers.
+static ACTIVE: AtomicBool = AtomicBool::new(false);
 static HOOK: Once = Once::new();
 
 thread_local! {
     static CAUGHT: Cell<bool> = const { Cell::new(false) };
 }
 
-/// The run now waits for `what` from `devices` (config names); restarts the clock.
-pub fn expect(what: impl Into<String>, devices: &[String]) {
-    let waiting = Waiting { since: Instant::now(), what: what.into(), devices: devices.to_vec() };
+/// The run now waits for `what()` from `devices` (config names); restarts the clock. `what` is only
+/// formatted while watching.
+pub fn expect(what: impl FnOnce() -> String, devices: &[String]) {
+    if !ACTIVE.load(Ordering::Relaxed) {
+        return;
+    }
+    let waiting = Waiting { since: Instant::now(), what: what(), devices: devices.to_vec() };
     *WAITING.lock().unwrap_or_else(|e| e.into_inner()) = Some(waiting);
 }
 
@@ -44,6 +51,9 @@ pub fn idle() {
 
 /// `device` has answered what the run waits for.
 pub fn answered(device: &str) {
+    if !ACTIVE.load(Ordering::Relaxed) {
+        return;
+    }
     if let Some(w) = WAITING.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
         w.devices.retain(|d| d != device);
     }
@@ -66,9 +76,11 @@ pub fn context() -> String {
 /// Asks one worker whether it answers: `None` if it does, else why not.
 pub type Probe = Box<dyn Fn() -> Option<String> + Send + Sync>;
 
-/// The workers [`unanswering`] asks, by their config names.
+/// Start recording what the run waits for; `probes`: the workers [`unanswering`] asks, by their
+/// config names.
 pub fn watch(probes: Vec<(String, Probe)>) {
     *WATCHED.lock().unwrap_or_else(|e| e.into_inner()) = probes;
+    ACTIVE.store(true, Ordering::Relaxed);
 }
 
 /// The watched workers that do not answer their probe, each with why: after a failure, this tells
@@ -123,15 +135,13 @@ pub fn start(limit: Duration) {
         .expect("spawning the watchdog thread");
 }
 
-/// Run `f` with its panics kept quiet (recorded for [`last_panic`], not printed): for code whose
-/// caller turns a panic into an error.
+/// Run `f` with its panics kept quiet (not printed; the unwound payload keeps the message): for code
+/// whose caller turns a panic into an error.
 pub fn caught<R>(f: impl FnOnce() -> R) -> R {
     HOOK.call_once(|| {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if CAUGHT.with(Cell::get) {
-                *LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()) = Some(panic_text(info.payload()));
-            } else {
+            if !CAUGHT.with(Cell::get) {
                 default(info);
             }
         }));
@@ -140,11 +150,6 @@ pub fn caught<R>(f: impl FnOnce() -> R) -> R {
     let out = f();
     CAUGHT.with(|c| c.set(before));
     out
-}
-
-/// The message of the last panic inside [`caught`].
-pub fn last_panic() -> Option<String> {
-    LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 /// A panic payload's message.
@@ -160,10 +165,11 @@ pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 mod tests {
     use super::*;
 
-    /// The context names what is awaited and drops the devices that answered.
+    /// Once watching, the context names what is awaited and drops the devices that answered.
     #[test]
     fn context_names_the_devices_still_awaited() {
-        expect("step 3", &["a".into(), "b".into()]);
+        watch(Vec::new());
+        expect(|| "step 3".into(), &["a".into(), "b".into()]);
         assert_eq!(context(), "step 3, waiting for a, b");
         answered("a");
         assert_eq!(context(), "step 3, waiting for b");
@@ -171,11 +177,10 @@ mod tests {
         assert_eq!(context(), "step 3");
     }
 
-    /// A panic inside `caught` is recorded, and still unwinds to the caller.
+    /// A panic inside `caught` still unwinds to the caller, with its message.
     #[test]
-    fn caught_panics_are_recorded() {
+    fn caught_panics_reach_the_caller_with_their_message() {
         let r = std::panic::catch_unwind(|| caught(|| panic!("lost the connection to w1")));
-        assert!(r.is_err());
-        assert_eq!(last_panic().as_deref(), Some("lost the connection to w1"));
+        assert_eq!(panic_text(r.unwrap_err().as_ref()), "lost the connection to w1");
     }
 }

@@ -125,6 +125,14 @@ fn single_error(out: &str) -> &str {
     errors[0]
 }
 
+/// `good.token` and `bad.token` in `dir`: two tokens that differ in their last character only.
+fn token_files(dir: &Path) -> (PathBuf, PathBuf) {
+    let (good, bad) = (dir.join("good.token"), dir.join("bad.token"));
+    std::fs::write(&good, "4f9a1c7e2b8d6053a1f4e9c2d7b8a6e3\n").unwrap();
+    std::fs::write(&bad, "4f9a1c7e2b8d6053a1f4e9c2d7b8a6e4\n").unwrap();
+    (good, bad)
+}
+
 /// `device.devices = [...]` as a `--set`.
 fn devices(names: &[&str]) -> String {
     let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
@@ -208,11 +216,11 @@ fn two_workers_train_as_one_device_and_survive_a_killed_worker() {
     let with = |steps: usize, extra: &[String]| [base_sets(steps), extra.to_vec()].concat();
     let (ok, out, _) = train(&config, &with(12, &["train.grad_accum=2".into()]), &[], LIMIT);
     assert!(ok, "{out}");
-    let local = run_dir_of_text(&out);
+    let local = run_dir_in(&out);
     let pair = [devices(&[&a.name, &b.name]), "train.grad_accum=1".into()];
     let (ok, out, seconds) = train(&config, &with(12, &pair), &[], LIMIT * 5);
     assert!(ok, "{out}");
-    let remote = run_dir_of_text(&out);
+    let remote = run_dir_in(&out);
     let m = metrics_difference(&remote, &local);
     let (w, n) = weights_difference(&remote, &local);
     eprintln!(
@@ -227,7 +235,7 @@ fn two_workers_train_as_one_device_and_survive_a_killed_worker() {
     let (ok, out, _) =
         train(&config, &with(30, &[pair[0].clone(), pair[1].clone(), checkpoints.clone()]), &[], LIMIT * 5);
     assert!(ok, "{out}");
-    let full = run_dir_of_text(&out);
+    let full = run_dir_in(&out);
 
     let c = Worker::start(&[], &[]);
     let sets = with(30, &[devices(&[&a.name, &c.name]), pair[1].clone(), checkpoints]);
@@ -271,21 +279,13 @@ fn two_workers_train_as_one_device_and_survive_a_killed_worker() {
     assert_eq!(weights_difference(&full, &run).0, 0.0);
 }
 
-fn run_dir_of_text(t: &str) -> PathBuf {
-    let line =
-        t.lines().find(|l| l.starts_with("run directory: ")).unwrap_or_else(|| panic!("no run directory in:\n{t}"));
-    PathBuf::from(line.trim_start_matches("run directory: "))
-}
-
 /// A worker started with a token refuses a trainer with the wrong token, without one, and of
 /// another Kiln version, each with a message on both sides; the right token trains.
 #[test]
 fn tokens_and_versions_are_checked_on_both_sides() {
     let dir = tempfile::tempdir().unwrap();
     let config = tiny_config(dir.path(), "");
-    let (good, bad) = (dir.path().join("good.token"), dir.path().join("bad.token"));
-    std::fs::write(&good, "7d1c0e5a9b3f4e2d8c6a1b0f9e8d7c6b\n").unwrap();
-    std::fs::write(&bad, "00000000000000000000000000000000\n").unwrap();
+    let (good, bad) = token_files(dir.path());
     let worker = Worker::start(&["--token-file", good.to_str().unwrap()], &[]);
     let attempt = |token: Option<&Path>, env: Option<(&str, &str)>| {
         let mut sets = base_sets(1);
@@ -402,9 +402,7 @@ fn a_frozen_worker_stops_the_run_after_the_timeout() {
 fn an_iroh_worker_trains_with_the_token_and_refuses_without() {
     let dir = tempfile::tempdir().unwrap();
     let config = tiny_config(dir.path(), "");
-    let (good, bad) = (dir.path().join("good.token"), dir.path().join("bad.token"));
-    std::fs::write(&good, "4f9a1c7e2b8d6053a1f4e9c2d7b8a6e3\n").unwrap();
-    std::fs::write(&bad, "4f9a1c7e2b8d6053a1f4e9c2d7b8a6e4\n").unwrap();
+    let (good, bad) = token_files(dir.path());
     let worker = Worker::listening("127.0.0.1:0", &["--iroh", "--token-file", good.to_str().unwrap()], &[]);
     let name = worker.name.clone();
     let (id, at) = name.trim_start_matches("remote:iroh:").split_once('@').unwrap();

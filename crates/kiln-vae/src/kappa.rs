@@ -38,6 +38,24 @@ fn host(kappa: &Tensor<1>) -> Vec<f64> {
         .collect()
 }
 
+/// `f(κ_i)` for every row, evaluated once per run of equal κ: the rows of a repeated posterior
+/// (`Posterior::repeat`, k importance samples per image) come in runs of k equal values, and each
+/// evaluation is a Bessel series.
+fn per_row<T: Clone>(kappa: &[f64], mut f: impl FnMut(f64) -> T) -> Vec<T> {
+    let mut last: Option<(f64, T)> = None;
+    kappa
+        .iter()
+        .map(|&k| match &last {
+            Some((same, value)) if *same == k => value.clone(),
+            _ => {
+                let value = f(k);
+                last = Some((k, value.clone()));
+                value
+            }
+        })
+        .collect()
+}
+
 /// `KL(vMF(·, κ_i) ‖ uniform on S^{d−1})` per row, differentiable in κ.
 ///
 /// # Shapes
@@ -48,14 +66,22 @@ fn host(kappa: &Tensor<1>) -> Vec<f64> {
 ///
 /// If `d < 2` or a κ is not finite and non-negative.
 pub fn kl_of_kappa(d: usize, kappa: Tensor<1>) -> Tensor<1> {
-    let (value, grad): (Vec<f64>, Vec<f64>) = host(&kappa)
-        .into_iter()
-        .map(|k| {
-            let vmf = VonMisesFisher::new(d, k);
-            (vmf.kl_to_uniform(), vmf.kl_to_uniform_grad())
-        })
-        .unzip();
+    let (value, grad): (Vec<f64>, Vec<f64>) =
+        per_row(&host(&kappa), |k| VonMisesFisher::new(d, k).kl_to_uniform_and_grad()).into_iter().unzip();
     linearised(kappa, &value, &grad)
+}
+
+/// `ln C_d(κ_i) − ln C_d(0)` per row, the log density ratio of `vMF(μ, κ_i)` to the uniform at
+/// `μᵀz = 0`, without gradient (it serves evaluation).
+///
+/// # Shapes
+///
+/// - `kappa`: `[b]`, positive → `[b]`
+pub fn log_normalizer_ratios(d: usize, kappa: &Tensor<1>) -> Tensor<1> {
+    let uniform = VonMisesFisher::new(d, 0.0).log_normalizer();
+    let ratios = per_row(&host(kappa), |k| (VonMisesFisher::new(d, k).log_normalizer() - uniform) as f32);
+    let n = ratios.len();
+    Tensor::<1>::from_data(TensorData::new(ratios, [n]), &kappa.device())
 }
 
 /// One `w = μᵀz` per row from Wood's sampler at that row's κ, differentiable in κ through the
@@ -69,13 +95,10 @@ pub fn kl_of_kappa(d: usize, kappa: Tensor<1>) -> Tensor<1> {
 ///
 /// If `d < 2` or a κ is not finite and non-negative.
 pub fn wood_w_of_kappa<R: Rng + ?Sized>(d: usize, kappa: Tensor<1>, rng: &mut R) -> Tensor<1> {
-    let (value, grad): (Vec<f64>, Vec<f64>) = host(&kappa)
-        .into_iter()
-        .map(|k| {
-            let sampler = WoodSampler::new(VonMisesFisher::new(d, k));
-            sampler.w_and_grad(sampler.sample_accepted_e(rng))
-        })
-        .unzip();
+    // Every row draws its own w; the sampler is built once per run of equal κ.
+    let samplers = per_row(&host(&kappa), |k| WoodSampler::new(VonMisesFisher::new(d, k)));
+    let (value, grad): (Vec<f64>, Vec<f64>) =
+        samplers.iter().map(|sampler| sampler.w_and_grad(sampler.sample_accepted_e(rng))).unzip();
     linearised(kappa, &value, &grad)
 }
 

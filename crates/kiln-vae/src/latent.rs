@@ -300,17 +300,8 @@ impl Posterior {
     pub fn log_ratio(&self, z: Tensor<2>, vmf: Option<VonMisesFisher>) -> Tensor<1> {
         match self {
             Self::Vmf { mu, kappa: Some(kappa) } => {
-                // κ_i μ_iᵀz + ln C_d(κ_i) − ln C_d(0), the normalisers on the host (no gradient: this
-                // serves evaluation).
-                let d = mu.dims()[1];
-                let uniform = VonMisesFisher::new(d, 0.0).log_normalizer();
-                let host: Vec<f32> =
-                    kappa.clone().into_data().convert::<f32>().try_to_vec::<f32>().expect("kappa as f32");
-                let log_c: Vec<f32> = host
-                    .iter()
-                    .map(|&k| (VonMisesFisher::new(d, f64::from(k)).log_normalizer() - uniform) as f32)
-                    .collect();
-                let log_c = Tensor::<1>::from_data(TensorData::new(log_c, [host.len()]), &mu.device());
+                // κ_i μ_iᵀz + ln C_d(κ_i) − ln C_d(0).
+                let log_c = crate::kappa::log_normalizer_ratios(mu.dims()[1], kappa);
                 (mu.clone() * z).sum_dim(1).squeeze_dim::<1>(1) * kappa.clone() + log_c
             }
             Self::Vmf { mu, kappa: None } => {

@@ -23,7 +23,8 @@ pub(super) fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     let token = args.token_file.as_deref().map(Token::read).transpose()?;
     log_to_stderr();
     let version = credential::version();
-    let lock = if token.is_some() { "a token" } else { "no token" };
+    let guarded = token.is_some();
+    let lock = if guarded { "a token" } else { "no token" };
     let server = RemoteServer::new([device]).with_authorizer(move |request: AuthorizationRequest<'_>| {
         let client = request.client;
         match credential::check(request.credential.as_bytes(), token.as_ref()) {
@@ -48,7 +49,7 @@ pub(super) fn serve(args: ServeArgs) -> anyhow::Result<i32> {
             eprintln!(
                 "[kiln serve] Kiln {version} worker on {} over {how}; list `{name}` in a trainer's [device] devices{}; Ctrl-C stops",
                 args.device,
-                if lock == "a token" { " with the same token file" } else { "" }
+                if guarded { " with the same token file" } else { "" }
             );
         };
         match transport {
@@ -151,8 +152,8 @@ async fn until(serving: impl Future<Output = Result<(), burn::server::ServeError
 }
 
 /// Burn's server events (sessions, refusals) to standard error, at `info` but for the line per
-/// tensor transfer that `burn_communication` writes, unless `RUST_LOG` says otherwise, before `serve` would install its own logger on standard output, which
-/// carries only the device name to list.
+/// tensor transfer that `burn_communication` writes, unless `RUST_LOG` says otherwise. (`serve_async`
+/// installs no logger; standard output carries only the device name to list.)
 fn log_to_stderr() {
     use tracing_subscriber::EnvFilter;
     let filter =

@@ -83,7 +83,11 @@ dir = "{}"
 }
 
 pub fn run_dir_of(output: &Output) -> PathBuf {
-    let t = text(output);
+    run_dir_in(&text(output))
+}
+
+/// The run directory `kiln train` printed in its output `t`.
+pub fn run_dir_in(t: &str) -> PathBuf {
     let line =
         t.lines().find(|l| l.starts_with("run directory: ")).unwrap_or_else(|| panic!("no run directory in:\n{t}"));
     PathBuf::from(line.trim_start_matches("run directory: "))
