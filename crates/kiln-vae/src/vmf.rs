@@ -235,8 +235,12 @@ impl WSampler {
     }
 }
 
+/// Smallest `1 − w²` under the square root of [`reparameterise`].
+const SIDE_FLOOR: f32 = 1e-12;
+
 /// `z = w μ + √(1 − w²) ν`, with `ν` the normalised part of `eps` orthogonal to `μ`; gradients flow
-/// through `μ` (and through `ν`'s projection). `√` is taken of `max(1 − w², 0)`.
+/// through `μ` (and through `ν`'s projection) and, for a learned κ, through `w`. `√` is taken of
+/// `max(1 − w², 1e-12)`.
 ///
 /// # Shapes
 ///
@@ -246,7 +250,9 @@ pub fn reparameterise(mu: Tensor<2>, w: Tensor<2>, eps: Tensor<2>) -> Tensor<2> 
     let orthogonal = eps - mu.clone() * along;
     let norm = orthogonal.clone().powf_scalar(2.0).sum_dim(1).sqrt().clamp_min(1e-12);
     let nu = orthogonal / norm;
-    let side = (w.clone().powf_scalar(2.0).neg() + 1.0).clamp_min(0.0).sqrt();
+    // The floor keeps the square root's derivative finite where w rounds to ±1 in f32 (a large
+    // learned κ): `clamp_min` passes no gradient there, and 0 · ∞ would be NaN.
+    let side = (w.clone().powf_scalar(2.0).neg() + 1.0).clamp_min(SIDE_FLOOR).sqrt();
     mu * w + nu * side
 }
 
@@ -455,6 +461,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The gradient in `w` (a learned κ's path) is `Σ_j μ_j − w/√(1−w²) Σ_j ν_j` per row, and stays
+    /// finite where `w` is ±1 in f32, which a large κ draws (the square root's derivative at 0 once
+    /// made the κ head's weights NaN on the circle).
+    #[test]
+    fn reparameterised_gradient_in_w_is_finite_at_the_poles() {
+        let device = Device::flex().autodiff();
+        let mu = Tensor::<2>::from_floats([[0.6, 0.8], [1.0, 0.0], [0.0, -1.0]], &device);
+        let eps = Tensor::<2>::from_floats([[0.3, -1.2], [0.4, 0.9], [-0.7, 0.2]], &device);
+        let w = Tensor::<2>::from_floats([[0.5], [1.0], [-1.0]], &device).require_grad();
+        let grads = reparameterise(mu, w.clone(), eps).sum().backward();
+        let g: Vec<f32> = w.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
+        assert!(g.iter().all(|v| v.is_finite()), "{g:?}");
+        // Row 0: ν is the unit part of ε orthogonal to μ = (0.6, 0.8): (0.8, −0.6) up to sign.
+        let along: f64 = 0.3 * 0.6 - 1.2 * 0.8;
+        let orth = [0.3 - 0.6 * along, -1.2 - 0.8 * along];
+        let norm = (orth[0] * orth[0] + orth[1] * orth[1]).sqrt();
+        let want = (0.6 + 0.8) - 0.5 / 0.75f64.sqrt() * (orth[0] + orth[1]) / norm;
+        assert!((f64::from(g[0]) - want).abs() < 1e-5, "{} vs {want}", g[0]);
     }
 
     /// Samples have unit norm and `μᵀz = w`.
