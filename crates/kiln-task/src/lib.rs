@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+pub mod chart;
 mod error;
 mod kind;
 pub mod picture;

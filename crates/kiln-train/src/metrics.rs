@@ -100,18 +100,10 @@ fn parse(path: &Path, text: &str) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
-fn register_font() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // DejaVu Sans, embedded by the `dejavu` crate: plots need no system fonts.
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
-    });
-}
-
 /// One PNG per metric in `RUN_DIR/plots/`, one line per split; and one per group of validation
 /// metrics, one line per metric.
 pub fn plot_all(run_dir: &Path, groups: &[(String, Vec<String>)]) -> anyhow::Result<Vec<PathBuf>> {
-    register_font();
+    kiln_task::chart::register_font();
     let rows = read(&run_dir.join("metrics.csv"))?;
     let dir = run_dir.join("plots");
     std::fs::create_dir_all(&dir)?;

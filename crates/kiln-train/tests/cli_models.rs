@@ -330,7 +330,8 @@ fn bench_attention_measures_each_point_in_a_child_process() {
 /// The VAE end to end on synthetic digits, vMF on S² (fixed κ), on S⁴ (fixed and learned κ) and
 /// Gaussian: training lowers the negative
 /// ELBO; `eval` reports the importance-sampled log-likelihood, which (a tighter bound) is above the
-/// ELBO; `sample` writes the pictures, with the sphere plot for the 3-D vMF latent.
+/// ELBO; `sample` writes the pictures, with the sphere plot for the 3-D vMF latent, and for a vMF
+/// latent each test image's κ, KL and reconstruction (histograms where κ is learned).
 #[test]
 fn vae_trains_evaluates_and_draws() {
     let dir = tempfile::tempdir().unwrap();
@@ -385,6 +386,30 @@ fn vae_trains_evaluates_and_draws() {
             assert_eq!(&png[1..4], b"PNG", "{name}: {picture}");
         }
         assert_eq!(run.join("pictures/latent_sphere.png").exists(), name == "vmf");
+        // What κ learns: per test image κ, KL and reconstruction, drawn as `kiln eval` draws its test
+        // figures (one chunk of 300 images here), so their means are its reconstruction and KL; κ
+        // varies over the images only where it is learned, and only then are there histograms.
+        assert_eq!(run.join("pictures/kappa.png").exists(), name == "learned", "{name}");
+        if name != "gauss" {
+            let csv = std::fs::read_to_string(run.join("pictures/kappa.csv")).unwrap();
+            let rows: Vec<Vec<f64>> =
+                csv.lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+            assert_eq!(rows.len(), 300, "{name}");
+            let mean = |col: usize| rows.iter().map(|r| r[col]).sum::<f64>() / rows.len() as f64;
+            for (col, key) in [(3, "kl"), (4, "reconstruction")] {
+                let (ours, eval) = (mean(col), value(key));
+                assert!((ours - eval).abs() < 1e-3 * eval.abs().max(1.0), "{name}: {key} {ours} vs eval {eval}");
+            }
+            let (lo, hi) = rows.iter().fold((f64::MAX, f64::MIN), |(a, b), r| (a.min(r[2]), b.max(r[2])));
+            if name == "learned" {
+                assert!(lo > 1.0 && hi > lo * 1.01, "{name}: kappa from {lo} to {hi}");
+                assert!(text(&out).contains("kappa(x) over 300 test images"), "{}", text(&out));
+            } else {
+                assert!(lo == 10.0 && hi == 10.0, "{name}: kappa from {lo} to {hi}");
+            }
+        } else {
+            assert!(!run.join("pictures/kappa.csv").exists());
+        }
         let out = kiln().arg("predict").arg(&run).args(["--text", "7"]).output().unwrap();
         assert!(!out.status.success() && text(&out).contains("takes no inputs to predict"), "{}", text(&out));
     }

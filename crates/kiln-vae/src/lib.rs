@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 pub mod bessel;
+pub mod concentration;
 mod image;
 pub mod importance;
 pub mod kappa;

@@ -23,6 +23,11 @@ pub struct VaeConfig {
     /// Samples per image of the importance-sampled log-likelihood on the test split (`0`: skip it).
     #[serde(default = "default_importance_samples")]
     pub importance_samples: usize,
+    /// Linear KL warm-up (Bowman et al. 2016; Davidson et al. 2018 warm up over 100 epochs): the
+    /// training loss weighs the KL by `min(1, (step + 1) / kl_warmup_steps)`. `0` (the default): no
+    /// warm-up. Evaluation always reports the full ELBO.
+    #[serde(default)]
+    pub kl_warmup_steps: usize,
 }
 
 fn default_importance_samples() -> usize {
@@ -39,6 +44,14 @@ impl VaeConfig {
         self.latent.validate()?;
         self.network.validate()?;
         Ok(())
+    }
+
+    /// The KL's weight in the training loss at `step` (0-based): the warm-up's linear ramp, then 1.
+    pub fn kl_weight(&self, step: usize) -> f32 {
+        if self.kl_warmup_steps == 0 {
+            return 1.0;
+        }
+        ((step + 1) as f64 / self.kl_warmup_steps as f64).min(1.0) as f32
     }
 
     /// Build for `side × side` images.
@@ -97,6 +110,18 @@ pub fn bernoulli_nll(logits: Tensor<3>, targets: Tensor<3>) -> Tensor<1> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The KL's weight ramps linearly to 1 over the warm-up and stays there; without one it is 1.
+    #[test]
+    fn kl_warmup_ramps_linearly() {
+        let config = |steps| -> VaeConfig {
+            toml::from_str(&format!("latent = {{ kind = \"gaussian\", d = 2 }}\nkl_warmup_steps = {steps}")).unwrap()
+        };
+        let (none, four) = (config(0), config(4));
+        assert_eq!(none.kl_weight(0), 1.0);
+        let ramp: Vec<f32> = (0..6).map(|s| four.kl_weight(s)).collect();
+        assert_eq!(ramp, vec![0.25, 0.5, 0.75, 1.0, 1.0, 1.0]);
+    }
 
     /// The stable form equals the textbook `−x ln σ(l) − (1−x) ln(1−σ(l))` where the latter is
     /// finite, and stays finite at logits of ±100.

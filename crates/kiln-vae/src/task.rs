@@ -14,7 +14,7 @@
 //! ```
 //!
 //! Training minimises the negative ELBO `E_q[−ln p(x|z)] + KL(q(z|x) ‖ p(z))` with one sample per
-//! image. Evaluation reports, per image, the ELBO, its two terms and (test split) the
+//! image (the KL weighted by a linear ramp during an optional warm-up, `kl_warmup_steps`). Evaluation reports, per image, the ELBO, its two terms and (test split) the
 //! importance-sampled log-likelihood `ln (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x)`, `z_k ~ q(z|x)`.
 //! `w` for the vMF sample and all evaluation noise are drawn on the host from generators keyed by
 //! `(seed, step)` or `(split, chunk)`, so evaluations repeat exactly.
@@ -27,9 +27,10 @@ use rand::RngExt;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
 
+use crate::concentration::{self, ImageFigures};
 use crate::image::write_sphere;
 use crate::importance::log_mean_exp;
-use crate::latent::{LatentConfig, Posterior};
+use crate::latent::{KappaConfig, LatentConfig, Posterior};
 use crate::model::{Vae, VaeConfig, bernoulli_nll};
 use crate::vmf::{VonMisesFisher, WSampler};
 use kiln_task::picture::write_grid;
@@ -40,6 +41,17 @@ use kiln_task::picture::write_grid;
 pub struct VaeBatch {
     images: Tensor<3>,
     rng: StdRng,
+    /// The KL's weight at this step (the warm-up's ramp, then 1).
+    kl_weight: f32,
+}
+
+/// One evaluation chunk: its images `[b, side, side]`, posterior, and per-image reconstruction and
+/// KL `[b]`.
+struct ChunkFigures {
+    images: Tensor<3>,
+    posterior: Posterior,
+    reconstruction: Tensor<1>,
+    kl: Tensor<1>,
 }
 
 /// Host-drawn noise of one sample per row.
@@ -104,6 +116,11 @@ impl VaeTask {
         self.model.latent.dim()
     }
 
+    /// A vMF latent, fixed or learned κ (codes live on the sphere).
+    fn is_vmf(&self) -> bool {
+        matches!(self.model.latent, LatentConfig::Vmf { .. })
+    }
+
     /// Pixels of images `idx`, binarised with `rng` when the config says so.
     fn pixels(&self, m: &Mnist, idx: &[usize], rng: &mut StdRng) -> Vec<f32> {
         let mut out: Vec<f32> = idx.iter().flat_map(|&i| m.image(i)).collect();
@@ -158,24 +175,70 @@ impl VaeTask {
     ) -> kiln_task::Result<Scores> {
         let (data, stream) = self.split(split);
         let n = limit.unwrap_or(usize::MAX).min(data.len());
-        let chunk = (EVAL_ROWS / samples.max(1)).clamp(1, 500);
         let (mut recon, mut kl, mut ll) = (0.0f64, 0.0f64, 0.0f64);
-        for (c, start) in (0..n).step_by(chunk).enumerate() {
-            let idx: Vec<usize> = (start..(start + chunk).min(n)).collect();
-            let b = idx.len();
+        for (c, idx) in chunks(n, samples).enumerate() {
             let mut rng = step_rng(EVAL_SEED, STREAM_EVAL + stream, c as u64);
-            let images = self.images(self.pixels(data, &idx, &mut rng), b, device);
-            let posterior = model.posterior(images.clone());
-            let noise = self.noise(&posterior, b, &mut rng, device);
-            let z = posterior.sample(noise.w, noise.eps);
-            recon += sum(bernoulli_nll(model.decode(z), images.clone()));
-            kl += sum(posterior.kl(self.vmf));
+            let figures = self.chunk_figures(model, data, &idx, &mut rng, device);
+            recon += sum(figures.reconstruction);
+            kl += sum(figures.kl);
             if samples > 0 {
-                ll += sum(self.log_likelihood(model, &posterior, images, samples, &mut rng, device));
+                ll += sum(self.log_likelihood(model, &figures.posterior, figures.images, samples, &mut rng, device));
             }
         }
         let n = n as f64;
         Ok(Scores { reconstruction: recon / n, kl: kl / n, log_likelihood: (samples > 0).then_some(ll / n) })
+    }
+
+    /// Each image's `κ(x)`, KL and one-sample reconstruction over a split, drawn in the chunks and
+    /// noise streams of [`Self::score`] without importance samples, so their means are its
+    /// reconstruction and KL. `κ` is NaN for a Gaussian latent.
+    ///
+    /// # Errors
+    ///
+    /// A tensor's values cannot be read back.
+    pub fn per_image(&self, model: &Vae, split: Split, device: &Device) -> kiln_task::Result<Vec<ImageFigures>> {
+        let (data, stream) = self.split(split);
+        let mut out = Vec::with_capacity(data.len());
+        for (c, idx) in chunks(data.len(), 0).enumerate() {
+            let mut rng = step_rng(EVAL_SEED, STREAM_EVAL + stream, c as u64);
+            let figures = self.chunk_figures(model, data, &idx, &mut rng, device);
+            let kappa: Vec<f64> = match (&figures.posterior, self.vmf) {
+                (Posterior::Vmf { kappa: Some(k), .. }, _) => {
+                    to_f32_vec(k.clone())?.into_iter().map(f64::from).collect()
+                }
+                (_, Some(vmf)) => vec![vmf.kappa; idx.len()],
+                _ => vec![f64::NAN; idx.len()],
+            };
+            let kl = to_f32_vec(figures.kl)?;
+            let recon = to_f32_vec(figures.reconstruction)?;
+            out.extend(idx.iter().enumerate().map(|(r, &i)| ImageFigures {
+                label: data.labels[i],
+                kappa: kappa[r],
+                kl: f64::from(kl[r]),
+                reconstruction: f64::from(recon[r]),
+            }));
+        }
+        Ok(out)
+    }
+
+    /// The binarised images `idx` of `data`, their posterior, one-sample reconstruction and KL
+    /// `[b]`, drawing from `rng` (the images, then the sample's noise).
+    fn chunk_figures(
+        &self,
+        model: &Vae,
+        data: &Mnist,
+        idx: &[usize],
+        rng: &mut StdRng,
+        device: &Device,
+    ) -> ChunkFigures {
+        let b = idx.len();
+        let images = self.images(self.pixels(data, idx, rng), b, device);
+        let posterior = model.posterior(images.clone());
+        let noise = self.noise(&posterior, b, rng, device);
+        let z = posterior.sample(noise.w, noise.eps);
+        let reconstruction = bernoulli_nll(model.decode(z), images.clone());
+        let kl = posterior.kl(self.vmf);
+        ChunkFigures { images, posterior, reconstruction, kl }
     }
 
     /// `ln (1/K) Σ_k exp(−nll_k − (ln q(z_k|x) − ln p(z_k)))` per image `[b]`.
@@ -196,6 +259,13 @@ impl VaeTask {
         let nll = bernoulli_nll(model.decode(z.clone()), targets);
         log_mean_exp((nll + repeated.log_ratio(z, self.vmf)).neg().reshape([b, k]))
     }
+}
+
+/// Image indices `0..n` in evaluation chunks: as many images as keep `images × samples` decoder rows
+/// near [`EVAL_ROWS`], at most 500.
+fn chunks(n: usize, samples: usize) -> impl Iterator<Item = Vec<usize>> {
+    let chunk = (EVAL_ROWS / samples.max(1)).clamp(1, 500);
+    (0..n).step_by(chunk).map(move |start| (start..(start + chunk).min(n)).collect())
 }
 
 fn sum(t: Tensor<1>) -> f64 {
@@ -234,17 +304,19 @@ impl Task for VaeTask {
         let idx = EpochSampler::new(self.train.len(), batch_size, seed).batch(step);
         let mut rng = step_rng(seed, STREAM_TRAIN, step as u64);
         let pixels = self.pixels(&self.train, &idx, &mut rng);
-        VaeBatch { images: self.images(pixels, idx.len(), device), rng }
+        VaeBatch { images: self.images(pixels, idx.len(), device), rng, kl_weight: self.model.kl_weight(step) }
     }
 
     fn step(&self, model: &Vae, batch: VaeBatch) -> StepOutput {
-        let VaeBatch { images, mut rng } = batch;
+        let VaeBatch { images, mut rng, kl_weight } = batch;
         let b = images.dims()[0];
         let posterior = model.posterior(images.clone());
         let noise = self.noise(&posterior, b, &mut rng, &images.device());
         let z = posterior.sample(noise.w, noise.eps);
         let recon = bernoulli_nll(model.decode(z), images);
-        StepOutput { loss: (recon + posterior.kl(self.vmf)).mean(), items: b }
+        let kl = posterior.kl(self.vmf);
+        let kl = if kl_weight < 1.0 { kl.mul_scalar(kl_weight) } else { kl };
+        StepOutput { loss: (recon + kl).mean(), items: b }
     }
 
     fn evaluate(&self, model: &Vae, split: Split, device: &Device) -> kiln_task::Result<Metrics> {
@@ -305,7 +377,7 @@ impl Task for VaeTask {
 
         // Samples from the prior: uniform on the sphere (a normalised Gaussian), or N(0, I).
         let mut z: Vec<f32> = (0..100 * d).map(|_| StandardNormal.sample(&mut rng)).collect();
-        if self.vmf.is_some() {
+        if self.is_vmf() {
             for row in z.chunks_mut(d) {
                 let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
                 row.iter_mut().for_each(|x| *x /= norm);
@@ -333,7 +405,7 @@ impl Task for VaeTask {
             let (a, b) = (&codes[2 * p * d..(2 * p + 1) * d], &codes[(2 * p + 1) * d..(2 * p + 2) * d]);
             for s in 0..steps {
                 let t = s as f64 / (steps - 1) as f64;
-                path_codes.extend(if self.vmf.is_some() { slerp(a, b, t) } else { lerp(a, b, t) });
+                path_codes.extend(if self.is_vmf() { slerp(a, b, t) } else { lerp(a, b, t) });
             }
         }
         let n = pairs.len() * steps;
@@ -343,7 +415,7 @@ impl Task for VaeTask {
         written.push(path);
 
         // A 2-D latent sphere: the test codes, coloured by class.
-        if self.vmf.is_some() && d == 3 {
+        if self.is_vmf() && d == 3 {
             let n = self.test.len().min(5000);
             let idx: Vec<usize> = (0..n).collect();
             let mut points = Vec::with_capacity(n);
@@ -356,9 +428,28 @@ impl Task for VaeTask {
             write_sphere(&path, &points, &self.test.labels[..n])?;
             written.push(path);
         }
-        Ok(written.iter().map(|p| format!("wrote {}", p.display())).collect::<Vec<_>>().join("\n"))
+        let mut report: Vec<String> = written.iter().map(|p| format!("wrote {}", p.display())).collect();
+
+        // What κ learns: per-image κ(x), KL and reconstruction on the test split, and for a learned
+        // κ their histograms beside the fixed κ = 20 model's constants.
+        if let LatentConfig::Vmf { kappa, .. } = &self.model.latent {
+            let rows = self.per_image(model, Split::Test, device)?;
+            let path = out.join("kappa.csv");
+            concentration::write_csv(&path, &rows)?;
+            report.push(format!("wrote {}", path.display()));
+            if matches!(kappa, KappaConfig::Learned) {
+                let path = out.join("kappa.png");
+                concentration::write_kappa_histograms(&path, &rows, d, REFERENCE_KAPPA)?;
+                report.push(format!("wrote {}", path.display()));
+            }
+            report.push(concentration::summary(&rows));
+        }
+        Ok(report.join("\n"))
     }
 }
+
+/// The fixed κ the learned one is drawn against (Su's setting, `configs/vae/mnist_vmf.toml`).
+const REFERENCE_KAPPA: f64 = 20.0;
 
 /// The point at fraction `t` of the great circle from unit `a` to unit `b`.
 pub fn slerp(a: &[f32], b: &[f32], t: f64) -> Vec<f32> {
