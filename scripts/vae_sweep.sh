@@ -2,7 +2,8 @@
 # The vMF-VAE against the Gaussian VAE on binarised MNIST at latent sizes 2, 5, 10, 20 (and the vMF
 # on S^2, d = 3, for the sphere picture): train each with configs/vae/*.toml, evaluate the best
 # checkpoint (test ELBO and importance-sampled log-likelihood, 500 samples per image), draw the
-# pictures, and print a Markdown table for docs/results.md.
+# pictures, and print a Markdown table for docs/results.md. (Su's fixed-kappa table; Davidson et
+# al.'s learned-kappa S-VAE against the N-VAE is scripts/vae_hyperspherical_sweep.sh.)
 #
 #   KILN_DATA_DIR=../shared/datasets scripts/vae_sweep.sh [EPOCHS]     (default: the configs' 50)
 #

@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""The Markdown tables of scripts/vae_hyperspherical_sweep.sh (Davidson et al. 2018, Table 1).
+
+    python3 scripts/vae_hyperspherical_table.py runs/hyperspherical EPOCHS WARMUP_EPOCHS
+
+Reads every RUN/result.txt ("model d seed log_likelihood elbo reconstruction kl best_step
+train_seconds") and, where `kiln sample` wrote it, RUN/run-001/pictures/kappa.csv; prints
+
+1. test log-likelihood per model and d: mean ± sample standard deviation over the seeds (n), beside
+   the published S-VAE and N-VAE figures;
+2. ELBO, reconstruction and KL per model and d (means over the seeds);
+3. what the learned kappa does: kappa(x)'s median and 5-95% range over the test images, and the KL
+   per image, against the fixed kappa = 20 model (medians over seeds of each run's figures).
+
+Standard library only.
+"""
+
+import csv
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+# Davidson et al. 2018, Table 1 (binarised MNIST, test log-likelihood, nats), as transcribed in
+# docs/results.md.
+PUBLISHED = {
+    "svae": {2: -132.50, 5: -108.43, 10: -93.16, 20: -89.02},
+    "nvae": {2: -135.73, 5: -110.21, 10: -93.84, 20: -88.90},
+}
+NAMES = {"svae": "S-VAE (learned κ)", "nvae": "N-VAE", "fixed20": "vMF, fixed κ = 20"}
+FIELDS = ["log_likelihood", "elbo", "reconstruction", "kl", "best_step", "train_seconds"]
+
+
+def quantile(sorted_values, q):
+    """numpy's default (linear) quantile of sorted values."""
+    pos = q * (len(sorted_values) - 1)
+    i = int(pos)
+    j = min(i + 1, len(sorted_values) - 1)
+    return sorted_values[i] + (pos - i) * (sorted_values[j] - sorted_values[i])
+
+
+def spread(values):
+    mean = statistics.fmean(values)
+    sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+    return mean, sd
+
+
+def main():
+    out, epochs, warmup = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+    runs = defaultdict(list)  # (model, d) -> [dict]
+    for result in sorted(out.glob("*/result.txt")):
+        parts = result.read_text().split()
+        model, d, seed = parts[0], int(parts[1]), int(parts[2])
+        row = dict(zip(FIELDS, map(float, parts[3:])))
+        row["seed"] = seed
+        kappa_csv = result.parent / "run-001" / "pictures" / "kappa.csv"
+        if kappa_csv.exists():
+            with kappa_csv.open() as f:
+                images = list(csv.DictReader(f))
+            row["kappa"] = sorted(float(r["kappa"]) for r in images)
+            row["kl_per_image"] = sorted(float(r["kl"]) for r in images)
+        runs[(model, d)].append(row)
+    dims = sorted({d for _, d in runs})
+
+    print(f"{epochs} epochs (KL warm-up over the first {warmup}), batch 64, Adam 1e-3, best validation ELBO;")
+    print("test log-likelihood importance-sampled with 500 samples per image, nats; mean ± sd over seeds (n):")
+    print()
+    print("| d | Kiln S-VAE (learned κ) | Kiln N-VAE | Kiln vMF, κ = 20 | S-VAE (published) | N-VAE (published) |")
+    print("|---|---|---|---|---|---|")
+    for d in dims:
+        cells = []
+        for model in ["svae", "nvae", "fixed20"]:
+            rows = runs.get((model, d), [])
+            if not rows:
+                cells.append("-")
+                continue
+            mean, sd = spread([r["log_likelihood"] for r in rows])
+            cells.append(f"{mean:.2f} ± {sd:.2f} ({len(rows)})" if len(rows) > 1 else f"{mean:.2f} (1)")
+        published = [f"{PUBLISHED[m][d]:.2f}" if d in PUBLISHED[m] else "-" for m in ["svae", "nvae"]]
+        print(f"| {d} | " + " | ".join(cells + published) + " |")
+    print()
+    print("| model | d | seeds | test ELBO | reconstruction | KL | best epoch | train time |")
+    print("|---|---|---|---|---|---|---|---|")
+    for d in dims:
+        for model in ["svae", "nvae", "fixed20"]:
+            rows = runs.get((model, d), [])
+            if not rows:
+                continue
+            m = {k: statistics.fmean(r[k] for r in rows) for k in FIELDS}
+            seeds = ",".join(str(r["seed"]) for r in rows)
+            best_epochs = "/".join(str(round(r["best_step"] / 781)) for r in rows)
+            print(
+                f"| {NAMES[model]} | {d} | {seeds} | {m['elbo']:.2f} | {m['reconstruction']:.2f} | {m['kl']:.2f} "
+                f"| {best_epochs} | {m['train_seconds'] / 60:.1f} min |"
+            )
+    print()
+    print("What the learned κ does (test images; per seed, then the median over seeds):")
+    print()
+    print("| d | κ(x) median | κ(x) 5% – 95% | KL per image, mean | KL 5% – 95% | KL at fixed κ = 20 |")
+    print("|---|---|---|---|---|---|")
+    for d in dims:
+        rows = [r for r in runs.get(("svae", d), []) if "kappa" in r]
+        if not rows:
+            continue
+        med = statistics.median(quantile(r["kappa"], 0.5) for r in rows)
+        k05 = statistics.median(quantile(r["kappa"], 0.05) for r in rows)
+        k95 = statistics.median(quantile(r["kappa"], 0.95) for r in rows)
+        kl_mean = statistics.median(statistics.fmean(r["kl_per_image"]) for r in rows)
+        kl05 = statistics.median(quantile(r["kl_per_image"], 0.05) for r in rows)
+        kl95 = statistics.median(quantile(r["kl_per_image"], 0.95) for r in rows)
+        fixed = [r for r in runs.get(("fixed20", d), []) if "kl_per_image" in r]
+        fixed_kl = f"{fixed[0]['kl_per_image'][0]:.2f}" if fixed else "-"
+        print(f"| {d} | {med:.1f} | {k05:.1f} – {k95:.1f} | {kl_mean:.2f} | {kl05:.2f} – {kl95:.2f} | {fixed_kl} |")
+
+
+if __name__ == "__main__":
+    main()
