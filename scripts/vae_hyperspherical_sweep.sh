@@ -13,24 +13,29 @@
 # Defaults: the configs' 500 epochs (with early stopping) and 100 warm-up epochs, the paper's
 # setting. A shorter budget scales both, e.g. `... 100 20`.
 # Environment: SEEDS (default "0 1 2") for d = 2 and 5, SEEDS_HIGH (default: SEEDS) for d = 10 and
-# 20, FIXED_SEEDS (default "0") for the fixed-kappa rows, JOBS (default 2) runs at a time, each on
-# one thread (RAYON_NUM_THREADS=1 when JOBS > 1), KILN=path/to/kiln (default target/release/kiln,
-# built first). Runs go under runs/hyperspherical/NAME-dD-sS/ (an existing run with a result.txt is
-# kept, so an interrupted sweep continues); the log of each is its NAME-dD-sS.log.
+# 20, FIXED_SEEDS (default "0"; empty for none) for the fixed-kappa rows, DIMS (default "2 5 10 20")
+# the values of d, in that order, JOBS (default 2) runs at a time, each on one thread
+# (RAYON_NUM_THREADS=1 when JOBS > 1), KILN=path/to/kiln (default target/release/kiln, built first),
+# OUT (default runs/hyperspherical) the directory of the runs. Runs go under OUT/NAME-dD-sS/ (an
+# existing run with a result.txt is kept, so an interrupted sweep continues); the log of each is its
+# NAME-dD-sS.log. A longer budget belongs in its own OUT, e.g.
+#
+#   OUT=runs/hyperspherical-500 DIMS="20 10" SEEDS="0 1" FIXED_SEEDS= scripts/vae_hyperspherical_sweep.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 epochs=${1:-500}
 warmup_epochs=${2:-100}
 seeds=${SEEDS:-0 1 2}
 seeds_high=${SEEDS_HIGH:-$seeds}
-fixed_seeds=${FIXED_SEEDS:-0}
+fixed_seeds=${FIXED_SEEDS-0}
+dims=${DIMS:-2 5 10 20}
 jobs=${JOBS:-2}
 if [[ -z "${KILN:-}" ]]; then
     cargo build --release --quiet
     KILN=target/release/kiln
 fi
 export KILN
-out=runs/hyperspherical
+out=${OUT:-runs/hyperspherical}
 mkdir -p "$out"
 steps_per_epoch=781 # 50,000 training digits in batches of 64
 
@@ -70,10 +75,12 @@ export -f one
 threads=$([[ $jobs -gt 1 ]] && echo 1 || echo "${RAYON_NUM_THREADS:-0}")
 [[ $threads == 0 ]] && threads=$(nproc)
 {
-    # The paper's finding is at d = 2 and 5: those first.
-    for d in 2 5; do for s in $seeds; do for m in svae nvae; do echo "$m $d $s"; done; done; done
-    for d in 10 20; do for s in $seeds_high; do for m in svae nvae; do echo "$m $d $s"; done; done; done
-    for d in 2 5 10 20; do for s in $fixed_seeds; do echo "fixed20 $d $s"; done; done
+    # In the order of DIMS (by default the paper's finding, d = 2 and 5, first).
+    for d in $dims; do
+        if [[ $d -le 5 ]]; then d_seeds=$seeds; else d_seeds=$seeds_high; fi
+        for s in $d_seeds; do for m in svae nvae; do echo "$m $d $s"; done; done
+    done
+    for d in $dims; do for s in $fixed_seeds; do echo "fixed20 $d $s"; done; done
 } | xargs -P "$jobs" -L 1 bash -c 'one "$0" "$1" "$2" '"$epochs $((warmup_epochs * steps_per_epoch)) $out $threads"
 
 python3 scripts/vae_hyperspherical_table.py "$out" "$epochs" "$warmup_epochs"
