@@ -10,7 +10,9 @@ train_seconds") and, where `kiln sample` wrote it, RUN/run-001/pictures/kappa.cs
    S-VAE's lead over the N-VAE of the same seed, and the published S-VAE and N-VAE figures;
 2. ELBO, reconstruction and KL per model and d (means over the seeds);
 3. what the learned kappa does: kappa(x)'s median and 5-95% range over the test images, and the KL
-   per image, against the fixed kappa = 20 model (medians over seeds of each run's figures).
+   per image, against the fixed kappa = 20 model (medians over seeds of each run's figures);
+4. where `kiln sample` wrote RUN/run-001/pictures/kappa_scale.csv: whether the learned kappa is at
+   the ELBO's optimum (the best factor on kappa(x) per seed, and the ELBO at 0.7 and 1.4 times it).
 
 Standard library only.
 """
@@ -59,6 +61,10 @@ def main():
                 images = list(csv.DictReader(f))
             row["kappa"] = sorted(float(r["kappa"]) for r in images)
             row["kl_per_image"] = sorted(float(r["kl"]) for r in images)
+        scale_csv = result.parent / "run-001" / "pictures" / "kappa_scale.csv"
+        if scale_csv.exists():
+            with scale_csv.open() as f:
+                row["scale"] = {float(r["factor"]): float(r["elbo"]) for r in csv.DictReader(f)}
         runs[(model, d)].append(row)
     dims = sorted({d for _, d in runs})
 
@@ -122,6 +128,27 @@ def main():
         fixed = [r for r in runs.get(("fixed20", d), []) if "kl_per_image" in r]
         fixed_kl = f"{fixed[0]['kl_per_image'][0]:.2f}" if fixed else "-"
         print(f"| {d} | {med:.1f} | {k05:.1f} – {k95:.1f} | {kl_mean:.2f} | {kl05:.2f} – {kl95:.2f} | {fixed_kl} |")
+
+    # Is the learned κ at the ELBO's optimum? The test ELBO with every κ(x) multiplied by a factor
+    # (pictures/kappa_scale.csv, common random numbers across the factors).
+    scanned = [(d, r) for d in dims for r in runs.get(("svae", d), []) if "scale" in r]
+    if scanned:
+        print()
+        print("The learned κ(x) scaled by a factor: the best factor per seed and its ELBO gain over factor 1, nats:")
+        print()
+        print("| d | best factor (per seed) | gain (per seed) | ELBO at 0.7 κ(x) − at κ(x) | at 1.4 κ(x) − at κ(x) |")
+        print("|---|---|---|---|---|")
+        for d in dims:
+            rows = [r for dd, r in scanned if dd == d]
+            if not rows:
+                continue
+            best = [max(r["scale"], key=r["scale"].get) for r in rows]
+            gain = [r["scale"][b] - r["scale"][1.0] for r, b in zip(rows, best)]
+            at = lambda f: "/".join(f"{r['scale'][f] - r['scale'][1.0]:+.2f}" for r in rows if f in r["scale"])
+            print(
+                f"| {d} | {'/'.join(f'{b:g}' for b in best)} | {'/'.join(f'{g:.3f}' for g in gain)} "
+                f"| {at(0.7)} | {at(1.4)} |"
+            )
 
 
 if __name__ == "__main__":

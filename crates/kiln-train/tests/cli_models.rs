@@ -390,6 +390,7 @@ fn vae_trains_evaluates_and_draws() {
         // figures (one chunk of 300 images here), so their means are its reconstruction and KL; κ
         // varies over the images only where it is learned, and only then are there histograms.
         assert_eq!(run.join("pictures/kappa.png").exists(), name == "learned", "{name}");
+        assert_eq!(run.join("pictures/kappa_scale.csv").exists(), name == "learned", "{name}");
         if name != "gauss" {
             let csv = std::fs::read_to_string(run.join("pictures/kappa.csv")).unwrap();
             let rows: Vec<Vec<f64>> =
@@ -404,6 +405,21 @@ fn vae_trains_evaluates_and_draws() {
             if name == "learned" {
                 assert!(lo > 1.0 && hi > lo * 1.01, "{name}: kappa from {lo} to {hi}");
                 assert!(text(&out).contains("kappa(x) over 300 test images"), "{}", text(&out));
+                // The ELBO as κ(x) is scaled: at factor 1 eval's test figures (same chunks and
+                // noise), and the KL rising with the factor (the vMF's KL to the uniform increases
+                // in κ).
+                assert!(text(&out).contains("kappa(x) scaled: ELBO"), "{}", text(&out));
+                let csv = std::fs::read_to_string(run.join("pictures/kappa_scale.csv")).unwrap();
+                let scan: Vec<Vec<f64>> =
+                    csv.lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+                assert_eq!(scan.len(), 11);
+                let one = scan.iter().find(|r| r[0] == 1.0).expect("factor 1");
+                for (col, key) in [(2, "reconstruction"), (3, "kl")] {
+                    let eval = value(key);
+                    assert!((one[col] - eval).abs() < 1e-3 * eval.abs().max(1.0), "{key} {} vs eval {eval}", one[col]);
+                }
+                assert!(scan.windows(2).all(|w| w[0][0] < w[1][0] && w[0][3] < w[1][3]), "KL by factor: {scan:?}");
+                assert!(scan.iter().all(|r| (r[1] + r[2] + r[3]).abs() < 1e-6 * r[1].abs()), "{scan:?}");
             } else {
                 assert!(lo == 10.0 && hi == 10.0, "{name}: kappa from {lo} to {hi}");
             }

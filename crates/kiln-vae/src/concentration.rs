@@ -1,6 +1,7 @@
 //! What the concentration learns: per-image `κ(x)`, KL and reconstruction over the test split, as a
-//! CSV, a one-line summary and histograms beside the fixed-κ model's constants. `kiln sample` writes
-//! them for a vMF latent (`pictures/kappa.csv`, and for a learned κ `pictures/kappa.png`).
+//! CSV, a one-line summary and histograms beside the fixed-κ model's constants, and the ELBO as
+//! the learned `κ(x)` is scaled. `kiln sample` writes them for a vMF latent (`pictures/kappa.csv`,
+//! and for a learned κ `pictures/kappa.png` and `pictures/kappa_scale.csv`).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -21,6 +22,59 @@ pub struct ImageFigures {
     pub kl: f64,
     /// `−ln p(x|z)`, one sample `z ~ q(z|x)`, in nats.
     pub reconstruction: f64,
+}
+
+/// The mean test figures with every learned `κ(x)` multiplied by `factor`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KappaScale {
+    /// The factor on `κ(x)`.
+    pub factor: f64,
+    /// Mean `−ln p(x|z)`, one sample, in nats.
+    pub reconstruction: f64,
+    /// Mean `KL(q(z|x) ‖ p(z))` in nats.
+    pub kl: f64,
+}
+
+impl KappaScale {
+    /// `−(reconstruction + KL)`.
+    pub fn elbo(&self) -> f64 {
+        -(self.reconstruction + self.kl)
+    }
+}
+
+/// `factor,elbo,reconstruction,kl`, one line per factor.
+///
+/// # Errors
+///
+/// The file cannot be written.
+pub fn write_scale_csv(path: &Path, rows: &[KappaScale]) -> Result<()> {
+    let mut out = String::from("factor,elbo,reconstruction,kl\n");
+    for r in rows {
+        let _ = writeln!(out, "{},{},{},{}", r.factor, r.elbo(), r.reconstruction, r.kl);
+    }
+    std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The ELBO at the learned `κ(x)` (factor 1) and at the best factor, with the reconstruction and KL
+/// of both.
+pub fn scale_summary(rows: &[KappaScale]) -> String {
+    let at_one = rows.iter().find(|r| r.factor == 1.0);
+    let best = rows.iter().filter(|r| r.elbo().is_finite()).max_by(|a, b| a.elbo().total_cmp(&b.elbo()));
+    match (at_one, best) {
+        (Some(one), Some(best)) => format!(
+            "kappa(x) scaled: ELBO {:.3} at the learned kappa (reconstruction {:.3}, KL {:.3}); best factor {} \
+             with ELBO {:.3} ({:+.3}; reconstruction {:.3}, KL {:.3})",
+            one.elbo(),
+            one.reconstruction,
+            one.kl,
+            best.factor,
+            best.elbo(),
+            best.elbo() - one.elbo(),
+            best.reconstruction,
+            best.kl
+        ),
+        _ => "kappa(x) scaled: no finite ELBO at factor 1".into(),
+    }
 }
 
 /// The `q`-quantile of sorted values (linear interpolation between order statistics).
@@ -155,6 +209,25 @@ mod tests {
         assert_eq!(text.lines().nth(2).unwrap(), "1,1,2,0.5,101");
         write_kappa_histograms(&dir.join("k.png"), &rows(), 5, 20.0).unwrap();
         assert!(std::fs::metadata(dir.join("k.png")).unwrap().len() > 1000);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The scan's summary names the ELBO at factor 1 and the best finite one; its CSV holds the
+    /// ELBO as `−(reconstruction + KL)`.
+    #[test]
+    fn scale_summary_finds_the_best_factor() {
+        let row = |factor, reconstruction, kl| KappaScale { factor, reconstruction, kl };
+        let rows = [row(0.5, 100.0, 5.0), row(1.0, 98.0, 9.0), row(2.0, 97.0, 12.0), row(4.0, f64::NAN, 14.0)];
+        let s = scale_summary(&rows);
+        assert!(s.contains("ELBO -107.000 at the learned kappa (reconstruction 98.000, KL 9.000)"), "{s}");
+        assert!(s.contains("best factor 0.5 with ELBO -105.000 (+2.000; reconstruction 100.000, KL 5.000)"), "{s}");
+        assert_eq!(scale_summary(&rows[2..]), "kappa(x) scaled: no finite ELBO at factor 1");
+        let dir = std::env::temp_dir().join(format!("kiln-vae-scale-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        write_scale_csv(&dir.join("s.csv"), &rows).unwrap();
+        let text = std::fs::read_to_string(dir.join("s.csv")).unwrap();
+        assert_eq!(text.lines().next().unwrap(), "factor,elbo,reconstruction,kl");
+        assert_eq!(text.lines().nth(2).unwrap(), "1,-107,98,9");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

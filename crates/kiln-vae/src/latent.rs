@@ -247,6 +247,17 @@ impl Posterior {
         }
     }
 
+    /// The same posterior with every learned `κ(x)` multiplied by `factor` (a fixed κ and a Gaussian
+    /// are returned as they are): how far the learned concentrations are from the ELBO's optimum.
+    pub fn with_kappa_scaled(self, factor: f64) -> Self {
+        match self {
+            Self::Vmf { mu, kappa: Some(kappa) } if factor != 1.0 => {
+                Self::Vmf { mu, kappa: Some(kappa.mul_scalar(factor as f32)) }
+            }
+            other => other,
+        }
+    }
+
     /// Repeat each row `k` times (row `i` becomes rows `i·k .. i·k + k`).
     pub fn repeat(&self, k: usize) -> Self {
         let rep = |t: &Tensor<2>| {
@@ -336,6 +347,22 @@ mod tests {
 
     fn vec1(t: Tensor<1>) -> Vec<f32> {
         t.into_data().try_to_vec::<f32>().unwrap()
+    }
+
+    /// Scaling multiplies a learned κ and leaves a fixed κ and a Gaussian alone.
+    #[test]
+    fn kappa_scaling_touches_only_a_learned_kappa() {
+        let device = Device::flex();
+        let mu = t2(vec![1.0, 0.0, 0.0, 1.0], [2, 2], &device);
+        let kappa = Tensor::<1>::from_floats([2.0f32, 5.0], &device);
+        let learned = Posterior::Vmf { mu: mu.clone(), kappa: Some(kappa) }.with_kappa_scaled(3.0);
+        let Posterior::Vmf { kappa: Some(k), .. } = learned else { panic!("a learned vMF posterior") };
+        assert_eq!(vec1(k), vec![6.0, 15.0]);
+        let fixed = Posterior::Vmf { mu: mu.clone(), kappa: None }.with_kappa_scaled(3.0);
+        assert!(matches!(fixed, Posterior::Vmf { kappa: None, .. }));
+        let gaussian = Posterior::Gaussian { mean: mu.clone(), log_var: mu.clone() }.with_kappa_scaled(3.0);
+        let Posterior::Gaussian { log_var, .. } = gaussian else { panic!("a Gaussian posterior") };
+        assert_eq!(log_var.into_data().try_to_vec::<f32>().unwrap(), vec![1.0, 0.0, 0.0, 1.0]);
     }
 
     /// Gaussian KL by hand: m = (1, 0), ln σ² = (0, ln 2) gives `1 − ln 2 / 2`.
