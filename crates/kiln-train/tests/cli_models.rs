@@ -348,7 +348,7 @@ fn vae_trains_evaluates_and_draws() {
             &config,
             format!(
                 "[model]\nkind = \"vae\"\nlatent = {latent}\nnetwork = {network}\n\
-                 binarize = true\nimportance_samples = 50\n\
+                 binarize = true\nimportance_samples = 150\n\
                  [data]\nkind = \"mnist\"\ndir = {:?}\nn_valid = 50\n\
                  [train]\nbatch_size = 25\nsteps = 60\noptimizer = {{ kind = \"adam\", lr = 3e-3 }}\neval_every = 30\nlog_every = 10\n\
                  [output]\ndir = {:?}\n",
@@ -377,7 +377,8 @@ fn vae_trains_evaluates_and_draws() {
         };
         let (elbo, ll) = (value("elbo"), value("log_likelihood"));
         // In expectation the 50-sample bound lies above the ELBO (Burda et al. 2016, Theorem 1), and
-        // a log-probability of binary pictures is at most 0. Seen: gaps of 0.8 (vMF), 5.1 and 3.2.
+        // a log-probability of binary pictures is at most 0. Seen with 50 samples: gaps of 0.8 (vMF), 5.1
+        // and 3.2.
         assert!(ll > elbo && ll < 0.0, "{name}: importance-sampled log-likelihood {ll}, ELBO {elbo}");
         let out = kiln().arg("sample").arg(&run).output().unwrap();
         assert!(out.status.success(), "{name}: {}", text(&out));
@@ -387,8 +388,10 @@ fn vae_trains_evaluates_and_draws() {
         }
         assert_eq!(run.join("pictures/latent_sphere.png").exists(), name == "vmf");
         // What κ learns: per test image κ, KL and reconstruction, drawn as `kiln eval` draws its test
-        // figures (one chunk of 300 images here), so their means are its reconstruction and KL; κ
-        // varies over the images only where it is learned, and only then are there histograms.
+        // figures (in its chunks: three of 133 images at 150 importance samples, where a split
+        // scored without them is one chunk of 300, binarised and sampled differently), so their
+        // means are its reconstruction and KL; κ varies over the images only where it is learned, and
+        // only then are there histograms.
         assert_eq!(run.join("pictures/kappa.png").exists(), name == "learned", "{name}");
         assert_eq!(run.join("pictures/kappa_scale.csv").exists(), name == "learned", "{name}");
         if name != "gauss" {
@@ -399,7 +402,7 @@ fn vae_trains_evaluates_and_draws() {
             let mean = |col: usize| rows.iter().map(|r| r[col]).sum::<f64>() / rows.len() as f64;
             for (col, key) in [(3, "kl"), (4, "reconstruction")] {
                 let (ours, eval) = (mean(col), value(key));
-                assert!((ours - eval).abs() < 1e-3 * eval.abs().max(1.0), "{name}: {key} {ours} vs eval {eval}");
+                assert!((ours - eval).abs() < 1e-4 * eval.abs().max(1.0), "{name}: {key} {ours} vs eval {eval}");
             }
             let (lo, hi) = rows.iter().fold((f64::MAX, f64::MIN), |(a, b), r| (a.min(r[2]), b.max(r[2])));
             if name == "learned" {
@@ -416,7 +419,7 @@ fn vae_trains_evaluates_and_draws() {
                 let one = scan.iter().find(|r| r[0] == 1.0).expect("factor 1");
                 for (col, key) in [(2, "reconstruction"), (3, "kl")] {
                     let eval = value(key);
-                    assert!((one[col] - eval).abs() < 1e-3 * eval.abs().max(1.0), "{key} {} vs eval {eval}", one[col]);
+                    assert!((one[col] - eval).abs() < 1e-4 * eval.abs().max(1.0), "{key} {} vs eval {eval}", one[col]);
                 }
                 assert!(scan.windows(2).all(|w| w[0][0] < w[1][0] && w[0][3] < w[1][3]), "KL by factor: {scan:?}");
                 assert!(scan.iter().all(|r| (r[1] + r[2] + r[3]).abs() < 1e-6 * r[1].abs()), "{scan:?}");

@@ -189,9 +189,15 @@ impl VaeTask {
         Ok(Scores { reconstruction: recon / n, kl: kl / n, log_likelihood: (samples > 0).then_some(ll / n) })
     }
 
+    /// Importance samples per image where `kiln eval` scores a split: the config's on the test
+    /// split, none on validation. They set the split's chunks (and so its binarisation and noise).
+    fn eval_samples(&self, split: Split) -> usize {
+        if split == Split::Test { self.model.importance_samples } else { 0 }
+    }
+
     /// Each image's `κ(x)`, KL and one-sample reconstruction over a split, drawn in the chunks and
-    /// noise streams of [`Self::score`] without importance samples, so their means are its
-    /// reconstruction and KL. `κ` is NaN for a Gaussian latent.
+    /// noise streams in which [`Self::evaluate`] scores it, so their means are its reconstruction
+    /// and KL. `κ` is NaN for a Gaussian latent.
     ///
     /// # Errors
     ///
@@ -199,7 +205,7 @@ impl VaeTask {
     pub fn per_image(&self, model: &Vae, split: Split, device: &Device) -> kiln_task::Result<Vec<ImageFigures>> {
         let (data, stream) = self.split(split);
         let mut out = Vec::with_capacity(data.len());
-        for (c, idx) in chunks(data.len(), 0).enumerate() {
+        for (c, idx) in chunks(data.len(), self.eval_samples(split)).enumerate() {
             let mut rng = step_rng(EVAL_SEED, STREAM_EVAL + stream, c as u64);
             let figures = self.chunk_figures(model, data, &idx, 1.0, &mut rng, device);
             let kappa: Vec<f64> = match (&figures.posterior, self.vmf) {
@@ -222,9 +228,9 @@ impl VaeTask {
     }
 
     /// The test ELBO, reconstruction and KL with every learned `κ(x)` multiplied by each of
-    /// `factors`, drawn in the chunks and noise streams of [`Self::score`] without importance
-    /// samples (common random numbers: at factor 1 they are its figures, and the differences between
-    /// factors carry little noise). Where the ELBO is higher at a factor other than 1, training left
+    /// `factors`, drawn in the chunks and noise streams in which [`Self::evaluate`] scores the split
+    /// (common random numbers: at factor 1 they are its figures, and the differences between factors
+    /// carry little noise). Where the ELBO is higher at a factor other than 1, training left
     /// the concentrations off the ELBO's optimum. Only meaningful for a learned κ.
     ///
     /// # Errors
@@ -242,7 +248,7 @@ impl VaeTask {
         let mut out = Vec::with_capacity(factors.len());
         for &factor in factors {
             let (mut recon, mut kl) = (0.0f64, 0.0f64);
-            for (c, idx) in chunks(data.len(), 0).enumerate() {
+            for (c, idx) in chunks(data.len(), self.eval_samples(split)).enumerate() {
                 let mut rng = step_rng(EVAL_SEED, STREAM_EVAL + stream, c as u64);
                 let figures = self.chunk_figures(model, data, &idx, factor, &mut rng, device);
                 recon += sum(figures.reconstruction);
@@ -369,8 +375,7 @@ impl Task for VaeTask {
     }
 
     fn evaluate(&self, model: &Vae, split: Split, device: &Device) -> kiln_task::Result<Metrics> {
-        let samples = if split == Split::Test { self.model.importance_samples } else { 0 };
-        let s = self.score(model, split, samples, None, device)?;
+        let s = self.score(model, split, self.eval_samples(split), None, device)?;
         let mut m: Metrics = vec![
             ("elbo".into(), -(s.reconstruction + s.kl)),
             ("reconstruction".into(), s.reconstruction),
