@@ -18,6 +18,7 @@ Standard library only.
 """
 
 import csv
+import json
 import statistics
 import sys
 from collections import defaultdict
@@ -61,6 +62,9 @@ def main():
                 images = list(csv.DictReader(f))
             row["kappa"] = sorted(float(r["kappa"]) for r in images)
             row["kl_per_image"] = sorted(float(r["kl"]) for r in images)
+        summary = result.parent / "run-001" / "summary.json"
+        if summary.exists():
+            row["last_step"] = json.loads(summary.read_text()).get("step")
         scale_csv = result.parent / "run-001" / "pictures" / "kappa_scale.csv"
         if scale_csv.exists():
             with scale_csv.open() as f:
@@ -96,7 +100,7 @@ def main():
         published = [f"{PUBLISHED[m][d]:.2f}" if d in PUBLISHED[m] else "-" for m in ["svae", "nvae"]]
         print(f"| {d} | " + " | ".join(cells + published) + " |")
     print()
-    print("| model | d | seeds | test ELBO | reconstruction | KL | best epoch | train time |")
+    print("| model | d | seeds | test ELBO | reconstruction | KL | best epoch of last | train time |")
     print("|---|---|---|---|---|---|---|---|")
     for d in dims:
         for model in ["svae", "nvae", "fixed20"]:
@@ -105,7 +109,10 @@ def main():
                 continue
             m = {k: statistics.fmean(r[k] for r in rows) for k in FIELDS}
             seeds = ",".join(str(r["seed"]) for r in rows)
+            # The tested checkpoint's epoch, and where training ended (early stopping or the budget).
             best_epochs = "/".join(str(round(r["best_step"] / 781)) for r in rows)
+            if all(r.get("last_step") for r in rows):
+                best_epochs += " of " + "/".join(str(round(r["last_step"] / 781)) for r in rows)
             print(
                 f"| {NAMES[model]} | {d} | {seeds} | {m['elbo']:.2f} | {m['reconstruction']:.2f} | {m['kl']:.2f} "
                 f"| {best_epochs} | {m['train_seconds'] / 60:.1f} min |"
