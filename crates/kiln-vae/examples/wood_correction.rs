@@ -62,8 +62,7 @@ fn main() {
             rep.push(dw);
             cor.push(w * sampler.acceptance_score(&vmf, e));
         }
-        let a = vmf.mean_resultant_length();
-        let exact = 1.0 - a * a - (d as f64 - 1.0) * a / kappa;
+        let exact = vmf.mean_resultant_length_grad();
         let ((r, r_se), (c, c_se)) = (mean_se(&rep), mean_se(&cor));
         println!(
             "| {d} | {kappa} | {:.4} | {r:.4e} ± {r_se:.1e} | {c:.3e} ± {c_se:.1e} | {:.2e} | {exact:.4e} | {:.1e} |",

@@ -159,54 +159,60 @@ impl VaeTask {
         }
     }
 
-    /// Reconstruction, KL and (with `samples > 0`) the importance-sampled log-likelihood, averaged
-    /// over the first `limit` images of a split (all with `None`).
+    /// Reconstruction, KL and (on a split scored with importance samples, the test split) the
+    /// importance-sampled log-likelihood, averaged over the split.
     ///
     /// # Errors
     ///
     /// None at present; the `Result` leaves room for data read on demand.
-    pub fn score(
-        &self,
-        model: &Vae,
-        split: Split,
-        samples: usize,
-        limit: Option<usize>,
-        device: &Device,
-    ) -> kiln_task::Result<Scores> {
+    pub fn score(&self, model: &Vae, split: Split, device: &Device) -> kiln_task::Result<Scores> {
+        Ok(self.mean_figures(model, split, 1.0, true, device))
+    }
+
+    /// Importance samples per image where a split is scored: the config's on the test split, none on
+    /// validation. They set the split's chunks (and so its binarisation and noise).
+    fn eval_samples(&self, split: Split) -> usize {
+        if split == Split::Test { self.model.importance_samples } else { 0 }
+    }
+
+    /// A split's evaluation chunks, each with its image indices and its own noise stream: every
+    /// figure of a split (scores, per-image figures, the κ scan) is drawn in these, so they agree.
+    fn eval_chunks(&self, split: Split) -> impl Iterator<Item = (Vec<usize>, StdRng)> + use<> {
         let (data, stream) = self.split(split);
-        let n = limit.unwrap_or(usize::MAX).min(data.len());
+        chunks(data.len(), self.eval_samples(split))
+            .enumerate()
+            .map(move |(c, idx)| (idx, step_rng(EVAL_SEED, STREAM_EVAL + stream, c as u64)))
+    }
+
+    /// [`Self::score`] with every learned `κ(x)` multiplied by `kappa_scale`, and the
+    /// log-likelihood only where `importance` asks for it.
+    fn mean_figures(&self, model: &Vae, split: Split, kappa_scale: f64, importance: bool, device: &Device) -> Scores {
+        let (data, _) = self.split(split);
+        let samples = if importance { self.eval_samples(split) } else { 0 };
         let (mut recon, mut kl, mut ll) = (0.0f64, 0.0f64, 0.0f64);
-        for (c, idx) in chunks(n, samples).enumerate() {
-            let mut rng = step_rng(EVAL_SEED, STREAM_EVAL + stream, c as u64);
-            let figures = self.chunk_figures(model, data, &idx, 1.0, &mut rng, device);
+        for (idx, mut rng) in self.eval_chunks(split) {
+            let figures = self.chunk_figures(model, data, &idx, kappa_scale, &mut rng, device);
             recon += sum(figures.reconstruction);
             kl += sum(figures.kl);
             if samples > 0 {
                 ll += sum(self.log_likelihood(model, &figures.posterior, figures.images, samples, &mut rng, device));
             }
         }
-        let n = n as f64;
-        Ok(Scores { reconstruction: recon / n, kl: kl / n, log_likelihood: (samples > 0).then_some(ll / n) })
+        let n = data.len() as f64;
+        Scores { reconstruction: recon / n, kl: kl / n, log_likelihood: (samples > 0).then_some(ll / n) }
     }
 
-    /// Importance samples per image where `kiln eval` scores a split: the config's on the test
-    /// split, none on validation. They set the split's chunks (and so its binarisation and noise).
-    fn eval_samples(&self, split: Split) -> usize {
-        if split == Split::Test { self.model.importance_samples } else { 0 }
-    }
-
-    /// Each image's `κ(x)`, KL and one-sample reconstruction over a split, drawn in the chunks and
-    /// noise streams in which [`Self::evaluate`] scores it, so their means are its reconstruction
-    /// and KL. `κ` is NaN for a Gaussian latent.
+    /// Each image's `κ(x)`, KL and one-sample reconstruction over a split, drawn in its evaluation
+    /// chunks, so their means are [`Self::score`]'s reconstruction and KL. `κ` is NaN for a
+    /// Gaussian latent.
     ///
     /// # Errors
     ///
     /// A tensor's values cannot be read back.
     pub fn per_image(&self, model: &Vae, split: Split, device: &Device) -> kiln_task::Result<Vec<ImageFigures>> {
-        let (data, stream) = self.split(split);
+        let (data, _) = self.split(split);
         let mut out = Vec::with_capacity(data.len());
-        for (c, idx) in chunks(data.len(), self.eval_samples(split)).enumerate() {
-            let mut rng = step_rng(EVAL_SEED, STREAM_EVAL + stream, c as u64);
+        for (idx, mut rng) in self.eval_chunks(split) {
             let figures = self.chunk_figures(model, data, &idx, 1.0, &mut rng, device);
             let kappa: Vec<f64> = match (&figures.posterior, self.vmf) {
                 (Posterior::Vmf { kappa: Some(k), .. }, _) => {
@@ -227,36 +233,19 @@ impl VaeTask {
         Ok(out)
     }
 
-    /// The test ELBO, reconstruction and KL with every learned `κ(x)` multiplied by each of
-    /// `factors`, drawn in the chunks and noise streams in which [`Self::evaluate`] scores the split
-    /// (common random numbers: at factor 1 they are its figures, and the differences between factors
-    /// carry little noise). Where the ELBO is higher at a factor other than 1, training left
-    /// the concentrations off the ELBO's optimum. Only meaningful for a learned κ.
-    ///
-    /// # Errors
-    ///
-    /// None at present (as [`Self::score`]).
-    pub fn kappa_scan(
-        &self,
-        model: &Vae,
-        split: Split,
-        factors: &[f64],
-        device: &Device,
-    ) -> kiln_task::Result<Vec<KappaScale>> {
-        let (data, stream) = self.split(split);
-        let n = data.len() as f64;
-        let mut out = Vec::with_capacity(factors.len());
-        for &factor in factors {
-            let (mut recon, mut kl) = (0.0f64, 0.0f64);
-            for (c, idx) in chunks(data.len(), self.eval_samples(split)).enumerate() {
-                let mut rng = step_rng(EVAL_SEED, STREAM_EVAL + stream, c as u64);
-                let figures = self.chunk_figures(model, data, &idx, factor, &mut rng, device);
-                recon += sum(figures.reconstruction);
-                kl += sum(figures.kl);
-            }
-            out.push(KappaScale { factor, reconstruction: recon / n, kl: kl / n });
-        }
-        Ok(out)
+    /// The ELBO's reconstruction and KL over a split with every learned `κ(x)` multiplied by each of
+    /// `factors`, drawn in its evaluation chunks (common random numbers: at factor 1 they are
+    /// [`Self::score`]'s figures, and the differences between factors carry little noise). Where
+    /// the ELBO is higher at a factor other than 1, training left the concentrations off the ELBO's
+    /// optimum. Only meaningful for a learned κ.
+    pub fn kappa_scan(&self, model: &Vae, split: Split, factors: &[f64], device: &Device) -> Vec<KappaScale> {
+        factors
+            .iter()
+            .map(|&factor| {
+                let s = self.mean_figures(model, split, factor, false, device);
+                KappaScale { factor, reconstruction: s.reconstruction, kl: s.kl }
+            })
+            .collect()
     }
 
     /// The binarised images `idx` of `data`, their posterior (learned κ scaled by `kappa_scale`),
@@ -273,17 +262,12 @@ impl VaeTask {
     ) -> ChunkFigures {
         let images = self.images(self.pixels(data, idx, rng), idx.len(), device);
         let posterior = model.posterior(images.clone()).with_kappa_scaled(kappa_scale);
-        self.figures_of(model, posterior, images, rng, device)
+        self.figures(model, posterior, images, rng, device)
     }
 
-    /// The posterior of `images`, their one-sample reconstruction and KL `[b]`, the sample's noise
+    /// `posterior` (of `images`), their one-sample reconstruction and KL `[b]`, the sample's noise
     /// drawn from `rng`: the negative ELBO's two terms, for a training step and for evaluation.
-    fn figures(&self, model: &Vae, images: Tensor<3>, rng: &mut StdRng, device: &Device) -> ChunkFigures {
-        self.figures_of(model, model.posterior(images.clone()), images, rng, device)
-    }
-
-    /// [`Self::figures`] at a given posterior of `images`.
-    fn figures_of(
+    fn figures(
         &self,
         model: &Vae,
         posterior: Posterior,
@@ -369,13 +353,14 @@ impl Task for VaeTask {
         let VaeBatch { images, mut rng, kl_weight } = batch;
         let b = images.dims()[0];
         let device = images.device();
-        let ChunkFigures { reconstruction, kl, .. } = self.figures(model, images, &mut rng, &device);
+        let posterior = model.posterior(images.clone());
+        let ChunkFigures { reconstruction, kl, .. } = self.figures(model, posterior, images, &mut rng, &device);
         let kl = if kl_weight < 1.0 { kl.mul_scalar(kl_weight) } else { kl };
         StepOutput { loss: (reconstruction + kl).mean(), items: b }
     }
 
     fn evaluate(&self, model: &Vae, split: Split, device: &Device) -> kiln_task::Result<Metrics> {
-        let s = self.score(model, split, self.eval_samples(split), None, device)?;
+        let s = self.score(model, split, device)?;
         let mut m: Metrics = vec![
             ("elbo".into(), -(s.reconstruction + s.kl)),
             ("reconstruction".into(), s.reconstruction),
@@ -498,7 +483,7 @@ impl Task for VaeTask {
             }
             report.push(concentration::summary(&rows));
             if matches!(kappa, KappaConfig::Learned) {
-                let scan = self.kappa_scan(model, Split::Test, &KAPPA_FACTORS, device)?;
+                let scan = self.kappa_scan(model, Split::Test, &KAPPA_FACTORS, device);
                 let path = out.join("kappa_scale.csv");
                 concentration::write_scale_csv(&path, &scan)?;
                 report.push(format!("wrote {}", path.display()));

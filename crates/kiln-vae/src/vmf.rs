@@ -66,6 +66,14 @@ impl VonMisesFisher {
         bessel_i_ratio(self.half_d() - 1.0, self.kappa)
     }
 
+    /// `A_d′(κ) = (1 − A_d)(1 + A_d) − (d − 1) A_d/κ`, the derivative of
+    /// [`Self::mean_resultant_length`] (from the Bessel recurrences; `κ A_d′` is the KL's derivative,
+    /// [`Self::kl_to_uniform_grad`]).
+    pub fn mean_resultant_length_grad(&self) -> f64 {
+        let a = self.mean_resultant_length();
+        (1.0 - a) * (1.0 + a) - (self.d as f64 - 1.0) * a / self.kappa
+    }
+
     /// `KL(vMF(μ, κ) ‖ uniform on the sphere)`, independent of `μ`.
     pub fn kl_to_uniform(&self) -> f64 {
         self.kl_to_uniform_and_grad().0
@@ -472,8 +480,7 @@ mod tests {
                 let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (v.len() - 1) as f64;
                 (m, (var / v.len() as f64).sqrt())
             };
-            let a = vmf.mean_resultant_length();
-            let exact = 1.0 - a * a - (d as f64 - 1.0) * a / kappa;
+            let exact = vmf.mean_resultant_length_grad();
             let (s, s_se) = mean_se(&score);
             assert!(s.abs() < 4.0 * s_se, "d {d}, kappa {kappa}: score mean {s} ± {s_se}");
             let (g, g_se) = mean_se(&total);
