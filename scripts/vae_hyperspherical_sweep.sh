@@ -14,7 +14,9 @@
 # setting. A shorter budget scales both, e.g. `... 100 20`.
 # Environment: SEEDS (default "0 1 2") for d = 2 and 5, SEEDS_HIGH (default: SEEDS) for d = 10 and
 # 20, FIXED_SEEDS (default "0"; empty for none) for the fixed-kappa rows, DIMS (default "2 5 10 20")
-# the values of d, in that order, JOBS (default 2) runs at a time, each on one thread
+# the values of d, in that order, MODELS (default "svae nvae") the learned-kappa and Gaussian models
+# to run at each d and seed (e.g. MODELS=svae for a longer S-VAE budget where the N-VAE stopped
+# early anyway), JOBS (default 2) runs at a time, each on one thread
 # (RAYON_NUM_THREADS=1 when JOBS > 1), KILN=path/to/kiln (default target/release/kiln, built first),
 # OUT (default runs/hyperspherical) the directory of the runs. Runs go under OUT/NAME-dD-sS/ (an
 # existing run with a result.txt is kept, so an interrupted sweep continues); the log of each is its
@@ -29,6 +31,7 @@ seeds=${SEEDS:-0 1 2}
 seeds_high=${SEEDS_HIGH:-$seeds}
 fixed_seeds=${FIXED_SEEDS-0}
 dims=${DIMS:-2 5 10 20}
+models=${MODELS:-svae nvae}
 jobs=${JOBS:-2}
 if [[ -z "${KILN:-}" ]]; then
     cargo build --release --quiet
@@ -78,7 +81,7 @@ threads=$([[ $jobs -gt 1 ]] && echo 1 || echo "${RAYON_NUM_THREADS:-0}")
     # In the order of DIMS (by default the paper's finding, d = 2 and 5, first).
     for d in $dims; do
         if [[ $d -le 5 ]]; then d_seeds=$seeds; else d_seeds=$seeds_high; fi
-        for s in $d_seeds; do for m in svae nvae; do echo "$m $d $s"; done; done
+        for s in $d_seeds; do for m in $models; do echo "$m $d $s"; done; done
     done
     for d in $dims; do for s in $fixed_seeds; do echo "fixed20 $d $s"; done; done
 } | xargs -P "$jobs" -L 1 bash -c 'one "$0" "$1" "$2" '"$epochs $((warmup_epochs * steps_per_epoch)) $out $threads"
