@@ -7,6 +7,7 @@ pub mod lines;
 pub mod listops;
 pub mod mnist;
 pub mod ner;
+pub mod sentences;
 pub mod text;
 pub mod tokenizer;
 pub mod toy2d;

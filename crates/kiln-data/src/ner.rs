@@ -4,7 +4,8 @@
 //!
 //! - **CLUENER** JSON lines: `{"text": ..., "label": {type: {surface: [[start, end], ...]}}}`, character
 //!   offsets, `end` inclusive; the test file has no `label`.
-//! - **Column files**, one token per line and a blank line between sentences: the token in the first
+//! - **Column files**, one token per line and a blank line (or a `-DOCSTART-` line, [`crate::sentences`])
+//!   between sentences: the token in the first
 //!   column, the tag in the last (extra columns between are ignored), tab- or space-separated, CRLF or
 //!   LF. Character-per-line Chinese files (People's Daily, MSRA, Weibo) and CoNLL-style word-per-line
 //!   files are the same format. Tags are BIO, BIOES or BMES (`M` = `I`), read as conlleval does: an
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::DataError;
 use crate::lines::Lines;
+use crate::sentences::column_sentences;
 use crate::words::TokenUnit;
 
 /// An entity: a type name and inclusive token span.
@@ -227,46 +229,27 @@ pub fn read_columns(path: &Path, options: ColumnOptions) -> Result<NerFile, Data
 /// As [`read_columns`].
 pub fn read_columns_from(reader: impl Read, path: &Path, options: ColumnOptions) -> Result<NerFile, DataError> {
     let mut out = NerFile::default();
-    let (mut tokens, mut tags, mut lines) = (Vec::new(), Vec::<String>::new(), Vec::new());
-    let mut flush =
-        |tokens: &mut Vec<String>, tags: &mut Vec<String>, lines: &mut Vec<usize>| -> Result<(), DataError> {
-            if tokens.is_empty() {
-                return Ok(());
+    for sentence in column_sentences(Lines::new(BufReader::new(reader), path)) {
+        let sentence = sentence?;
+        let (mut tokens, mut tags) = (Vec::with_capacity(sentence.len()), Vec::with_capacity(sentence.len()));
+        for (n, line) in &sentence {
+            let cols: Vec<&str> = line.split(['\t', ' ']).filter(|c| !c.is_empty()).collect();
+            if cols.len() < 2 {
+                return Err(DataError::format(path, format!("line {n}"), format!("`{line}` has no tag column")));
             }
-            let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
-            let (entities, bad) = tags_to_entities(&refs).map_err(|i| {
-                DataError::format(
-                    path,
-                    format!("line {}", lines[i]),
-                    format!("unknown tag `{}`; expected O or B-/I-/M-/E-/S-TYPE", tags[i]),
-                )
-            })?;
-            if let Some(&first) = bad.first() {
-                out.first_inconsistent_line.get_or_insert(lines[first]);
-            }
-            out.inconsistent_tags += bad.len();
-            out.examples.push(NerExample { tokens: std::mem::take(tokens), entities: sort(entities) });
-            tags.clear();
-            lines.clear();
-            Ok(())
-        };
-    for line in Lines::new(BufReader::new(reader), path) {
-        let (n, line) = line?;
-        let line = line.as_str();
-        // CoNLL-2003's document separators end a sentence and are not one (as in conlleval).
-        if line.trim().is_empty() || line.starts_with("-DOCSTART-") {
-            flush(&mut tokens, &mut tags, &mut lines)?;
-            continue;
+            tokens.push(options.token(cols[0]));
+            tags.push(cols[cols.len() - 1]);
         }
-        let cols: Vec<&str> = line.split(['\t', ' ']).filter(|c| !c.is_empty()).collect();
-        if cols.len() < 2 {
-            return Err(DataError::format(path, format!("line {n}"), format!("`{line}` has no tag column")));
+        let line_of = |i: usize| format!("line {}", sentence[i].0);
+        let (entities, bad) = tags_to_entities(&tags).map_err(|i| {
+            DataError::format(path, line_of(i), format!("unknown tag `{}`; expected O or B-/I-/M-/E-/S-TYPE", tags[i]))
+        })?;
+        if let Some(&first) = bad.first() {
+            out.first_inconsistent_line.get_or_insert(sentence[first].0);
         }
-        tokens.push(options.token(cols[0]));
-        tags.push(cols[cols.len() - 1].to_string());
-        lines.push(n);
+        out.inconsistent_tags += bad.len();
+        out.examples.push(NerExample { tokens, entities: sort(entities) });
     }
-    flush(&mut tokens, &mut tags, &mut lines)?;
     Ok(out)
 }
 

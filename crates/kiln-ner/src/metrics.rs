@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use kiln_data::ner::tags_to_entities;
+use kiln_data::sentences::sentences_of_lines;
 
 use crate::Span;
 
@@ -89,7 +90,7 @@ impl EntityCounts {
 /// conlleval's entity scores of a column file (`kiln predict --format conll` output, or any file
 /// conlleval reads): the last two columns of each line are the gold and the predicted tag, chunks are
 /// read from each column by conlleval's rules ([`kiln_data::ner::tags_to_entities`]), and a blank line
-/// or a `-DOCSTART-` line ends a sentence. A chunk counts as correct when both columns have it with the
+/// or a `-DOCSTART-` line ends a sentence ([`kiln_data::sentences`]). A chunk counts as correct when both columns have it with the
 /// same boundaries and type.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ColumnScores {
@@ -108,46 +109,37 @@ pub struct ColumnScores {
 pub fn score_columns(text: &str) -> Result<ColumnScores, String> {
     let mut scores = ColumnScores::default();
     let mut columns = None;
-    let mut sentence: Vec<(usize, Vec<&str>)> = vec![];
-    let flush = |sentence: &mut Vec<(usize, Vec<&str>)>, scores: &mut ColumnScores| -> Result<(), String> {
-        let n = sentence.first().map_or(0, |(_, c)| c.len());
+    for sentence in sentences_of_lines(text.lines()) {
+        let mut rows: Vec<(usize, Vec<&str>)> = Vec::with_capacity(sentence.len());
+        for (i, line) in sentence {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let expected = *columns.get_or_insert(cols.len());
+            if cols.len() < 3 || cols.len() != expected {
+                return Err(format!(
+                    "line {}: {} columns; expected a token, a gold and a predicted tag, {expected} columns as on the first line",
+                    i + 1,
+                    cols.len()
+                ));
+            }
+            rows.push((i + 1, cols));
+        }
+        let n = rows[0].1.len();
         let chunks = |col: usize| {
-            let tags: Vec<&str> = sentence.iter().map(|(_, c)| c[col]).collect();
-            tags_to_entities(&tags).map(|(e, _)| e).map_err(|i| {
-                format!("line {}: unknown tag `{}`; expected O or B-/I-/M-/E-/S-TYPE", sentence[i].0, tags[i])
-            })
+            let tags: Vec<&str> = rows.iter().map(|(_, c)| c[col]).collect();
+            tags_to_entities(&tags)
+                .map(|(e, _)| e)
+                .map_err(|i| format!("line {}: unknown tag `{}`; expected O or B-/I-/M-/E-/S-TYPE", rows[i].0, tags[i]))
         };
-        if n > 0 {
-            let (gold, predicted) = (chunks(n - 2)?, chunks(n - 1)?);
-            for e in &predicted {
-                let c = scores.per_type.entry(e.label.clone()).or_default();
-                c.predicted += 1;
-                c.correct += usize::from(gold.contains(e));
-            }
-            for e in &gold {
-                scores.per_type.entry(e.label.clone()).or_default().gold += 1;
-            }
+        let (gold, predicted) = (chunks(n - 2)?, chunks(n - 1)?);
+        for e in &predicted {
+            let c = scores.per_type.entry(e.label.clone()).or_default();
+            c.predicted += 1;
+            c.correct += usize::from(gold.contains(e));
         }
-        sentence.clear();
-        Ok(())
-    };
-    for (i, line) in text.lines().enumerate() {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        if cols.is_empty() || cols[0] == "-DOCSTART-" {
-            flush(&mut sentence, &mut scores)?;
-            continue;
+        for e in &gold {
+            scores.per_type.entry(e.label.clone()).or_default().gold += 1;
         }
-        let expected = *columns.get_or_insert(cols.len());
-        if cols.len() < 3 || cols.len() != expected {
-            return Err(format!(
-                "line {}: {} columns; expected a token, a gold and a predicted tag, {expected} columns as on the first line",
-                i + 1,
-                cols.len()
-            ));
-        }
-        sentence.push((i + 1, cols));
     }
-    flush(&mut sentence, &mut scores)?;
     scores.overall = scores.per_type.values().sum();
     Ok(scores)
 }

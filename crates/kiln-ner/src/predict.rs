@@ -6,6 +6,7 @@ use std::path::Path;
 
 use burn::prelude::*;
 use kiln_data::ner::{ColumnOptions, NerExample};
+use kiln_data::sentences::sentences_of_lines;
 use kiln_data::words::Token;
 use kiln_task::Context;
 use serde::Serialize;
@@ -149,21 +150,10 @@ impl NerTask {
         device: &Device,
     ) -> kiln_task::Result<Vec<String>> {
         let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
-        // Sentences as ranges of line numbers (0-based) of their tokens.
-        let mut sentences: Vec<Vec<usize>> = vec![];
-        let mut current = vec![];
-        for (i, line) in lines.iter().enumerate() {
-            if line.trim().is_empty() || line.starts_with("-DOCSTART-") {
-                if !current.is_empty() {
-                    sentences.push(std::mem::take(&mut current));
-                }
-            } else {
-                current.push(i);
-            }
-        }
-        if !current.is_empty() {
-            sentences.push(current);
-        }
+        // Sentences as the line numbers (0-based) of their tokens.
+        let sentences: Vec<Vec<usize>> = sentences_of_lines(lines.iter().copied())
+            .map(|sentence| sentence.into_iter().map(|(i, _)| i).collect())
+            .collect();
         kiln_task::ensure!(!sentences.is_empty(), "{}: no tokens (expected a column file)", source.display());
         let words: Vec<Vec<String>> = sentences
             .iter()
@@ -196,7 +186,7 @@ impl NerTask {
                 if line.trim().is_empty() {
                     String::new()
                 } else if tag.is_empty() {
-                    format!("{line} O") // -DOCSTART-
+                    format!("{line} O") // a -DOCSTART- line
                 } else {
                     format!("{line} {tag}")
                 }
