@@ -150,19 +150,15 @@ impl NerTask {
         device: &Device,
     ) -> kiln_task::Result<Vec<String>> {
         let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
-        // Sentences as the line numbers (0-based) of their tokens.
-        let sentences: Vec<Vec<usize>> = sentences_of_lines(lines.iter().copied())
-            .map(|sentence| sentence.into_iter().map(|(i, _)| i).collect())
-            .collect();
+        // Sentences as their token lines with their numbers (0-based).
+        let sentences: Vec<Vec<(usize, &str)>> = sentences_of_lines(lines.iter().copied()).collect();
         kiln_task::ensure!(!sentences.is_empty(), "{}: no tokens (expected a column file)", source.display());
+        let options = ColumnOptions { strip_digit_suffix: self.data.strip_digit_suffix };
         let words: Vec<Vec<String>> = sentences
             .iter()
             .map(|s| {
                 s.iter()
-                    .map(|&i| {
-                        let first = lines[i].split(['\t', ' ']).find(|c| !c.is_empty()).unwrap_or("");
-                        ColumnOptions { strip_digit_suffix: self.data.strip_digit_suffix }.token(first)
-                    })
+                    .map(|(_, line)| options.token(line.split(['\t', ' ']).find(|c| !c.is_empty()).unwrap_or("")))
                     .collect()
             })
             .collect();
@@ -170,11 +166,11 @@ impl NerTask {
         let mut tags: Vec<String> = vec![String::new(); lines.len()];
         for (sentence, mut spans) in sentences.iter().zip(self.find_spans(model, &refs, device)) {
             keep_flat(&mut spans);
-            for &i in sentence {
+            for &(i, _) in sentence {
                 tags[i] = "O".into();
             }
             for s in spans {
-                for (k, &i) in sentence[s.start..=s.end].iter().enumerate() {
+                for (k, &(i, _)) in sentence[s.start..=s.end].iter().enumerate() {
                     tags[i] = format!("{}-{}", if k == 0 { 'B' } else { 'I' }, self.types[s.kind]);
                 }
             }
