@@ -58,18 +58,24 @@ one() {
         nvae) config=configs/vae/hyperspherical_nvae.toml ambient=$d ;;
         fixed20) extra=(--set model.latent.kappa=20) ;;
     esac
+    # Each step only after the one before it succeeded (`set -e` does not hold left of `||`): a
+    # training that was stopped or failed must not be evaluated and recorded as a result.
     {
         RAYON_NUM_THREADS=$threads "$KILN" train "$config" --set "model.latent.d=$ambient" --set "train.seed=$seed" \
             --set "train.epochs=$epochs" --set "model.kl_warmup_steps=$warmup" "${extra[@]}" \
-            --set "output.dir=\"$dir\""
-        RAYON_NUM_THREADS=$threads "$KILN" eval "$dir/run-001" | tee "$dir/eval.txt"
-        RAYON_NUM_THREADS=$threads "$KILN" sample "$dir/run-001"
+            --set "output.dir=\"$dir\"" &&
+            RAYON_NUM_THREADS=$threads "$KILN" eval "$dir/run-001" >"$dir/eval.txt" &&
+            cat "$dir/eval.txt" &&
+            RAYON_NUM_THREADS=$threads "$KILN" sample "$dir/run-001"
     } >"$out/$name.log" 2>&1 || { echo "$name failed: see $out/$name.log" >&2; return 1; }
-    local line best secs
+    local line best
     line=$(grep -E '^ *test:' "$dir/eval.txt")
     value() { sed -E "s/.*$1 (-?[0-9.]+).*/\1/" <<<"$line"; }
-    best=$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(s["best"]["step"], round(s["train_seconds"]))' \
-        "$dir/run-001/summary.json")
+    # Only a training that ran to its end (the budget or early stopping) is a result.
+    best=$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))
+e = s["ending"]
+if e not in ("Finished", "EarlyStopped"): sys.exit(f"{sys.argv[1]}: the training ended {e}, not a result")
+print(s["best"]["step"], round(s["train_seconds"]))' "$dir/run-001/summary.json") || return 1
     echo "$model $d $seed $(value log_likelihood) $(value elbo) $(value reconstruction) $(value kl) $best" >"$dir/result.txt"
     echo "$name: $(cat "$dir/result.txt")" >&2
 }

@@ -12,7 +12,9 @@ train_seconds") and, where `kiln sample` wrote it, RUN/run-001/pictures/kappa.cs
 3. what the learned kappa does: kappa(x)'s median and 5-95% range over the test images, and the KL
    per image, against the fixed kappa = 20 model (medians over seeds of each run's figures);
 4. where `kiln sample` wrote RUN/run-001/pictures/kappa_scale.csv: whether the learned kappa is at
-   the ELBO's optimum (the best factor on kappa(x) per seed, and the ELBO at 0.7 and 1.4 times it).
+   the ELBO's optimum (the best factor on kappa(x) per seed, and the ELBO at 0.7 and 1.4 times it);
+5. every run on its own line (model, d, seed, log-likelihood, ELBO, best epoch), so that a later
+   seed can be pooled exactly with these.
 
 Standard library only.
 """
@@ -156,6 +158,20 @@ def main():
                 f"| {d} | {'/'.join(f'{b:g}' for b in best)} | {'/'.join(f'{g:.3f}' for g in gain)} "
                 f"| {at(0.7)} | {at(1.4)} |"
             )
+
+    print()
+    print("Per run (test log-likelihood and ELBO, nats):")
+    print()
+    print("| model | d | seed | log-likelihood | ELBO | best epoch of last |")
+    print("|---|---|---|---|---|---|")
+    for d in dims:
+        for model in ["svae", "nvae", "fixed20"]:
+            for r in sorted(runs.get((model, d), []), key=lambda r: r["seed"]):
+                last = f" of {round(r['last_step'] / 781)}" if r.get("last_step") else ""
+                print(
+                    f"| {NAMES[model]} | {d} | {r['seed']} | {r['log_likelihood']:.2f} | {r['elbo']:.2f} "
+                    f"| {round(r['best_step'] / 781)}{last} |"
+                )
 
 
 if __name__ == "__main__":
