@@ -7,7 +7,8 @@ use kiln_ner::{Counts, score_columns};
 
 #[test]
 fn column_scores_equal_conlleval() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/conlleval");
+    let dir = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo test"))
+        .join("tests/fixtures/conlleval");
     let text = std::fs::read_to_string(dir.join("input.txt")).unwrap();
     let expected: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();

@@ -178,7 +178,7 @@ mod tests {
         kinds.sort_unstable();
         kinds.dedup();
         assert_eq!(kinds.len(), ModelConfig::KINDS.len());
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let root = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo test")).join("../../configs");
         let mut seen = std::collections::BTreeSet::new();
         for dir in
             [root.clone(), root.join("lm"), root.join("ner"), root.join("vae"), root.join("gan"), root.join("vit")]

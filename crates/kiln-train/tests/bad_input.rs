@@ -31,7 +31,7 @@ struct Generate {
 }
 
 fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad_input")
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo test")).join("tests/bad_input")
 }
 
 fn kiln() -> Command {

@@ -9,8 +9,11 @@ pub fn kiln() -> Command {
     Command::new(env!("CARGO_BIN_EXE_kiln"))
 }
 
+/// The workspace root. `CARGO_MANIFEST_DIR` is read when the test runs, not with `env!` when it is
+/// compiled: a target directory shared by two checkouts reuses a test binary built in the other one,
+/// and a path baked into it would point there (or nowhere, once that checkout is gone).
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo test")).join("../..").canonicalize().unwrap()
 }
 
 pub fn text(o: &Output) -> String {
