@@ -23,7 +23,8 @@ What differs from Kiln on purpose, so that an agreement means something:
   series); the derivative `κ(1 − A²) − (d−1)A`, `A = I_{d/2}(κ)/I_{d/2−1}(κ)` in the ambient d, is
   checked here against central differences of the KL at start-up;
 - weights and biases start from U(±1/√fan_in) (PyTorch's and Burn's default for linear layers),
-  drawn from JAX's generator; the N-VAE's scale is σ = exp(½ log σ²).
+  drawn from JAX's generator (`--init glorot`: TensorFlow's default, Glorot-uniform weights and zero
+  biases); the N-VAE's scale is σ = exp(½ log σ²).
 
 Prints one line per epoch and, at the end, "test: log_likelihood L elbo E reconstruction R kl K".
 """
@@ -147,8 +148,13 @@ def sample_vmf(key, mu, kappa):
 # The networks.
 
 
-def dense_init(key, n_in, n_out):
+def dense_init(key, n_in, n_out, init):
+    """`torch`: weights and biases from U(±1/√fan_in) (PyTorch's and Burn's linear default);
+    `glorot`: weights from U(±√(6/(fan_in + fan_out))), biases zero (TensorFlow's dense default)."""
     kw, kb = jax.random.split(key)
+    if init == "glorot":
+        bound = math.sqrt(6.0 / (n_in + n_out))
+        return {"w": jax.random.uniform(kw, (n_in, n_out), minval=-bound, maxval=bound), "b": jnp.zeros(n_out)}
     bound = 1.0 / math.sqrt(n_in)
     return {
         "w": jax.random.uniform(kw, (n_in, n_out), minval=-bound, maxval=bound),
@@ -156,18 +162,18 @@ def dense_init(key, n_in, n_out):
     }
 
 
-def init_params(key, model, d):
+def init_params(key, model, d, init):
     m = d + 1 if model == "svae" else d
     keys = jax.random.split(key, 7)
     p = {
-        "e0": dense_init(keys[0], 784, 256),
-        "e1": dense_init(keys[1], 256, 128),
-        "mu": dense_init(keys[2], 128, m),
-        "d0": dense_init(keys[4], m, 128),
-        "d1": dense_init(keys[5], 128, 256),
-        "d2": dense_init(keys[6], 256, 784),
+        "e0": dense_init(keys[0], 784, 256, init),
+        "e1": dense_init(keys[1], 256, 128, init),
+        "mu": dense_init(keys[2], 128, m, init),
+        "d0": dense_init(keys[4], m, 128, init),
+        "d1": dense_init(keys[5], 128, 256, init),
+        "d2": dense_init(keys[6], 256, 784, init),
     }
-    p["spread"] = dense_init(keys[3], 128, 1 if model == "svae" else m)
+    p["spread"] = dense_init(keys[3], 128, 1 if model == "svae" else m, init)
     return p
 
 
@@ -224,6 +230,7 @@ def main():
     ap.add_argument("--warmup-epochs", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--samples", type=int, default=500)
+    ap.add_argument("--init", choices=["torch", "glorot"], default="torch")
     args = ap.parse_args()
     print(f"jax {jax.__version__}, optax {optax.__version__}, scipy {scipy.__version__}, "
           f"numpy {np.__version__}; {vars(args)}", flush=True)
@@ -241,7 +248,7 @@ def main():
     warmup = args.warmup_epochs * steps_per_epoch
     key = jax.random.PRNGKey(args.seed)
     key, k_init = jax.random.split(key)
-    params = init_params(k_init, args.model, args.d)
+    params = init_params(k_init, args.model, args.d, args.init)
     opt = optax.adam(1e-3)
     state = opt.init(params)
     terms = make_terms(args.model, args.d)
