@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 : "${KILN_DATA_DIR:?set KILN_DATA_DIR (the directory holding stsb/)}"
 py="${1:-python3}"
 cargo build --release --quiet
-./target/release/kiln bench embed --model "$KILN_BERT_DIR" --repeats 3
+"${CARGO_TARGET_DIR:-target}/release/kiln" bench embed --model "$KILN_BERT_DIR" --repeats 3
 if "$py" -c "import torch, transformers" 2>/dev/null; then
   "$py" scripts/bench/embed_transformers.py "$KILN_BERT_DIR" "$KILN_DATA_DIR/stsb" --repeats 3
 else

@@ -13,7 +13,7 @@ set -euo pipefail
 N=${1:-12}
 SEED=${2:-$RANDOM}
 cd "$(dirname "$0")/../.."
-KILN=${KILN:-target/release/kiln}
+KILN=${KILN:-${CARGO_TARGET_DIR:-target}/release/kiln}
 [ -x "$KILN" ] || cargo build --release --quiet
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT

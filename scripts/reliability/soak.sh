@@ -9,7 +9,7 @@ DURATION=${1:-3600}
 INTERVAL=${2:-30}
 OUT=${3:-soak.csv}
 cd "$(dirname "$0")/../.."
-KILN=${KILN:-target/release/kiln}
+KILN=${KILN:-${CARGO_TARGET_DIR:-target}/release/kiln}
 [ -x "$KILN" ] || cargo build --release --quiet
 WORK=$(mktemp -d)
 cat > "$WORK/config.toml" <<TOML
