@@ -20,11 +20,12 @@ What differs from Kiln on purpose, so that an agreement means something:
 - the gradient in κ flows through `w = (1 − (1+b)e) / (1 − (1−b)e)` with the accepted `e` held fixed,
   written with JAX's autodiff (Kiln writes it by hand);
 - the KL and its derivative use SciPy's exponentially scaled Bessel functions (Kiln sums its own
-  series); the derivative `κ(1 − A²) − (d−1)A`, `A = I_{d/2}(κ)/I_{d/2−1}(κ)` in the ambient d, is
-  checked here against central differences of the KL at start-up;
+  series); the derivative `κ(1 − A²) − (m−1)A`, `A = I_{m/2}(κ)/I_{m/2−1}(κ)` for the ambient
+  dimension m = d + 1, is checked here against central differences of the KL at start-up;
 - weights and biases start from U(±1/√fan_in) (PyTorch's and Burn's default for linear layers),
   drawn from JAX's generator (`--init glorot`: TensorFlow's default, Glorot-uniform weights and zero
-  biases); the N-VAE's scale is σ = exp(½ log σ²).
+  biases).
+The N-VAE's scale is σ = exp(½ log σ²), as in Kiln.
 
 Prints one line per epoch and, at the end, "test: log_likelihood L elbo E reconstruction R kl K".
 """
