@@ -44,6 +44,11 @@ def quantile(sorted_values, q):
     return sorted_values[i] + (pos - i) * (sorted_values[j] - sorted_values[i])
 
 
+def epoch(step):
+    """The epoch of a step: 50,000 training digits in batches of 64 are 781 steps an epoch."""
+    return round(step / 781)
+
+
 def spread(values):
     mean = statistics.fmean(values)
     sd = statistics.stdev(values) if len(values) > 1 else float("nan")
@@ -112,9 +117,9 @@ def main():
             m = {k: statistics.fmean(r[k] for r in rows) for k in FIELDS}
             seeds = ",".join(str(r["seed"]) for r in rows)
             # The tested checkpoint's epoch, and where training ended (early stopping or the budget).
-            best_epochs = "/".join(str(round(r["best_step"] / 781)) for r in rows)
+            best_epochs = "/".join(str(epoch(r["best_step"])) for r in rows)
             if all(r.get("last_step") for r in rows):
-                best_epochs += " of " + "/".join(str(round(r["last_step"] / 781)) for r in rows)
+                best_epochs += " of " + "/".join(str(epoch(r["last_step"])) for r in rows)
             print(
                 f"| {NAMES[model]} | {d} | {seeds} | {m['elbo']:.2f} | {m['reconstruction']:.2f} | {m['kl']:.2f} "
                 f"| {best_epochs} | {m['train_seconds'] / 60:.1f} min |"
@@ -167,10 +172,10 @@ def main():
     for d in dims:
         for model in ["svae", "nvae", "fixed20"]:
             for r in sorted(runs.get((model, d), []), key=lambda r: r["seed"]):
-                last = f" of {round(r['last_step'] / 781)}" if r.get("last_step") else ""
+                last = f" of {epoch(r['last_step'])}" if r.get("last_step") else ""
                 print(
                     f"| {NAMES[model]} | {d} | {r['seed']} | {r['log_likelihood']:.2f} | {r['elbo']:.2f} "
-                    f"| {round(r['best_step'] / 781)}{last} |"
+                    f"| {epoch(r['best_step'])}{last} |"
                 )
 
 
