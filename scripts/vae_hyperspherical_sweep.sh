@@ -17,7 +17,8 @@
 # the values of d, in that order, MODELS (default "svae nvae") the learned-kappa and Gaussian models
 # to run at each d and seed (e.g. MODELS=svae for a longer S-VAE budget where the N-VAE stopped
 # early anyway), JOBS (default 2) runs at a time, each on one thread
-# (RAYON_NUM_THREADS=1 when JOBS > 1), KILN=path/to/kiln (default $CARGO_TARGET_DIR/release/kiln, else target/release/kiln, built first),
+# (RAYON_NUM_THREADS=1 when JOBS > 1), KILN=path/to/kiln (default $CARGO_TARGET_DIR/release/kiln,
+# else target/release/kiln, built first),
 # OUT (default runs/hyperspherical) the directory of the runs. Runs go under OUT/NAME-dD-sS/ (an
 # existing run with a result.txt is kept, so an interrupted sweep continues); the log of each is its
 # NAME-dD-sS.log. A longer budget belongs in its own OUT, e.g.

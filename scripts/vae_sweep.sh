@@ -7,8 +7,8 @@
 #
 #   KILN_DATA_DIR=../shared/datasets scripts/vae_sweep.sh [EPOCHS]     (default: the configs' 50)
 #
-# KILN=path/to/kiln picks the binary (default $CARGO_TARGET_DIR/release/kiln, else target/release/kiln, built first). Runs go under
-# runs/vae-sweep/; the log of every command is runs/vae-sweep/sweep.log.
+# KILN=path/to/kiln picks the binary (default $CARGO_TARGET_DIR/release/kiln, else
+# target/release/kiln, built first). Runs go under runs/vae-sweep/; the log of every command is runs/vae-sweep/sweep.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 epochs=${1:-50}

@@ -7,8 +7,8 @@
 #   KILN_DATA_DIR=../shared/datasets scripts/vit_sweep.sh [SEED ...]        (default: seed 0)
 #   CONFIGS="configs/vit/softmax_rope.toml ..." picks the configs (default: all of configs/vit/).
 #
-# KILN=path/to/kiln picks the binary (default $CARGO_TARGET_DIR/release/kiln, else target/release/kiln, built first). Runs go under
-# runs/vit-sweep/; the log of every command is runs/vit-sweep/sweep.log.
+# KILN=path/to/kiln picks the binary (default $CARGO_TARGET_DIR/release/kiln, else
+# target/release/kiln, built first). Runs go under runs/vit-sweep/; the log of every command is runs/vit-sweep/sweep.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds=("${@:-0}")
