@@ -14,7 +14,7 @@ mod task;
 pub mod vmf;
 
 pub use image::{TAB10, write_sphere};
-pub use importance::log_mean_exp;
+pub use importance::{log_mean_exp, one_decode_estimate};
 pub use kind::VaeKind;
 pub use latent::{KappaConfig, Latent, LatentConfig, Posterior, SamplerKind};
 pub use model::{Vae, VaeConfig, bernoulli_nll};

@@ -15,7 +15,9 @@
 //!
 //! Training minimises the negative ELBO `E_q[−ln p(x|z)] + KL(q(z|x) ‖ p(z))` with one sample per
 //! image (the KL weighted by a linear ramp during an optional warm-up, `kl_warmup_steps`). Evaluation reports, per image, the ELBO, its two terms and (test split) the
-//! importance-sampled log-likelihood `ln (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x)`, `z_k ~ q(z|x)`.
+//! importance-sampled log-likelihood `ln (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x)`, `z_k ~ q(z|x)`, and
+//! from the same samples `log_likelihood_one_decode`, the S-VAE authors' example's figure
+//! ([`crate::importance::one_decode_estimate`]), to read published tables computed with it.
 //! `w` for the vMF sample and all evaluation noise are drawn on the host from generators keyed by
 //! `(seed, step)` or `(split, chunk)`, so evaluations repeat exactly.
 
@@ -29,7 +31,7 @@ use rand_distr::{Distribution, StandardNormal};
 
 use crate::concentration::{self, ImageFigures, KappaScale};
 use crate::image::write_sphere;
-use crate::importance::log_mean_exp;
+use crate::importance::{log_mean_exp, one_decode_estimate};
 use crate::latent::{KappaConfig, LatentConfig, Posterior};
 use crate::model::{Vae, VaeConfig, bernoulli_nll};
 use crate::vmf::{VonMisesFisher, WSampler};
@@ -52,6 +54,13 @@ struct ChunkFigures {
     posterior: Posterior,
     reconstruction: Tensor<1>,
     kl: Tensor<1>,
+}
+
+/// The importance-sampled `ln p(x)` `[b]` of a chunk, and its samples' `ln q(z_k|x) − ln p(z_k)`
+/// `[b, K]`.
+struct Estimates {
+    importance: Tensor<1>,
+    log_ratios: Tensor<2>,
 }
 
 /// Host-drawn noise of one sample per row.
@@ -85,6 +94,9 @@ pub struct Scores {
     pub kl: f64,
     /// Importance-sampled `ln p(x)`, if asked for.
     pub log_likelihood: Option<f64>,
+    /// With it, from the same samples: the S-VAE authors' example's figure
+    /// ([`crate::importance::one_decode_estimate`]; not an estimate of `ln p(x)`).
+    pub log_likelihood_one_decode: Option<f64>,
 }
 
 impl VaeTask {
@@ -189,17 +201,25 @@ impl VaeTask {
     fn mean_figures(&self, model: &Vae, split: Split, kappa_scale: f64, importance: bool, device: &Device) -> Scores {
         let (data, _) = self.split(split);
         let samples = if importance { self.eval_samples(split) } else { 0 };
-        let (mut recon, mut kl, mut ll) = (0.0f64, 0.0f64, 0.0f64);
+        let (mut recon, mut kl, mut ll, mut one_decode) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
         for (idx, mut rng) in self.eval_chunks(split) {
             let figures = self.chunk_figures(model, data, &idx, kappa_scale, &mut rng, device);
-            recon += sum(figures.reconstruction);
+            recon += sum(figures.reconstruction.clone());
             kl += sum(figures.kl);
             if samples > 0 {
-                ll += sum(self.log_likelihood(model, &figures.posterior, figures.images, samples, &mut rng, device));
+                let estimates =
+                    self.log_likelihood(model, &figures.posterior, figures.images, samples, &mut rng, device);
+                ll += sum(estimates.importance);
+                one_decode += sum(one_decode_estimate(figures.reconstruction, estimates.log_ratios));
             }
         }
         let n = data.len() as f64;
-        Scores { reconstruction: recon / n, kl: kl / n, log_likelihood: (samples > 0).then_some(ll / n) }
+        Scores {
+            reconstruction: recon / n,
+            kl: kl / n,
+            log_likelihood: (samples > 0).then_some(ll / n),
+            log_likelihood_one_decode: (samples > 0).then_some(one_decode / n),
+        }
     }
 
     /// Each image's `κ(x)`, KL and one-sample reconstruction over a split, drawn in its evaluation
@@ -283,7 +303,8 @@ impl VaeTask {
         ChunkFigures { images, posterior, reconstruction, kl }
     }
 
-    /// `ln (1/K) Σ_k exp(−nll_k − (ln q(z_k|x) − ln p(z_k)))` per image `[b]`.
+    /// `ln (1/K) Σ_k exp(−nll_k − (ln q(z_k|x) − ln p(z_k)))` per image `[b]`, and the log-ratios
+    /// `[b, K]` of its samples.
     fn log_likelihood(
         &self,
         model: &Vae,
@@ -292,14 +313,16 @@ impl VaeTask {
         k: usize,
         rng: &mut StdRng,
         device: &Device,
-    ) -> Tensor<1> {
+    ) -> Estimates {
         let [b, s, _] = images.dims();
         let repeated = posterior.repeat(k);
         let noise = self.noise(&repeated, b * k, rng, device);
         let z = repeated.sample(noise.w, noise.eps);
         let targets = images.unsqueeze_dim::<4>(1).expand([b, k, s, s]).reshape([b * k, s, s]);
         let nll = bernoulli_nll(model.decode(z.clone()), targets);
-        log_mean_exp((nll + repeated.log_ratio(z, self.vmf)).neg().reshape([b, k]))
+        let log_ratios = repeated.log_ratio(z, self.vmf);
+        let importance = log_mean_exp((nll + log_ratios.clone()).neg().reshape([b, k]));
+        Estimates { importance, log_ratios: log_ratios.reshape([b, k]) }
     }
 }
 
@@ -368,6 +391,9 @@ impl Task for VaeTask {
         ];
         if let Some(ll) = s.log_likelihood {
             m.push(("log_likelihood".into(), ll));
+        }
+        if let Some(ll) = s.log_likelihood_one_decode {
+            m.push(("log_likelihood_one_decode".into(), ll));
         }
         Ok(m)
     }
