@@ -3,8 +3,9 @@
 # learned per image), the N-VAE (Gaussian) and Su's fixed-kappa vMF-VAE (kappa = 20) with d = 2, 5,
 # 10, 20 latent degrees of freedom (the Gaussian on R^d, the sphere S^d in R^(d+1), as the authors'
 # example code pairs them), several seeds each, from configs/vae/hyperspherical_{svae,nvae}.toml. Each run
-# trains, keeps the checkpoint with the best validation ELBO, is evaluated on the test set (ELBO and
-# the log-likelihood importance-sampled with 500 samples per image) and draws its pictures (for the
+# trains, keeps the checkpoint with the best validation ELBO, is evaluated on the test set (ELBO, the
+# log-likelihood importance-sampled with 500 samples per image, and from the same samples the
+# authors' TensorFlow example's figure, log_likelihood_one_decode) and draws its pictures (for the
 # vMF runs also the histogram of kappa(x) and the per-image KL, pictures/kappa_*.{png,csv}). Prints
 # a Markdown table of mean ± standard deviation over the seeds.
 #
@@ -44,7 +45,8 @@ mkdir -p "$out"
 steps_per_epoch=781 # 50,000 training digits in batches of 64
 
 # One run: "model d seed" → $out/model-dD-sS/result.txt
-# (model d seed log_likelihood elbo reconstruction kl best_step train_seconds).
+# (model d seed log_likelihood elbo reconstruction kl best_step train_seconds
+# log_likelihood_one_decode).
 one() {
     local model=$1 d=$2 seed=$3 epochs=$4 warmup=$5 out=$6 threads=$7
     local name="$model-d$d-s$seed" dir="$out/$model-d$d-s$seed"
@@ -77,7 +79,8 @@ one() {
 e = s["ending"]
 if e not in ("Finished", "EarlyStopped"): sys.exit(f"{sys.argv[1]}: the training ended {e}, not a result")
 print(s["best"]["step"], round(s["train_seconds"]))' "$dir/run-001/summary.json") || return 1
-    echo "$model $d $seed $(value log_likelihood) $(value elbo) $(value reconstruction) $(value kl) $best" >"$dir/result.txt"
+    echo "$model $d $seed $(value log_likelihood) $(value elbo) $(value reconstruction) $(value kl) $best" \
+        "$(value log_likelihood_one_decode)" >"$dir/result.txt"
     echo "$name: $(cat "$dir/result.txt")" >&2
 }
 export -f one

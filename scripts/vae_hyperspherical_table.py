@@ -4,7 +4,8 @@
     python3 scripts/vae_hyperspherical_table.py runs/hyperspherical EPOCHS WARMUP_EPOCHS
 
 Reads every RUN/result.txt ("model d seed log_likelihood elbo reconstruction kl best_step
-train_seconds") and, where `kiln sample` wrote it, RUN/run-001/pictures/kappa.csv; prints
+train_seconds [log_likelihood_one_decode]") and, where `kiln sample` wrote it,
+RUN/run-001/pictures/kappa.csv; prints
 
 1. test log-likelihood per model and d: mean ± sample standard deviation over the seeds (n), the
    S-VAE's lead over the N-VAE of the same seed, and the published S-VAE and N-VAE figures;
@@ -13,7 +14,10 @@ train_seconds") and, where `kiln sample` wrote it, RUN/run-001/pictures/kappa.cs
    per image, against the fixed kappa = 20 model (medians over seeds of each run's figures);
 4. where `kiln sample` wrote RUN/run-001/pictures/kappa_scale.csv: whether the learned kappa is at
    the ELBO's optimum (the best factor on kappa(x) per seed, and the ELBO at 0.7 and 1.4 times it);
-5. every run on its own line (model, d, seed, log-likelihood, ELBO, best epoch), so that a later
+5. where the runs have it, the published table column by column: Kiln's ELBO against the published
+   L[q], and Kiln's figure from the estimator of the authors' TensorFlow example
+   (log_likelihood_one_decode) against the published LL, with Kiln's importance-sampled LL beside;
+6. every run on its own line (model, d, seed, log-likelihood, ELBO, best epoch), so that a later
    seed can be pooled exactly with these.
 
 Standard library only.
@@ -32,8 +36,14 @@ PUBLISHED = {
     "svae": {2: -132.50, 5: -108.43, 10: -93.16, 20: -89.02},
     "nvae": {2: -135.73, 5: -110.21, 10: -93.84, 20: -88.90},
 }
+# The same table's L[q] (the ELBO) column, as transcribed in the public reproduction
+# raphaelrubrice/HVAE (paper_experiments/Table1_exp.ipynb); docs/results.md quotes it.
+PUBLISHED_ELBO = {
+    "svae": {2: -133.72, 5: -111.19, 10: -97.70, 20: -96.15},
+    "nvae": {2: -137.08, 5: -112.98, 10: -98.36, 20: -94.79},
+}
 NAMES = {"svae": "S-VAE (learned κ)", "nvae": "N-VAE", "fixed20": "vMF, fixed κ = 20"}
-FIELDS = ["log_likelihood", "elbo", "reconstruction", "kl", "best_step", "train_seconds"]
+FIELDS = ["log_likelihood", "elbo", "reconstruction", "kl", "best_step", "train_seconds", "one_decode"]
 
 
 def quantile(sorted_values, q):
@@ -114,7 +124,7 @@ def main():
             rows = runs.get((model, d), [])
             if not rows:
                 continue
-            m = {k: statistics.fmean(r[k] for r in rows) for k in FIELDS}
+            m = {k: statistics.fmean(r[k] for r in rows) for k in FIELDS[:6]}
             seeds = ",".join(str(r["seed"]) for r in rows)
             # The tested checkpoint's epoch, and where training ended (early stopping or the budget).
             best_epochs = "/".join(str(epoch(r["best_step"])) for r in rows)
@@ -162,6 +172,30 @@ def main():
             print(
                 f"| {d} | {'/'.join(f'{b:g}' for b in best)} | {'/'.join(f'{g:.3f}' for g in gain)} "
                 f"| {at(0.7)} | {at(1.4)} |"
+            )
+
+    # The published columns against Kiln's, each with its own estimator: ELBO against L[q], the
+    # TensorFlow example's one-decode figure against LL.
+    compared = [
+        (m, d) for d in dims for m in ["svae", "nvae"] if any("one_decode" in r for r in runs.get((m, d), []))
+    ]
+    if compared:
+        print()
+        print("Column by column against the published table (means over seeds with the one-decode figure), nats:")
+        print()
+        print(
+            "| model | d | seeds | Kiln ELBO | published L[q] | Kiln one-decode | published LL "
+            "| Kiln importance-sampled LL |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
+        for model, d in compared:
+            rows = [r for r in runs[(model, d)] if "one_decode" in r]
+            mean = lambda k: statistics.fmean(r[k] for r in rows)
+            seeds = ",".join(str(r["seed"]) for r in rows)
+            published = [f"{p[model][d]:.2f}" if d in p[model] else "-" for p in [PUBLISHED_ELBO, PUBLISHED]]
+            print(
+                f"| {NAMES[model]} | {d} | {seeds} | {mean('elbo'):.2f} | {published[0]} "
+                f"| {mean('one_decode'):.2f} | {published[1]} | {mean('log_likelihood'):.2f} |"
             )
 
     print()
