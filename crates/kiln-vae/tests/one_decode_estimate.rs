@@ -9,8 +9,10 @@
 //!   alone. Built from Kiln's pieces (`Posterior::repeat`, the sampler of `w`, `Posterior::sample`,
 //!   `Posterior::log_ratio`, `Posterior::kl`), its mean over 2000 sets of `K = 500` draws must match
 //!   `scripts/reference/one_decode_gain.py` (NumPy and SciPy, 100,000 sets) within four standard
-//!   errors. The excess lives in the tail of `p(z) / q(z|x)`, so the check reaches the sampler's tail
-//!   and the Bessel normaliser, not only their means.
+//!   errors. The excess lives in the tail of `p(z) / q(z|x)`, so the check reaches the sampler's
+//!   tail, not only its mean; through the KL it also sets the mean resultant length `A_d(κ)` against
+//!   the sampler's draws. (An error in the vMF normaliser would cancel between the KL and the
+//!   log-ratios: `importance_sampling.rs` checks that.)
 
 use burn::prelude::*;
 use kiln_vae::{KappaConfig, LatentConfig, Posterior, SamplerKind, log_mean_exp, one_decode_estimate};
