@@ -46,12 +46,12 @@ def wood_w(kappa, m, size):
     return out
 
 
-def vmf_gain(kappa, m):
+def vmf_gain(kappa, m, k=K, reps=REPS):
     a = ive(m / 2, kappa) / ive(m / 2 - 1, kappa)
-    gains = np.empty(REPS)
-    for start in range(0, REPS, 1000):
-        w = wood_w(kappa, m, 1000 * K).reshape(1000, K)
-        gains[start : start + 1000] = logsumexp(kappa * (a - w), axis=1) - np.log(K)
+    gains = np.empty(reps)
+    for start in range(0, reps, 1000):
+        w = wood_w(kappa, m, 1000 * k).reshape(1000, k)
+        gains[start : start + 1000] = logsumexp(kappa * (a - w), axis=1) - np.log(k)
     return gains
 
 
@@ -68,16 +68,16 @@ def gaussian_gain(mean, sd):
     return gains
 
 
+def mean_and_se(g):
+    return g.mean(), g.std(ddof=1) / np.sqrt(len(g))
+
+
 def table():
-    global REPS
-    REPS = 20_000
     for d, kappa in [(2, 1721.3), (5, 780.5), (10, 550.3), (20, 338.7)]:
         row = []
         for k in [500, 1000]:
-            global K
-            K = k
-            g = vmf_gain(kappa, d + 1)
-            row.append(f"K = {k}: {g.mean():.2f} se {g.std(ddof=1) / np.sqrt(len(g)):.2f}")
+            mean, se = mean_and_se(vmf_gain(kappa, d + 1, k=k, reps=20_000))
+            row.append(f"K = {k}: {mean:.2f} se {se:.2f}")
         print(f"S^{d} at kappa {kappa}: " + ", ".join(row))
 
 
@@ -90,7 +90,8 @@ def main():
         ("gaussian d=5 mean=0.5 sd=0.1", gaussian_gain([0.5] * 5, [0.1] * 5)),
     ]
     for name, g in cases:
-        print(f"{name}: gain {g.mean():.4f} se {g.std(ddof=1) / np.sqrt(len(g)):.4f} (K = {K}, {len(g)} sets)")
+        mean, se = mean_and_se(g)
+        print(f"{name}: gain {mean:.4f} se {se:.4f} (K = {K}, {len(g)} sets)")
 
 
 if __name__ == "__main__":

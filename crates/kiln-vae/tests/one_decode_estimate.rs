@@ -40,6 +40,7 @@ fn gains(config: &LatentConfig, posterior: &Posterior, seed: u64) -> Vec<f64> {
     let d = config.dim();
     let mut rng = StdRng::seed_from_u64(seed);
     let mut out = Vec::with_capacity(SETS);
+    let kl = posterior.repeat(CHUNK).kl(config.vmf());
     for _ in 0..SETS / CHUNK {
         let repeated = posterior.repeat(CHUNK * K);
         let n = CHUNK * K;
@@ -47,9 +48,8 @@ fn gains(config: &LatentConfig, posterior: &Posterior, seed: u64) -> Vec<f64> {
         let eps: Vec<f32> = (0..n * d).map(|_| StandardNormal.sample(&mut rng)).collect();
         let z = repeated.sample(w, matrix(eps, n, &device));
         let log_ratios = repeated.log_ratio(z, config.vmf()).reshape([CHUNK, K]);
-        let kl = posterior.repeat(CHUNK).kl(config.vmf());
         let no_decoder = Tensor::<1>::zeros([CHUNK], &device);
-        out.extend(values(one_decode_estimate(no_decoder, log_ratios) + kl));
+        out.extend(values(one_decode_estimate(no_decoder, log_ratios) + kl.clone()));
     }
     out
 }
